@@ -1,0 +1,22 @@
+"""udfmem: memory telemetry for long-lived data-processing UDF workers.
+
+Put ``@tracked`` on a stateful UDF class (innermost, under the engine's decorator) and
+every K calls each worker logs one ``udfmem.snapshot`` line with its RSS, Arrow's live
+bytes, the gap between them, the allocator's freed-but-held memory and the growth since
+setup. ``sample()`` reads the same probes on demand.
+"""
+
+from __future__ import annotations
+
+from ._decorator import TrackedUDF, tracked
+from ._probes import MemorySample, sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MemorySample",
+    "TrackedUDF",
+    "__version__",
+    "sample",
+    "tracked",
+]

@@ -1,0 +1,170 @@
+"""Settings from decorator arguments and the ``UDFMEM_*`` environment.
+
+Every environment variable udfmem reads is named in this module and nowhere else.
+Decorator arguments are validated when the decorator runs (a bad one is a programming
+error and raises); environment values are read in the worker on first use, override
+the decorator arguments, and a bad one yields a warning and the default instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+ENV_DISABLE = "UDFMEM_DISABLE"
+ENV_EVERY = "UDFMEM_EVERY"
+ENV_EVERY_S = "UDFMEM_EVERY_S"
+ENV_LOG_FORMAT = "UDFMEM_LOG_FORMAT"
+ENV_LOG_DIR = "UDFMEM_LOG_DIR"
+
+#: Every variable udfmem reads, in the order the README documents them.
+ENV_NAMES: tuple[str, ...] = (ENV_DISABLE, ENV_EVERY, ENV_EVERY_S, ENV_LOG_FORMAT, ENV_LOG_DIR)
+
+LOG_FORMATS = ("logfmt", "json")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What the decorator was given, validated. Picklable: it travels with the class."""
+
+    name: str
+    every: int = 32
+    every_s: float = 60.0
+    methods: tuple[str, ...] = ("__call__",)
+    setup: str | None = "setup"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The settings in force in this process: options overridden by the environment."""
+
+    disabled: bool
+    every: int
+    every_s: float
+    log_format: str
+    log_dir: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvProblem:
+    """A ``UDFMEM_*`` value that could not be used, and the default used instead."""
+
+    var: str
+    value: str
+    reason: str
+    default: str
+
+
+def check_every(value: object, what: str = "every") -> int:
+    """Validate a snapshot cadence in calls: a positive int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"udfmem: {what} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"udfmem: {what} must be >= 1, got {value}")
+    return value
+
+
+def check_every_s(value: object, what: str = "every_s") -> float:
+    """Validate a snapshot period in seconds: a positive finite number, or 0 for none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"udfmem: {what} must be a number of seconds, got {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"udfmem: {what} must be >= 0 and finite (0 turns it off), got {value}")
+    return seconds
+
+
+def make_options(
+    *,
+    name: object,
+    every: object,
+    every_s: object,
+    methods: object,
+    setup: object,
+) -> Options:
+    """Build :class:`Options`, raising ``TypeError``/``ValueError`` on a bad argument."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"udfmem: name must be a non-empty str, got {name!r}")
+    if isinstance(methods, str):
+        raise TypeError(f"udfmem: methods must be a sequence of names, not a str (did you mean ({methods!r},)?)")
+    if not isinstance(methods, (tuple, list)) or not methods:
+        raise TypeError(f"udfmem: methods must be a non-empty tuple of method names, got {methods!r}")
+    for method in methods:
+        if not isinstance(method, str) or not method.isidentifier():
+            raise TypeError(f"udfmem: methods must hold method names, got {method!r}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"udfmem: methods names a method twice: {methods!r}")
+    if setup is not None and (not isinstance(setup, str) or not setup.isidentifier()):
+        raise TypeError(f"udfmem: setup must be a method name or None, got {setup!r}")
+    if setup is not None and setup in methods:
+        raise ValueError(f"udfmem: {setup!r} cannot be both the setup method and a tracked method")
+    return Options(
+        name=name,
+        every=check_every(every),
+        every_s=check_every_s(every_s),
+        methods=tuple(methods),
+        setup=setup,
+    )
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected 1/0, true/false, yes/no or on/off")
+
+
+def _parse_every(raw: str) -> int:
+    return check_every(int(raw.strip()), "value")
+
+
+def _parse_every_s(raw: str) -> float:
+    return check_every_s(float(raw.strip()), "value")
+
+
+def _parse_format(raw: str) -> str:
+    low = raw.strip().lower()
+    if low not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return low
+
+
+def _parse_dir(raw: str) -> str:
+    path = raw.strip()
+    if not path:
+        raise ValueError("empty path")
+    return path
+
+
+def _read(env: Mapping[str, str], var: str, parse: Callable[[str], T], default: T, problems: list[EnvProblem]) -> T:
+    raw = env.get(var)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except (TypeError, ValueError) as exc:
+        problems.append(EnvProblem(var=var, value=raw, reason=str(exc), default=str(default)))
+        return default
+
+
+def resolve(options: Options, environ: Mapping[str, str] | None = None) -> tuple[Settings, list[EnvProblem]]:
+    """Combine ``options`` with the environment; return the settings and any bad values."""
+    env = os.environ if environ is None else environ
+    problems: list[EnvProblem] = []
+    log_dir: str | None = None
+    settings = Settings(
+        disabled=_read(env, ENV_DISABLE, _parse_bool, False, problems),
+        every=_read(env, ENV_EVERY, _parse_every, options.every, problems),
+        every_s=_read(env, ENV_EVERY_S, _parse_every_s, options.every_s, problems),
+        log_format=_read(env, ENV_LOG_FORMAT, _parse_format, "logfmt", problems),
+        log_dir=_read(env, ENV_LOG_DIR, _parse_dir, log_dir, problems),
+    )
+    return settings, problems

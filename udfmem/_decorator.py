@@ -1,0 +1,286 @@
+"""``tracked`` and ``TrackedUDF``: patch a UDF's methods in place with counting wrappers.
+
+Each wrapper keeps the kind of what it wraps (plain, generator, coroutine, async
+generator), so engines that dispatch on ``inspect.isgeneratorfunction`` and friends treat
+the decorated method exactly as the original; ``functools.wraps`` keeps
+``inspect.signature`` and ``typing.get_type_hints``. The hot path is one ``next()`` on an
+``itertools.count`` (atomic under the GIL, so exact across threads) and one comparison.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from . import _config
+from ._state import UDFState, lookup, new_key
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_MARK = "__udfmem_state__"
+_ORDER_HINT = "put @tracked innermost: directly on the class or function, under @{engine}"
+
+
+def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
+    """A wrapper of the same kind as ``fn`` that counts calls and snapshots every K."""
+    if inspect.isasyncgenfunction(fn):
+
+        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            n = next(st.counter)
+            slow = n >= st.due
+            if slow:
+                st.before(n)
+            try:
+                agen = fn(*args, **kwargs)
+                try:
+                    item = await agen.__anext__()
+                except StopAsyncIteration:
+                    return
+                while True:
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        await agen.aclose()
+                        raise
+                    except BaseException as exc:
+                        try:
+                            item = await agen.athrow(exc)
+                        except StopAsyncIteration:
+                            return
+                    else:
+                        try:
+                            item = await agen.asend(sent)
+                        except StopAsyncIteration:
+                            return
+            finally:
+                if slow:
+                    st.after(n)
+
+        wrapper: Callable[..., Any] = agen_wrapper
+    elif inspect.iscoroutinefunction(fn):
+
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            n = next(st.counter)
+            slow = n >= st.due
+            if slow:
+                st.before(n)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                if slow:
+                    st.after(n)
+
+        wrapper = async_wrapper
+    elif inspect.isgeneratorfunction(fn):
+
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            n = next(st.counter)
+            slow = n >= st.due
+            if slow:
+                st.before(n)
+            try:
+                return (yield from fn(*args, **kwargs))
+            finally:
+                if slow:
+                    st.after(n)
+
+        wrapper = gen_wrapper
+    else:
+
+        def call_wrapper(*args: Any, **kwargs: Any) -> Any:
+            n = next(st.counter)
+            if n >= st.due:
+                st.before(n)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    st.after(n)
+            return fn(*args, **kwargs)
+
+        wrapper = call_wrapper
+    return _finish(wrapper, fn, st)
+
+
+def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[..., Any]:
+    """A wrapper that measures one setup phase (``setup`` or ``__init__``)."""
+    if inspect.iscoroutinefunction(fn):
+
+        async def async_setup(*args: Any, **kwargs: Any) -> Any:
+            token = st.setup_begin()
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                st.setup_end(token, method, type(exc).__name__)
+                raise
+            st.setup_end(token, method, None)
+            return result
+
+        return _finish(async_setup, fn, st)
+
+    def setup_wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = st.setup_begin()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            st.setup_end(token, method, type(exc).__name__)
+            raise
+        st.setup_end(token, method, None)
+        return result
+
+    return _finish(setup_wrapper, fn, st)
+
+
+def _finish(wrapper: Callable[..., Any], fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
+    functools.update_wrapper(wrapper, fn)
+    setattr(wrapper, _MARK, st)
+    return wrapper
+
+
+def _unwrap(obj: Any) -> Any:
+    """The original function under one of udfmem's wrappers (or ``obj`` itself)."""
+    while callable(obj) and getattr(obj, _MARK, None) is not None:
+        obj = obj.__wrapped__
+    return obj
+
+
+def _engine_of(obj: Any) -> str | None:
+    """Name the engine decorator that produced ``obj``, without importing any engine."""
+    candidates = [type(obj)] + (list(obj.__mro__) if isinstance(obj, type) else [])
+    for klass in candidates:
+        top = (getattr(klass, "__module__", "") or "").partition(".")[0]
+        if top == "daft":
+            return "daft.cls" if isinstance(obj, type) else "daft.func"
+        if top == "geneva":
+            return "geneva.udf"
+    if not isinstance(obj, type) and isinstance(getattr(obj, "__wrapped__", None), type):
+        return "a class decorator such as geneva.udf"  # a function standing in for a class
+    return None
+
+
+def _find(cls: type, name: str) -> tuple[Any, bool]:
+    """The raw class-dict entry for ``name`` along the MRO (excluding ``object``)."""
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        if name in klass.__dict__:
+            return klass.__dict__[name], True
+    return None, False
+
+
+def _patch(cls: type, name: str, make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    raw, _ = _find(cls, name)
+    if isinstance(raw, (staticmethod, classmethod)):
+        setattr(cls, name, type(raw)(make(_unwrap(raw.__func__))))
+    elif inspect.isfunction(raw) or getattr(raw, _MARK, None) is not None:
+        setattr(cls, name, make(_unwrap(raw)))
+    else:
+        raise TypeError(f"udfmem: {cls.__name__}.{name} is a {type(raw).__name__}, not a method udfmem can wrap")
+
+
+def _track_class(cls: type[T], options: _config.Options, lenient: bool = False) -> type[T]:
+    present = [m for m in options.methods if _find(cls, m)[1]]
+    missing = [m for m in options.methods if m not in present]
+    if missing and not lenient:
+        hint = " (pass methods=('name', ...) to choose which)" if options.methods == ("__call__",) else ""
+        raise ValueError(f"udfmem: {cls.__name__} has no method {', '.join(missing)}{hint}")
+    if not present:
+        return cls
+    st = lookup(new_key(f"{cls.__module__}.{cls.__qualname__}"), options)
+    for method in present:
+        _patch(cls, method, lambda fn: _wrap_call(fn, st))
+    setup = options.setup if options.setup and _find(cls, options.setup)[1] else None
+    phase = setup or ("__init__" if _find(cls, "__init__")[1] else None)
+    if phase is not None:
+        _patch(cls, phase, lambda fn: _wrap_setup(fn, st, phase))
+    return cls
+
+
+def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
+    engine = _engine_of(target)
+    if engine is not None:
+        raise TypeError(f"udfmem: @tracked got the output of {engine}; " + _ORDER_HINT.format(engine=engine))
+    if isinstance(target, type):
+        name = kwargs.get("name") or target.__name__
+        return _track_class(target, _config.make_options(**{**kwargs, "name": name}), lenient)
+    if inspect.isfunction(target):
+        fn = _unwrap(target)
+        options = _config.make_options(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
+        return _wrap_call(fn, lookup(new_key(f"{fn.__module__}.{fn.__qualname__}"), options))
+    raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
+
+
+_DEFAULTS: dict[str, Any] = {"every": 32, "every_s": 60.0, "name": None, "methods": ("__call__",), "setup": "setup"}
+
+
+@overload
+def tracked(obj: F, /) -> F: ...
+
+
+@overload
+def tracked(
+    *,
+    every: int = 32,
+    every_s: float = 60.0,
+    name: str | None = None,
+    methods: tuple[str, ...] = ("__call__",),
+    setup: str | None = "setup",
+) -> Callable[[F], F]: ...
+
+
+def tracked(
+    obj: Any = None,
+    /,
+    *,
+    every: int = 32,
+    every_s: float = 60.0,
+    name: str | None = None,
+    methods: tuple[str, ...] = ("__call__",),
+    setup: str | None = "setup",
+) -> Any:
+    """Track a UDF class (or function): count calls and log a memory snapshot every K.
+
+    Use as ``@tracked`` or ``@tracked(every=16, name="embed")``, innermost, directly on
+    the class (under ``@daft.cls`` or ``@geneva.udf``). The class is patched in place
+    and returned: same object, same ``isinstance``, ``super()`` and pickling.
+
+    Args:
+        obj: the class or function, when used bare as ``@tracked``.
+        every: snapshot every this many calls (per process; ``UDFMEM_EVERY`` overrides).
+        every_s: also snapshot at the first call after this many seconds (0: never).
+        name: the ``udf=`` name in events; defaults to the class or function name.
+        methods: the per-call methods to wrap; default ``("__call__",)``.
+        setup: the setup method measured as ``udfmem.setup``; without one in the
+            class, ``__init__`` is measured instead. ``None``: measure ``__init__``.
+
+    Raises:
+        TypeError, ValueError: at decoration time, for a bad argument, a missing method,
+            or when applied on top of an engine's decorator.
+    """
+    kwargs = {"every": every, "every_s": every_s, "name": name, "methods": methods, "setup": setup}
+    _config.make_options(**{**kwargs, "name": name or "udf"})  # validate now, before a target is known
+    if obj is None:
+        return lambda target: _track(target, kwargs)
+    return _track(obj, kwargs)
+
+
+class TrackedUDF:
+    """Mixin base: ``class Embed(TrackedUDF, every=16): ...`` tracks every subclass.
+
+    Class keyword arguments are those of :func:`tracked` and are inherited by further
+    subclasses. A subclass lacking the tracked methods (an abstract base) is left as is.
+    """
+
+    __slots__ = ()
+    __udfmem_kwargs__: dict[str, Any] = _DEFAULTS
+
+    def __init_subclass__(cls, /, **kwargs: Any) -> None:
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in _DEFAULTS}
+        super().__init_subclass__(**kwargs)
+        inherited = {k: v for k, v in cls.__udfmem_kwargs__.items() if k != "name"}
+        merged = {**_DEFAULTS, **inherited, **ours}
+        _config.make_options(**{**merged, "name": merged["name"] or cls.__name__})
+        cls.__udfmem_kwargs__ = merged
+        _track(cls, merged, lenient=True)

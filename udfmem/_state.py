@@ -1,0 +1,327 @@
+"""Per-(process, UDF) state: the call counter, the snapshot window and the setup baseline.
+
+A :class:`UDFState` is created when a UDF is decorated and found again by key when a
+pickled copy of the UDF arrives in another process (its ``__reduce__`` carries only the
+key and the options), so calls count per process and per UDF however often an engine
+re-creates or unpickles instances. Everything that belongs to one process (settings read
+from the environment, the logger, kept fds, the timer thread) is bound lazily on first
+use and dropped in a fork child, which starts counting afresh.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from . import _config, _log, _probes
+
+_states: dict[str, UDFState] = {}
+_registry_lock = threading.Lock()
+_seen_names: dict[str, int] = {}
+
+
+def new_key(qualname: str) -> str:
+    """A key for a newly decorated UDF: its qualified name plus a per-process sequence.
+
+    Deterministic (two processes decorating in the same order agree), yet two UDFs with
+    the same qualified name in one process, e.g. a class defined in a function called
+    twice, still get their own counters.
+    """
+    with _registry_lock:
+        seq = _seen_names.get(qualname, 0)
+        _seen_names[qualname] = seq + 1
+    return qualname if seq == 0 else f"{qualname}#{seq}"
+
+
+def lookup(key: str, options: _config.Options) -> UDFState:
+    """This process's state for ``key``, created on first sight (also used by unpickling)."""
+    state = _states.get(key)
+    if state is None:
+        with _registry_lock:
+            state = _states.get(key)
+            if state is None:
+                state = _states[key] = UDFState(key, options)
+    return state
+
+
+class UDFState:
+    """Counters and windows of one UDF in one process. Never pickled whole."""
+
+    __slots__ = (
+        "__weakref__",
+        "_bind_lock",
+        "_forced",
+        "_last_call",
+        "_last_t",
+        "_pid",
+        "_snap_lock",
+        "_win_peak",
+        "baseline",
+        "counter",
+        "due",
+        "every",
+        "every_s",
+        "key",
+        "log",
+        "next_snap",
+        "options",
+        "settings",
+        "setups",
+    )
+
+    def __init__(self, key: str, options: _config.Options) -> None:
+        self.key = key
+        self.options = options
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """Forget everything per-process; the next call binds again."""
+        self.counter = itertools.count(1)
+        self.due = 0  # the hot path takes the slow path when the call number reaches this
+        self._pid = -1
+        self._bind_lock = threading.Lock()
+        self._snap_lock = threading.Lock()
+        self.settings: _config.Settings | None = None
+        self.log: Any = None
+        self.every = self.options.every
+        self.every_s = self.options.every_s
+        self.next_snap = self.every
+        self._forced = False
+        self._last_call = 0
+        self._last_t = 0.0
+        self._win_peak = 0
+        self.baseline: int | None = None
+        self.setups = 0
+
+    def __reduce__(self) -> tuple[Any, tuple[str, _config.Options]]:
+        return lookup, (self.key, self.options)
+
+    @property
+    def name(self) -> str:
+        """The UDF's name as logged in ``udf=``."""
+        return self.options.name
+
+    # -- binding -----------------------------------------------------------------------
+
+    def bind(self) -> bool:
+        """Bind to this process (read env, make the logger) if not yet; True if enabled."""
+        if self._pid != os.getpid():
+            with self._bind_lock:
+                if self._pid != os.getpid():
+                    self._bind()
+        settings = self.settings
+        return settings is not None and not settings.disabled
+
+    def _bind(self) -> None:
+        settings, problems = _config.resolve(self.options)
+        self.log = _log.make_logger(self.name, settings.log_format, settings.log_dir)
+        for problem in problems:
+            _log.warn_once(
+                self.log,
+                f"bad-env:{problem.var}",
+                f"ignored {problem.var}={problem.value!r} ({problem.reason}); using {problem.default}",
+                var=problem.var,
+            )
+        self.settings = settings
+        self.every = settings.every
+        self.every_s = settings.every_s
+        if settings.disabled:
+            self.due = sys.maxsize
+        else:
+            self.baseline = _probes.probes().rss()
+            self._last_t = time.monotonic()
+            self._take_peak()
+            self.next_snap = self._next_multiple(self._last_call)
+            self.due = self.next_snap
+            if self.every_s > 0:
+                _timer.watch(self)
+        self._pid = os.getpid()
+
+    def _next_multiple(self, n: int) -> int:
+        return (n // self.every + 1) * self.every
+
+    # -- window peak -------------------------------------------------------------------
+
+    def _take_peak(self) -> tuple[int | None, bool]:
+        """Peak RSS since this UDF's last window began; starts a new window."""
+        p = _probes.probes()
+        with _peak_lock:
+            kernel_peak = p.peak()
+            lifetime = not p.reset_peak()
+            if kernel_peak is not None:
+                for state in list(_states.values()):
+                    state._win_peak = max(state._win_peak, kernel_peak)
+            peak = self._win_peak or kernel_peak
+            self._win_peak = 0
+        return peak, lifetime
+
+    # -- per call ----------------------------------------------------------------------
+
+    def before(self, n: int) -> None:
+        """Slow path before call ``n``: bind on first use in this process."""
+        try:
+            self.bind()
+        except Exception:
+            self.due = sys.maxsize  # give up rather than fail every call
+
+    def after(self, n: int) -> None:
+        """Slow path after call ``n``: take a snapshot if one is due. Never raises."""
+        if self.settings is None or self.settings.disabled:
+            return
+        if not self._snap_lock.acquire(blocking=False):
+            return  # another thread is taking this snapshot
+        try:
+            if n >= self.next_snap or self._forced:
+                self._snapshot(n)
+        except Exception as exc:
+            _log.warn_once(self.log, "snapshot-failed", f"snapshot failed: {exc!r}")
+        finally:
+            self.next_snap = self._next_multiple(max(n, self._last_call))
+            self._forced = False
+            self.due = self.next_snap
+            self._snap_lock.release()
+
+    def force(self) -> None:
+        """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
+        self._forced = True
+        self.due = 0
+
+    def _snapshot(self, n: int) -> None:
+        now = time.monotonic()
+        peak, lifetime = self._take_peak()
+        s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
+        rss = s.rss_mb
+        base = _probes.mb(self.baseline)
+        self.log.info(
+            "udfmem.snapshot",
+            call=n,
+            rss_mb=rss,
+            peak_rss_mb=s.peak_rss_mb if (s.peak_rss_mb or 0) >= (rss or 0) else rss,
+            peak_is_lifetime=True if lifetime else None,
+            arrow_live_mb=s.arrow_live_mb,
+            gap_mb=s.gap_mb,
+            heap_in_use_mb=s.heap_in_use_mb,
+            heap_free_mb=s.heap_free_mb,
+            heap_mmap_mb=s.heap_mmap_mb,
+            growth_mb=round(rss - base, 1) if (rss is not None and base is not None) else None,
+            window_calls=n - self._last_call,
+            window_s=round(now - self._last_t, 3),
+            limit_mb=s.limit_mb,
+            headroom_mb=s.headroom_mb,
+        )
+        self._last_call = n
+        self._last_t = now
+
+    # -- setup -------------------------------------------------------------------------
+
+    def setup_begin(self) -> tuple[float, int | None] | None:
+        """Start measuring a setup phase; None when disabled or unmeasurable."""
+        try:
+            if not self.bind():
+                return None
+            self._take_peak()
+            return time.perf_counter(), _probes.probes().rss()
+        except Exception:
+            return None
+
+    def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
+        """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
+        if token is None:
+            return
+        try:
+            t0, rss0 = token
+            took = time.perf_counter() - t0
+            peak, lifetime = self._take_peak()
+            s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
+            rss = _probes.probes().rss()
+            self.setups += 1
+            if self.setups == 1 and rss is not None:
+                self.baseline = rss  # growth is measured from the end of the first setup
+            self._last_t = time.monotonic()
+            self.log.info(
+                "udfmem.setup",
+                method=method,
+                setup_s=round(took, 3),
+                rss_mb=s.rss_mb,
+                delta_mb=_probes.mb(rss - rss0) if (rss is not None and rss0 is not None) else None,
+                peak_rss_mb=s.peak_rss_mb,
+                arrow_live_mb=s.arrow_live_mb,
+                arrow_backend=s.arrow_backend,
+                gap_mb=s.gap_mb,
+                heap_in_use_mb=s.heap_in_use_mb,
+                heap_free_mb=s.heap_free_mb,
+                limit_mb=s.limit_mb,
+                headroom_mb=s.headroom_mb,
+                setups=self.setups,
+                error=error,
+            )
+        except Exception as exc:
+            _log.warn_once(self.log, "setup-failed", f"setup measurement failed: {exc!r}")
+
+
+_peak_lock = threading.Lock()
+
+
+class _Timer:
+    """One daemon thread per process that flags snapshots due by ``every_s``.
+
+    Checking the clock on every call would cost ~0.9 µs a call; the thread costs nothing
+    on the hot path: it sets the state's threshold to 0 so the next call snapshots.
+    """
+
+    def __init__(self) -> None:
+        self._watched: list[UDFState] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, state: UDFState) -> None:
+        with self._lock:
+            if state not in self._watched:
+                self._watched.append(state)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="udfmem-timer", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            wait = 60.0
+            for state in list(self._watched):
+                if state.every_s <= 0 or state.settings is None or state.settings.disabled:
+                    continue
+                deadline = state._last_t + state.every_s
+                if now >= deadline:
+                    if not state._forced:
+                        state.force()
+                    deadline = now + state.every_s
+                wait = min(wait, deadline - now)
+            self._wake.wait(timeout=max(0.01, wait))
+            self._wake.clear()
+
+    def reset_after_fork(self) -> None:
+        self._watched = []
+        self._wake = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+
+_timer = _Timer()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock, _peak_lock
+    _registry_lock = threading.Lock()
+    _peak_lock = threading.Lock()
+    _timer.reset_after_fork()
+    for state in list(_states.values()):
+        state._fresh()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
