@@ -260,7 +260,7 @@ def tracked(
             or when applied on top of an engine's decorator.
     """
     kwargs = {"every": every, "every_s": every_s, "name": name, "methods": methods, "setup": setup}
-    _config.make_options(**{**kwargs, "name": name or "udf"})  # validate now, before a target is known
+    _config.make_options(**{**kwargs, "name": "udf" if name is None else name})  # validate before a target is known
     if obj is None:
         return lambda target: _track(target, kwargs)
     return _track(obj, kwargs)

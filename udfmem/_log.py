@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 HEAD = ("event", "udf", "pid", "host", "ts")
+_HEAD_SET = frozenset(HEAD)
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+-]+\Z")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+|inf|nan)\Z", re.IGNORECASE)
 
@@ -43,36 +44,83 @@ def host() -> str:
     return _host
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
 def iso_ts(t: float) -> str:
     """UTC ISO-8601 time with milliseconds, e.g. ``2026-11-22T21:30:00.123Z``."""
-    ms = int(t * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ms:03d}Z"
+    global _ts_cache
+    second = int(t)
+    cached_second, prefix = _ts_cache
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _ts_cache = (second, prefix)
+    return f"{prefix}.{int((t - second) * 1000):03d}Z"
+
+
+_quoted: dict[str, str] = {}
+
+
+def _logfmt_str(text: str) -> str:
+    """``text`` as a logfmt value: bare when unambiguous, else a JSON string (cached)."""
+    out = _quoted.get(text)
+    if out is None:
+        plain = _PLAIN.match(text) and not _NUMBER.match(text) and text not in ("true", "false")
+        out = text if plain else json.dumps(text)
+        if len(_quoted) < 4096:
+            _quoted[text] = out
+    return out
 
 
 def _logfmt_value(value: object) -> str:
+    kind = type(value)
+    if kind is float or kind is int:
+        return repr(value)
+    if kind is str:
+        return _logfmt_str(value)  # type: ignore[arg-type]
     if value is True:
         return "true"
     if value is False:
         return "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    text = str(value)
-    if _PLAIN.match(text) and not _NUMBER.match(text) and text not in ("true", "false"):
-        return text
-    return json.dumps(text)
+    return _logfmt_str(str(value))
+
+
+_heads: dict[tuple[Any, ...], str] = {}
+
+
+def _logfmt_head(event_dict: MutableMapping[str, Any]) -> str:
+    """The rendered ``event= udf= pid= host=`` prefix; repeats per UDF, so it is cached."""
+    key = (event_dict.get("event"), event_dict.get("udf"), event_dict.get("pid"), event_dict.get("host"))
+    head = _heads.get(key)
+    if head is None:
+        head = " ".join(f"{k}={_logfmt_value(v)}" for k, v in zip(HEAD[:4], key, strict=True) if v is not None)
+        if len(_heads) < 1024:
+            _heads[key] = head
+    return head
 
 
 def render_logfmt(event_dict: MutableMapping[str, Any]) -> str:
-    """``key=value`` pairs, head fields first; strings quoted only where needed."""
-    parts = [f"{key}={_logfmt_value(event_dict[key])}" for key in HEAD if key in event_dict]
-    parts += [f"{k}={_logfmt_value(v)}" for k, v in event_dict.items() if k not in HEAD and v is not None]
+    """``key=value`` pairs, head fields first, ``None`` left out; strings quoted where needed."""
+    parts = [_logfmt_head(event_dict)]
+    if "ts" in event_dict:
+        parts.append(f"ts={_logfmt_value(event_dict['ts'])}")
+    append = parts.append
+    for key, value in event_dict.items():
+        kind = type(value)
+        if kind is float or kind is int:
+            if key != "pid":
+                append(f"{key}={value!r}")
+        elif value is not None and key not in _HEAD_SET:
+            append(f"{key}={_logfmt_value(value)}")
     return " ".join(parts)
 
 
 def render_json(event_dict: MutableMapping[str, Any]) -> str:
     """One JSON object, head fields first, ``None`` fields left out."""
     ordered = {key: event_dict[key] for key in HEAD if key in event_dict}
-    ordered.update((k, v) for k, v in event_dict.items() if k not in HEAD and v is not None)
+    ordered.update((k, v) for k, v in event_dict.items() if v is not None and k not in _HEAD_SET)
     return json.dumps(ordered, separators=(",", ":"), default=str)
 
 
@@ -104,7 +152,8 @@ class Sink:
             stream = sys.stderr
             if stream is not None:
                 stream.write(line + "\n")
-                stream.flush()
+                if not getattr(stream, "line_buffering", False):
+                    stream.flush()
         except (OSError, ValueError):
             pass
         if jsonl is not None:
@@ -121,15 +170,13 @@ class Sink:
 _sinks: dict[str | None, Sink] = {}
 
 
-def _add_ts(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _stamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Add ``ts`` and show the event to in-process listeners, if any."""
     event_dict["ts"] = iso_ts(time.time())
-    return event_dict
-
-
-def _notify(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for listener in list(listeners):
-        with contextlib.suppress(Exception):
-            listener(dict(event_dict))
+    if listeners:
+        for listener in list(listeners):
+            with contextlib.suppress(Exception):
+                listener(dict(event_dict))
     return event_dict
 
 
@@ -142,33 +189,58 @@ def _final(json_lines: bool, to_file: bool) -> Callable[[Any, str, MutableMappin
     return render
 
 
-def make_logger(udf: str, log_format: str = "logfmt", log_dir: str | None = None) -> Any:
+class EventLogger(structlog.BoundLoggerBase):
+    """udfmem's bound logger: every event goes straight through its processors to the sink.
+
+    No level filtering (udfmem's events are never debug noise), no stdlib logging, and
+    one dict per event instead of structlog's usual copies: a snapshot stays cheap.
+    """
+
+    def _emit(self, method: str, event: str, kw: dict[str, Any]) -> None:
+        event_dict: Any = self._context.copy()
+        event_dict.update(kw)
+        event_dict["event"] = event
+        for processor in self._processors:
+            event_dict = processor(self._logger, method, event_dict)
+        self._logger.msg(**event_dict)
+
+    def info(self, event: str, **kw: Any) -> None:
+        """Emit ``event`` with ``kw`` as fields."""
+        self._emit("info", event, kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        """Emit a warning-level event (udfmem's warnings are ``udfmem.warning`` events)."""
+        self._emit("warning", event, kw)
+
+
+def make_logger(udf: str, log_format: str = "logfmt", log_dir: str | None = None) -> EventLogger:
     """A structlog logger bound to ``udf``, this pid and host, with udfmem's own pipeline."""
     sink = _sinks.get(log_dir)
     if sink is None:
         sink = _sinks.setdefault(log_dir, Sink(log_dir))
-    return structlog.wrap_logger(
+    proxy = structlog.wrap_logger(
         sink,
-        processors=[_add_ts, _notify, _final(log_format == "json", log_dir is not None)],
-        wrapper_class=structlog.BoundLogger,
+        processors=[_stamp, _final(log_format == "json", log_dir is not None)],
+        wrapper_class=EventLogger,
         context_class=dict,
-        cache_logger_on_first_use=True,
         udf=udf,
         pid=os.getpid(),
         host=host(),
     )
+    logger: EventLogger = proxy.bind()  # resolve the lazy proxy once
+    return logger
 
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()
 
 
-def warn_once(logger: Any, key: str, message: str, **fields: Any) -> None:
-    """Emit one ``udfmem.warning`` per (process, key); never raises."""
-    token = (str(os.getpid()), key)
+def warn_once(logger: Any, what: str, message: str, once_key: str | None = None, **fields: Any) -> None:
+    """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``); never raises."""
+    token = (str(os.getpid()), once_key or what)
     with _warned_lock:
         if token in _warned:
             return
         _warned.add(token)
     with contextlib.suppress(Exception):
-        logger.warning("udfmem.warning", what=key, message=message, **fields)
+        logger.warning("udfmem.warning", what=what, message=message, **fields)

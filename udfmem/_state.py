@@ -10,6 +10,7 @@ use and dropped in a fork child, which starts counting afresh.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -122,8 +123,9 @@ class UDFState:
         for problem in problems:
             _log.warn_once(
                 self.log,
-                f"bad-env:{problem.var}",
+                "bad-env",
                 f"ignored {problem.var}={problem.value!r} ({problem.reason}); using {problem.default}",
+                once_key=f"bad-env:{problem.var}={problem.value}",
                 var=problem.var,
             )
         self.settings = settings
@@ -165,8 +167,10 @@ class UDFState:
         """Slow path before call ``n``: bind on first use in this process."""
         try:
             self.bind()
-        except Exception:
+        except Exception as exc:
             self.due = sys.maxsize  # give up rather than fail every call
+            with contextlib.suppress(Exception):
+                _log.warn_once(_log.make_logger(self.name), "bind-failed", f"udfmem is off for this UDF: {exc!r}")
 
     def after(self, n: int) -> None:
         """Slow path after call ``n``: take a snapshot if one is due. Never raises."""
@@ -192,26 +196,30 @@ class UDFState:
 
     def _snapshot(self, n: int) -> None:
         now = time.monotonic()
+        p = _probes.probes()
+        rss = p.rss()
         peak, lifetime = self._take_peak()
-        s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
-        rss = s.rss_mb
-        base = _probes.mb(self.baseline)
+        heap = p.heap()
+        arrow_live = _probes.arrow_live()
+        limit = p.limit
+        usage = p.cgroup_usage() if limit is not None else None
+        r, m, base = round, _probes.MIB, self.baseline
         self.log.info(
             "udfmem.snapshot",
             call=n,
-            rss_mb=rss,
-            peak_rss_mb=s.peak_rss_mb if (s.peak_rss_mb or 0) >= (rss or 0) else rss,
+            rss_mb=None if rss is None else r(rss / m, 1),
+            peak_rss_mb=None if peak is None else r(max(peak, rss or 0) / m, 1),
             peak_is_lifetime=True if lifetime else None,
-            arrow_live_mb=s.arrow_live_mb,
-            gap_mb=s.gap_mb,
-            heap_in_use_mb=s.heap_in_use_mb,
-            heap_free_mb=s.heap_free_mb,
-            heap_mmap_mb=s.heap_mmap_mb,
-            growth_mb=round(rss - base, 1) if (rss is not None and base is not None) else None,
+            arrow_live_mb=r(arrow_live / m, 1),
+            gap_mb=None if rss is None else r((rss - arrow_live) / m, 1),
+            heap_in_use_mb=r(heap[0] / m, 1) if heap else None,
+            heap_free_mb=r(heap[1] / m, 1) if heap else None,
+            heap_mmap_mb=r(heap[2] / m, 1) if heap else None,
+            growth_mb=None if (rss is None or base is None) else r((rss - base) / m, 1),
             window_calls=n - self._last_call,
-            window_s=round(now - self._last_t, 3),
-            limit_mb=s.limit_mb,
-            headroom_mb=s.headroom_mb,
+            window_s=r(now - self._last_t, 3),
+            limit_mb=None if limit is None else r(limit / m, 1),
+            headroom_mb=None if (limit is None or usage is None) else r((limit - usage) / m, 1),
         )
         self._last_call = n
         self._last_t = now

@@ -1,0 +1,57 @@
+"""Shared fixtures: read udfmem's real output back as events."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from udfmem import _config
+from udfmem._parse import parse_line
+
+Events = list[dict[str, Any]]
+
+
+def parse_events(text: str, event: str | None = None) -> Events:
+    """Every udfmem event in ``text``, optionally only those named ``event``."""
+    found = [e for e in map(parse_line, text.splitlines()) if e is not None]
+    return [e for e in found if event is None or e["event"] == event]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests start with no UDFMEM_* variable set (the developer's shell may have some)."""
+    for name in _config.ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+@pytest.fixture
+def stderr_events(capsys: pytest.CaptureFixture[str]) -> Callable[..., Events]:
+    """Return a reader of the udfmem events written to stderr since the last read."""
+
+    def read(event: str | None = None) -> Events:
+        return parse_events(capsys.readouterr().err, event)
+
+    return read
+
+
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (this venv) with the UDFMEM_* env cleaned."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+    assert 0 == proc.returncode, proc.stderr
+    return proc

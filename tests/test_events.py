@@ -1,0 +1,357 @@
+"""Snapshot cadence, setup events, output formats and the never-raise guarantee."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import Events, parse_events
+
+from udfmem import TrackedUDF, _log, tracked
+from udfmem._parse import parse_logfmt
+
+Reader = Callable[..., Events]
+
+MIB = 1024 * 1024
+SNAPSHOT_FIELDS = {
+    "event", "udf", "pid", "host", "ts", "call", "rss_mb", "peak_rss_mb", "arrow_live_mb", "gap_mb",
+    "heap_in_use_mb", "heap_free_mb", "growth_mb", "window_calls", "window_s",
+}  # fmt: skip
+
+
+def test_snapshot_cadence_is_exact(stderr_events: Reader) -> None:
+    """every=10 and 100 calls give exactly the snapshots at calls 10, 20, ..., 100."""
+
+    @tracked(every=10)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    for i in range(105):
+        udf(i)
+    snaps = stderr_events("udfmem.snapshot")
+    assert list(range(10, 101, 10)) == [s["call"] for s in snaps]
+    assert [10] * 10 == [s["window_calls"] for s in snaps]
+    assert {"Udf"} == {s["udf"] for s in snaps}
+
+
+def test_snapshot_has_the_contract_fields(stderr_events: Reader) -> None:
+    """A snapshot line carries every field of the contract, with sane values."""
+
+    @tracked(every=2)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    Udf()(1)
+    Udf()(2)
+    (snap,) = stderr_events("udfmem.snapshot")
+    assert set() == SNAPSHOT_FIELDS - set(snap)
+    assert snap["rss_mb"] > 10
+    assert snap["peak_rss_mb"] >= snap["rss_mb"]
+    assert snap["gap_mb"] == pytest.approx(snap["rss_mb"] - snap["arrow_live_mb"], abs=0.11)
+    assert "limit_mb" not in snap  # no memory limit on this machine: "where known"
+
+
+def test_counts_continue_across_instances(stderr_events: Reader) -> None:
+    """Counting is per (process, UDF): engines re-create instances, counts continue."""
+
+    @tracked(every=4)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    for i in range(12):
+        Udf()(i)
+    assert [4, 8, 12] == [s["call"] for s in stderr_events("udfmem.snapshot")]
+
+
+def test_generator_is_sampled_when_exhausted(stderr_events: Reader) -> None:
+    """A generator call's snapshot comes when it is exhausted or closed, not when created."""
+
+    @tracked(every=2, methods=("gen",))
+    class Udf:
+        def gen(self, n: int) -> Iterator[int]:
+            yield from range(n)
+
+    udf = Udf()
+    assert [0, 1] == list(udf.gen(2))
+    g = udf.gen(3)
+    assert 0 == next(g)
+    assert [] == stderr_events("udfmem.snapshot")
+    g.close()
+    assert [2] == [s["call"] for s in stderr_events("udfmem.snapshot")]
+
+
+def test_every_s_snapshots_at_the_next_call_after_the_period(stderr_events: Reader) -> None:
+    """every_s forces a snapshot at the first call after the period, off the hot path."""
+
+    @tracked(every=1000, every_s=0.2)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    udf(1)
+    udf(2)
+    time.sleep(0.6)
+    udf(3)
+    snaps = stderr_events("udfmem.snapshot")
+    assert [3] == [s["call"] for s in snaps]
+    assert snaps[0]["window_s"] >= 0.2
+
+
+def test_counting_is_exact_across_threads(stderr_events: Reader) -> None:
+    """8 threads x 2000 calls on one instance: the last snapshot is exactly at call 16000."""
+
+    @tracked(every=1000)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    barrier = threading.Barrier(8)
+
+    def work() -> None:
+        barrier.wait()
+        for i in range(2000):
+            udf(i)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # force frequent thread switches inside the wrapper
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    snaps = stderr_events("udfmem.snapshot")
+    assert 16000 == max(s["call"] for s in snaps)
+    assert 16000 == sum(s["window_calls"] for s in snaps)
+
+
+def test_setup_event_measures_setup(stderr_events: Reader) -> None:
+    """udfmem.setup reports setup time and the memory setup added (64 MiB kept here)."""
+
+    @tracked
+    class Udf:
+        def setup(self) -> None:
+            time.sleep(0.05)
+            self.model = bytearray(b"\x01") * (64 * MIB)
+
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    udf.setup()
+    (ev,) = stderr_events("udfmem.setup")
+    assert "setup" == ev["method"]
+    assert ev["setup_s"] >= 0.05
+    assert ev["delta_mb"] == pytest.approx(64, abs=6)
+    assert ev["peak_rss_mb"] >= ev["rss_mb"]
+
+
+def test_init_is_the_setup_phase_without_setup(stderr_events: Reader) -> None:
+    """With no setup() method, __init__ is measured; growth is counted from its end."""
+
+    @tracked(every=4)
+    class Udf:
+        def __init__(self) -> None:
+            self.model = bytearray(b"\x01") * (32 * MIB)
+            self.kept: list[bytearray] = []
+
+        def __call__(self, x: int) -> int:
+            self.kept.append(bytearray(b"\x01") * (4 * MIB))
+            return x
+
+    udf = Udf()
+    for i in range(8):
+        udf(i)
+    setup, *snaps = stderr_events()
+    assert "udfmem.setup" == setup["event"]
+    assert "__init__" == setup["method"]
+    assert setup["delta_mb"] == pytest.approx(32, abs=6)
+    assert [4, 8] == [s["call"] for s in snaps]
+    assert snaps[1]["growth_mb"] == pytest.approx(32, abs=4)
+
+
+def test_growth_counts_from_setup(stderr_events: Reader) -> None:
+    """growth_mb is RSS growth since setup: 4 MiB kept per call gives ~32 MiB after 8 calls."""
+
+    @tracked(every=4)
+    class Udf:
+        def setup(self) -> None:
+            self.kept: list[bytearray] = []
+
+        def __call__(self, x: int) -> int:
+            self.kept.append(bytearray(b"\x01") * (4 * MIB))
+            return x
+
+    udf = Udf()
+    udf.setup()
+    for i in range(8):
+        udf(i)
+    snaps = stderr_events("udfmem.snapshot")
+    assert [4, 8] == [s["call"] for s in snaps]
+    assert snaps[0]["growth_mb"] == pytest.approx(16, abs=4)
+    assert snaps[1]["growth_mb"] == pytest.approx(32, abs=4)
+
+
+def test_mixin_tracks_subclasses_with_class_kwargs(stderr_events: Reader) -> None:
+    """class X(TrackedUDF, every=3) tracks X; its options are inherited by subclasses."""
+
+    class Base(TrackedUDF, every=3):
+        def __call__(self, x: int) -> int:
+            return x
+
+    class Child(Base):
+        def __call__(self, x: int) -> int:
+            return super().__call__(x) + 1
+
+    for i in range(3):
+        Base()(i)
+    assert [("Base", 3)] == [(s["udf"], s["call"]) for s in stderr_events("udfmem.snapshot")]
+    child = Child()
+    for i in range(3):
+        assert i + 1 == child(i)
+    snaps = stderr_events("udfmem.snapshot")
+    assert ("Child", 3) in [(s["udf"], s["call"]) for s in snaps]
+
+
+def test_abstract_mixin_base_without_methods_is_left_alone() -> None:
+    """A TrackedUDF subclass without __call__ (an abstract base) is not an error."""
+
+    class Abstract(TrackedUDF, every=5):
+        pass
+
+    class Concrete(Abstract):
+        def __call__(self) -> str:
+            return "ok"
+
+    assert "ok" == Concrete()()
+    assert 5 == Concrete.__udfmem_kwargs__["every"]
+
+
+def test_json_and_logfmt_parse_back_to_the_same_fields(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same event rendered as logfmt and as JSON parses back to equal dicts."""
+    event = {
+        "event": "udfmem.snapshot", "udf": "My UDF \"x\"", "pid": 42, "host": "w1", "ts": "2026-11-22T21:30:00.123Z",
+        "call": 64, "rss_mb": 812.4, "peak_is_lifetime": True, "name_like_number": "123", "neg": -1.5, "s": "a=b",
+    }  # fmt: skip
+    from_logfmt = parse_logfmt(_log.render_logfmt(dict(event)))
+    from_json = json.loads(_log.render_json(dict(event)))
+    assert event == from_logfmt
+    assert event == from_json
+    assert ["event", "udf", "pid", "host", "ts"] == list(from_json)[:5]
+
+
+def test_json_format_from_env(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """UDFMEM_LOG_FORMAT=json writes one JSON object per line, same fields as logfmt."""
+    monkeypatch.setenv("UDFMEM_LOG_FORMAT", "json")
+
+    @tracked(every=2)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    Udf()(1)
+    Udf()(2)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "udfmem." in line]
+    (obj,) = [json.loads(line) for line in lines]
+    assert "udfmem.snapshot" == obj["event"]
+    assert set() == SNAPSHOT_FIELDS - set(obj)
+
+
+def test_log_dir_appends_json_lines_per_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, stderr_events: Reader
+) -> None:
+    """UDFMEM_LOG_DIR also appends JSON lines to one file per process; stderr keeps logfmt."""
+    monkeypatch.setenv("UDFMEM_LOG_DIR", str(tmp_path / "logs"))
+
+    @tracked(every=2)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    for i in range(4):
+        Udf()(i)
+    (path,) = list((tmp_path / "logs").iterdir())
+    assert path.name.endswith(".jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [2, 4] == [r["call"] for r in records]
+    assert [2, 4] == [e["call"] for e in stderr_events("udfmem.snapshot")]
+
+
+def test_input_values_are_never_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    """Arguments and results of the UDF never appear in udfmem's output."""
+    secret = "s3cr3t-value-never-logged"
+
+    @tracked(every=1)
+    class Udf:
+        def setup(self) -> None:
+            self.token = secret
+
+        def __call__(self, batch: str) -> str:
+            return batch.upper()
+
+    udf = Udf()
+    udf.setup()
+    udf(secret)
+    err = capsys.readouterr().err
+    assert "udfmem.snapshot" in err
+    assert secret not in err
+    assert secret.upper() not in err
+
+
+def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch, stderr_events: Reader) -> None:
+    """A probe that blows up gives one warning event; the UDF's results are unchanged.
+
+    The probe failure is simulated (monkeypatched): real probes degrade to None instead
+    of raising, so this internal failure cannot be produced otherwise.
+    """
+    from udfmem import _probes
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(_probes, "arrow_live", broken)
+
+    @tracked(every=1)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x * 2
+
+    assert [0, 2, 4] == [Udf()(i) for i in range(3)]
+    warnings = stderr_events("udfmem.warning")
+    assert ["snapshot-failed"] == [w["what"] for w in warnings]
+
+
+def test_broken_stderr_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed stderr stream does not break the UDF."""
+    closed = open(__file__)  # noqa: SIM115
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+
+    @tracked(every=1)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x + 1
+
+    assert 2 == Udf()(1)
+
+
+def test_parse_events_reads_ray_prefixed_lines() -> None:
+    """Lines prefixed by Ray's driver relay parse like bare ones."""
+    line = "(MapWorker(MapBatches(Embed)) pid=123) event=udfmem.snapshot udf=Embed pid=123 call=64 rss_mb=1.5"
+    (ev,) = parse_events(line)
+    assert {"event": "udfmem.snapshot", "udf": "Embed", "pid": 123, "call": 64, "rss_mb": 1.5} == ev

@@ -1,0 +1,1 @@
+"""Importable UDF classes for tests that pickle by reference."""
