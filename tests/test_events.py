@@ -81,6 +81,8 @@ def test_generator_is_sampled_when_exhausted(stderr_events: Reader) -> None:
             yield from range(n)
 
     udf = Udf()
+    unstarted = udf.gen(5)
+    del unstarted  # never iterated: not a call
     assert [0, 1] == list(udf.gen(2))
     g = udf.gen(3)
     assert 0 == next(g)
@@ -355,3 +357,21 @@ def test_parse_events_reads_ray_prefixed_lines() -> None:
     line = "(MapWorker(MapBatches(Embed)) pid=123) event=udfmem.snapshot udf=Embed pid=123 call=64 rss_mb=1.5"
     (ev,) = parse_events(line)
     assert {"event": "udfmem.snapshot", "udf": "Embed", "pid": 123, "call": 64, "rss_mb": 1.5} == ev
+
+
+def test_every_s_keeps_firing_period_after_period(stderr_events: Reader) -> None:
+    """every_s snapshots recur: calls spread over ~4 periods give one snapshot per period."""
+
+    @tracked(every=10_000, every_s=0.25)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    udf(0)
+    for i in range(4):
+        time.sleep(0.4)
+        udf(i)
+    snaps = stderr_events("udfmem.snapshot")
+    assert [2, 3, 4, 5] == [s["call"] for s in snaps]
+    assert [2, 1, 1, 1] == [s["window_calls"] for s in snaps]  # the first window holds calls 1 and 2

@@ -151,6 +151,33 @@ def test_cgroup_limit_and_headroom(memory_cgroup: Path) -> None:
     assert headroom_before - headroom_after == pytest.approx(100, abs=10)
 
 
+@pytest.mark.parametrize(("max_text", "expected"), [("536870912\n", 512 * MIB), ("max\n", None)])
+def test_cgroup_v2_files_are_found_and_read(tmp_path: Path, max_text: str, expected: int | None) -> None:
+    """A cgroup v2 hierarchy: memory.max of the process's own group, 'max' meaning no limit.
+
+    Simulated with a directory tree: this machine has no cgroup v2 memory controller.
+    """
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/user.slice/job\n")
+    group = tmp_path / "fs" / "user.slice" / "job"
+    group.mkdir(parents=True)
+    (group / "memory.max").write_text(max_text)
+    (group / "memory.current").write_text("1024\n")
+    limit_file, usage_file = _probes.cgroup_files(str(proc), str(tmp_path / "fs"))
+    assert (str(group / "memory.max"), str(group / "memory.current")) == (limit_file, usage_file)
+    assert expected == _probes.read_limit(limit_file)
+
+
+def test_cgroup_v1_unlimited_reads_as_none() -> None:
+    """This machine's own cgroup v1 group is unlimited (~2**63): that reads as no limit."""
+    if not os.path.isdir("/sys/fs/cgroup/memory"):
+        pytest.skip("no cgroup v1 memory hierarchy on this machine")
+    limit_file, _ = _probes.cgroup_files()
+    assert limit_file is not None and limit_file.endswith("memory.limit_in_bytes")
+    assert _probes._read_int(limit_file) is not None
+    assert _probes.read_limit(limit_file) is None
+
+
 def test_no_limit_means_no_limit_fields() -> None:
     """Outside a limited cgroup (this machine's default), limit and headroom are unknown, not 2**63."""
     s = udfmem.sample()

@@ -29,10 +29,8 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(fn):
 
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            n = next(st.counter)
-            slow = n >= st.due
-            if slow:
-                st.before(n)
+            if st.settings is None:
+                st.before(0)  # bind (and take the baseline) before the first call here
             try:
                 agen = fn(*args, **kwargs)
                 try:
@@ -56,7 +54,8 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
                         except StopAsyncIteration:
                             return
             finally:
-                if slow:
+                n = next(st.counter)  # a generator call counts when exhausted or closed
+                if n >= st.due:
                     st.after(n)
 
         wrapper: Callable[..., Any] = agen_wrapper
@@ -64,27 +63,25 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
-            slow = n >= st.due
-            if slow:
+            if n >= st.due:
                 st.before(n)
-            try:
-                return await fn(*args, **kwargs)
-            finally:
-                if slow:
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
                     st.after(n)
+            return await fn(*args, **kwargs)
 
         wrapper = async_wrapper
     elif inspect.isgeneratorfunction(fn):
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            n = next(st.counter)
-            slow = n >= st.due
-            if slow:
-                st.before(n)
+            if st.settings is None:
+                st.before(0)  # bind (and take the baseline) before the first call here
             try:
                 return (yield from fn(*args, **kwargs))
             finally:
-                if slow:
+                n = next(st.counter)  # a generator call counts when exhausted or closed
+                if n >= st.due:
                     st.after(n)
 
         wrapper = gen_wrapper

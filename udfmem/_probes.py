@@ -75,24 +75,30 @@ def _find_mallinfo2() -> Any:
     return fn
 
 
-def _cgroup_files() -> tuple[str | None, str | None]:
-    """Return (limit file, usage file) of this process's memory cgroup, if any."""
+def cgroup_files(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[str | None, str | None]:
+    """Return (limit file, usage file) of this process's memory cgroup (v2, else v1), if any."""
     try:
-        with open("/proc/self/cgroup", encoding="ascii") as f:
+        with open(proc_cgroup, encoding="ascii") as f:
             lines = f.read().splitlines()
     except OSError:
         return None, None
     for line in lines:
         hier, controllers, path = line.split(":", 2)
         if hier == "0" and controllers == "":
-            for base in (f"/sys/fs/cgroup{path}", "/sys/fs/cgroup"):
+            for base in (f"{root}{path}", root):
                 if os.path.exists(f"{base}/memory.max"):
                     return f"{base}/memory.max", f"{base}/memory.current"
         elif "memory" in controllers.split(","):
-            for base in (f"/sys/fs/cgroup/memory{path}", "/sys/fs/cgroup/memory"):
+            for base in (f"{root}/memory{path}", f"{root}/memory"):
                 if os.path.exists(f"{base}/memory.limit_in_bytes"):
                     return f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes"
     return None, None
+
+
+def read_limit(path: str | None) -> int | None:
+    """A cgroup memory limit in bytes; None for none (``max``, or v1's ~2**63)."""
+    limit = _read_int(path) if path else None
+    return limit if limit is not None and limit < _UNLIMITED else None
 
 
 def _read_int(path: str) -> int | None:
@@ -115,9 +121,8 @@ class Probes:
         self._mallinfo2 = _find_mallinfo2()
         self._psutil: Any = None
         self.peak_was_reset = False
-        limit_file, usage_file = _cgroup_files()
-        limit = _read_int(limit_file) if limit_file else None
-        self.limit = limit if limit is not None and limit < _UNLIMITED else None
+        limit_file, usage_file = cgroup_files()
+        self.limit = read_limit(limit_file)
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
 
     @staticmethod

@@ -1,0 +1,66 @@
+"""The ``every_s`` timer: one daemon thread per process that flags snapshots as due.
+
+Checking the clock on every call would cost ~0.9 µs a call; this thread costs nothing on
+the hot path: when a UDF's period has passed it lowers that UDF's threshold to 0, so the
+next call takes the slow path and snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Watched(Protocol):
+    """What the timer needs of a UDF's state."""
+
+    every_s: float
+
+    def deadline(self) -> float | None:
+        """Monotonic time when a snapshot becomes due; None: never."""
+
+    def force(self) -> None:
+        """Make the next call take a snapshot."""
+
+
+class Timer:
+    """Sleeps until the earliest deadline among the watched states, then forces those due."""
+
+    def __init__(self) -> None:
+        self.reset_after_fork()
+
+    def reset_after_fork(self) -> None:
+        """Forget the watched states and the thread (a fork child has neither)."""
+        self._watched: list[Watched] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, state: Watched) -> None:
+        """Start watching ``state``; start the thread on first use in this process."""
+        with self._lock:
+            if state not in self._watched:
+                self._watched.append(state)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="udfmem-timer", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            wait = 60.0
+            for state in list(self._watched):
+                deadline = state.deadline()
+                if deadline is None:
+                    continue
+                if now >= deadline:
+                    state.force()  # idempotent: an idle UDF is simply flagged again
+                    deadline = now + state.every_s
+                wait = min(wait, deadline - now)
+            self._wake.wait(timeout=max(0.01, wait))
+            self._wake.clear()
+
+
+timer = Timer()
