@@ -41,6 +41,16 @@ def stderr_events(capsys: pytest.CaptureFixture[str]) -> Callable[..., Events]:
     return read
 
 
+def identity_udf(name: str = "Udf", **tracked_kwargs: Any) -> Any:
+    """A fresh tracked class named ``name`` whose ``__call__`` returns its argument."""
+    from udfmem import tracked
+
+    def __call__(self: Any, x: Any) -> Any:
+        return x
+
+    return tracked(**tracked_kwargs)(type(name, (), {"__call__": __call__}))
+
+
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (this venv) with the UDFMEM_* env cleaned."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import Events, parse_events
+from conftest import Events, identity_udf, parse_events
 
 from udfmem import TrackedUDF, _log, tracked
 from udfmem._parse import parse_logfmt
@@ -26,11 +26,7 @@ SNAPSHOT_FIELDS = {
 
 def test_snapshot_cadence_is_exact(stderr_events: Reader) -> None:
     """every=10 and 100 calls give exactly the snapshots at calls 10, 20, ..., 100."""
-
-    @tracked(every=10)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=10)
 
     udf = Udf()
     for i in range(105):
@@ -43,11 +39,7 @@ def test_snapshot_cadence_is_exact(stderr_events: Reader) -> None:
 
 def test_snapshot_has_the_contract_fields(stderr_events: Reader) -> None:
     """A snapshot line carries every field of the contract, with sane values."""
-
-    @tracked(every=2)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=2)
 
     Udf()(1)
     Udf()(2)
@@ -61,11 +53,7 @@ def test_snapshot_has_the_contract_fields(stderr_events: Reader) -> None:
 
 def test_counts_continue_across_instances(stderr_events: Reader) -> None:
     """Counting is per (process, UDF): engines re-create instances, counts continue."""
-
-    @tracked(every=4)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=4)
 
     for i in range(12):
         Udf()(i)
@@ -91,31 +79,9 @@ def test_generator_is_sampled_when_exhausted(stderr_events: Reader) -> None:
     assert [2] == [s["call"] for s in stderr_events("udfmem.snapshot")]
 
 
-def test_every_s_snapshots_at_the_next_call_after_the_period(stderr_events: Reader) -> None:
-    """every_s forces a snapshot at the first call after the period, off the hot path."""
-
-    @tracked(every=1000, every_s=0.2)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
-
-    udf = Udf()
-    udf(1)
-    udf(2)
-    time.sleep(0.6)
-    udf(3)
-    snaps = stderr_events("udfmem.snapshot")
-    assert [3] == [s["call"] for s in snaps]
-    assert snaps[0]["window_s"] >= 0.2
-
-
 def test_counting_is_exact_across_threads(stderr_events: Reader) -> None:
     """8 threads x 2000 calls on one instance: the last snapshot is exactly at call 16000."""
-
-    @tracked(every=1000)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=1000)
 
     udf = Udf()
     barrier = threading.Barrier(8)
@@ -261,10 +227,7 @@ def test_json_format_from_env(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     """UDFMEM_LOG_FORMAT=json writes one JSON object per line, same fields as logfmt."""
     monkeypatch.setenv("UDFMEM_LOG_FORMAT", "json")
 
-    @tracked(every=2)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=2)
 
     Udf()(1)
     Udf()(2)
@@ -280,10 +243,7 @@ def test_log_dir_appends_json_lines_per_process(
     """UDFMEM_LOG_DIR also appends JSON lines to one file per process; stderr keeps logfmt."""
     monkeypatch.setenv("UDFMEM_LOG_DIR", str(tmp_path / "logs"))
 
-    @tracked(every=2)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    Udf = identity_udf(every=2)
 
     for i in range(4):
         Udf()(i)
@@ -360,12 +320,8 @@ def test_parse_events_reads_ray_prefixed_lines() -> None:
 
 
 def test_every_s_keeps_firing_period_after_period(stderr_events: Reader) -> None:
-    """every_s snapshots recur: calls spread over ~4 periods give one snapshot per period."""
-
-    @tracked(every=10_000, every_s=0.25)
-    class Udf:
-        def __call__(self, x: int) -> int:
-            return x
+    """every_s snapshots at the first call after each period, off the hot path, period after period."""
+    Udf = identity_udf(every=10_000, every_s=0.25)
 
     udf = Udf()
     udf(0)
@@ -375,3 +331,4 @@ def test_every_s_keeps_firing_period_after_period(stderr_events: Reader) -> None
     snaps = stderr_events("udfmem.snapshot")
     assert [2, 3, 4, 5] == [s["call"] for s in snaps]
     assert [2, 1, 1, 1] == [s["window_calls"] for s in snaps]  # the first window holds calls 1 and 2
+    assert all(s["window_s"] >= 0.25 for s in snaps)
