@@ -16,6 +16,11 @@ import sys
 import time
 from typing import Any
 
+try:
+    import resource as _resource
+except ImportError:  # Windows
+    _resource = None  # type: ignore[assignment]
+
 MIB = 1024 * 1024
 _UNLIMITED = 1 << 60  # cgroup v1 says "no limit" with values near 2**63
 
@@ -163,12 +168,10 @@ class Probes:
 
     def peak(self) -> int | None:
         """Peak RSS in bytes since the last :meth:`reset_peak` (or process start)."""
-        try:
-            import resource
-        except ImportError:
+        if _resource is None:
             return None
         try:
-            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            maxrss = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
         except OSError:
             return None
         return maxrss if sys.platform == "darwin" else maxrss * 1024
