@@ -8,6 +8,7 @@ setup. ``sample()`` reads the same probes on demand.
 
 from __future__ import annotations
 
+from ._config import worker_env
 from ._decorator import TrackedUDF, tracked
 from ._probes import MemorySample, sample
 
@@ -19,4 +20,5 @@ __all__ = [
     "__version__",
     "sample",
     "tracked",
+    "worker_env",
 ]

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ENV_DISABLE = "UDFMEM_DISABLE"
 ENV_EVERY = "UDFMEM_EVERY"
@@ -168,3 +168,95 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None) -> tuple
         log_dir=_read(env, ENV_LOG_DIR, _parse_dir, log_dir, problems),
     )
     return settings, problems
+
+
+def _format_bool(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _parse_abs_dir(raw: str) -> str:
+    return os.path.abspath(_parse_dir(raw))  # workers run in other directories
+
+
+#: worker_env() keyword -> (variable, parser of its text, formatter of the parsed value)
+_WORKER_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] = {
+    "disable": (ENV_DISABLE, _parse_bool, _format_bool),
+    "every": (ENV_EVERY, _parse_every, str),
+    "every_s": (ENV_EVERY_S, _parse_every_s, repr),
+    "log_format": (ENV_LOG_FORMAT, _parse_format, str),
+    "log_dir": (ENV_LOG_DIR, _parse_abs_dir, str),
+}
+
+
+def _check_override(key: str, value: object) -> str:
+    var, parse, fmt = _WORKER_KEYS[key]
+    if isinstance(value, bool) and key != "disable":
+        raise TypeError(f"udfmem: worker_env({key}=...) does not take a bool")
+    if not isinstance(value, (str, int, float, os.PathLike)):
+        raise TypeError(f"udfmem: worker_env({key}=...) takes a str or a number, got {type(value).__name__}")
+    raw = (
+        _format_bool(value)
+        if isinstance(value, bool)
+        else os.fspath(value)
+        if isinstance(value, os.PathLike)
+        else str(value)
+    )
+    try:
+        return str(fmt(parse(raw)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"udfmem: worker_env({key}={value!r}) is not a valid {var}: {exc}") from None
+
+
+def worker_settings(
+    overrides: Mapping[str, object], environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[EnvProblem]]:
+    """The ``UDFMEM_*`` settings of ``environ`` plus validated ``overrides``, and bad inherited values."""
+    unknown = sorted(set(overrides) - set(_WORKER_KEYS))
+    if unknown:
+        raise TypeError(f"udfmem: worker_env() got unknown settings {unknown}; known: {sorted(_WORKER_KEYS)}")
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    problems: list[EnvProblem] = []
+    for key, (var, parse, fmt) in _WORKER_KEYS.items():
+        if key in overrides:
+            value = overrides[key]
+            if value is not None:
+                out[var] = _check_override(key, value)
+            continue
+        raw = env.get(var)
+        if raw is None:
+            continue
+        try:
+            out[var] = str(fmt(parse(raw)))
+        except (TypeError, ValueError) as exc:
+            problems.append(EnvProblem(var=var, value=raw, reason=str(exc), default="(not passed on)"))
+    return out, problems
+
+
+def worker_env(**overrides: object) -> dict[str, str]:
+    """The ``UDFMEM_*`` settings to hand to worker processes, as ``dict[str, str]``.
+
+    Starts from this process's ``UDFMEM_*`` environment and applies ``overrides``
+    (``disable``, ``every``, ``every_s``, ``log_format``, ``log_dir``; ``None`` drops a
+    setting). Pass the result where the engine takes worker environment variables::
+
+        ray.init(runtime_env={"env_vars": udfmem.worker_env(every=8)})
+        ds.map_batches(Embed, runtime_env={"env_vars": udfmem.worker_env(every=8)})
+        geneva.runners.ray.raycluster.ray_cluster(local=True, extra_env=udfmem.worker_env(every=8))
+
+    Raises:
+        TypeError, ValueError: for an unknown setting or a bad override value. A bad
+            value inherited from the environment is left out, with one ``udfmem.warning``.
+    """
+    from . import _log
+
+    env, problems = worker_settings(overrides)
+    for problem in problems:
+        _log.warn_once(
+            _log.make_logger("udfmem"),
+            "bad-env",
+            f"not passing {problem.var}={problem.value!r} to workers ({problem.reason})",
+            once_key=f"worker-env:{problem.var}={problem.value}",
+            var=problem.var,
+        )
+    return env

@@ -10,6 +10,7 @@ with ``UDFMEM_LOG_DIR``, also to one JSON-lines file per process.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from typing import Any
 
 import structlog
 
-HEAD = ("event", "udf", "pid", "host", "ts")
+HEAD = ("event", "udf", "pid", "host", "worker", "ts")
 _HEAD_SET = frozenset(HEAD)
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+-]+\Z")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+|inf|nan)\Z", re.IGNORECASE)
@@ -45,6 +46,17 @@ def host() -> str:
 
 
 _ts_cache: tuple[int, str] = (-1, "")
+
+
+def worker_tag(host_name: str, pid: int) -> str:
+    """Eight lowercase letters naming this process (no digits, unlike ``pid``).
+
+    Ray's driver merges log lines of different workers that are equal once every word
+    containing a digit is dropped; this word survives that and differs per worker, so
+    each worker's snapshot lines reach the driver console.
+    """
+    digest = hashlib.blake2b(f"{host_name}:{pid}".encode(), digest_size=8).digest()
+    return "".join(chr(ord("a") + b % 26) for b in digest)
 
 
 def iso_ts(t: float) -> str:
@@ -91,11 +103,12 @@ _heads: dict[tuple[Any, ...], str] = {}
 
 
 def _logfmt_head(event_dict: MutableMapping[str, Any]) -> str:
-    """The rendered ``event= udf= pid= host=`` prefix; repeats per UDF, so it is cached."""
-    key = (event_dict.get("event"), event_dict.get("udf"), event_dict.get("pid"), event_dict.get("host"))
+    """The rendered ``event= udf= pid= host= worker=`` prefix; repeats per UDF, so it is cached."""
+    get = event_dict.get
+    key = (get("event"), get("udf"), get("pid"), get("host"), get("worker"))
     head = _heads.get(key)
     if head is None:
-        head = " ".join(f"{k}={_logfmt_value(v)}" for k, v in zip(HEAD[:4], key, strict=True) if v is not None)
+        head = " ".join(f"{k}={_logfmt_value(v)}" for k, v in zip(HEAD[:5], key, strict=True) if v is not None)
         if len(_heads) < 1024:
             _heads[key] = head
     return head
@@ -226,6 +239,7 @@ def make_logger(udf: str, log_format: str = "logfmt", log_dir: str | None = None
         udf=udf,
         pid=os.getpid(),
         host=host(),
+        worker=worker_tag(host(), os.getpid()),
     )
     logger: EventLogger = proxy.bind()  # resolve the lazy proxy once
     return logger
