@@ -332,3 +332,71 @@ def test_every_s_keeps_firing_period_after_period(stderr_events: Reader) -> None
     assert [2, 3, 4, 5] == [s["call"] for s in snaps]
     assert [2, 1, 1, 1] == [s["window_calls"] for s in snaps]  # the first window holds calls 1 and 2
     assert all(s["window_s"] >= 0.25 for s in snaps)
+
+
+def test_init_and_setup_are_both_measured(stderr_events: Reader) -> None:
+    """Engines run __init__ and users call setup(): each gets its own udfmem.setup event."""
+
+    @tracked(every=2)
+    class Udf:
+        def __init__(self) -> None:
+            self.config = bytearray(b"\x01") * (8 * MIB)
+
+        def setup(self) -> None:
+            self.model = bytearray(b"\x01") * (32 * MIB)
+
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    udf.setup()
+    udf(1)
+    udf(2)
+    setups = stderr_events()
+    assert ["__init__", "setup"] == [e["method"] for e in setups if e["event"] == "udfmem.setup"]
+    assert [8, 32] == [round(e["delta_mb"] / 8) * 8 for e in setups if e["event"] == "udfmem.setup"]
+    (snap,) = [e for e in setups if e["event"] == "udfmem.snapshot"]
+    assert snap["growth_mb"] == pytest.approx(0, abs=4)  # counted from the end of setup()
+
+
+def test_setup_called_from_init_is_one_phase(stderr_events: Reader) -> None:
+    """__init__ calling self.setup() is measured once, as __init__, including the setup."""
+
+    @tracked
+    class Udf:
+        def __init__(self) -> None:
+            self.setup()
+
+        def setup(self) -> None:
+            self.model = bytearray(b"\x01") * (24 * MIB)
+
+        def __call__(self, x: int) -> int:
+            return x
+
+    Udf()
+    (ev,) = stderr_events("udfmem.setup")
+    assert "__init__" == ev["method"]
+    assert ev["delta_mb"] == pytest.approx(24, abs=4)
+
+
+def test_lazy_setup_inside_the_first_call_sets_the_baseline(stderr_events: Reader) -> None:
+    """The Geneva pattern (setup() called lazily from __call__): growth counts from after it."""
+
+    @tracked(every=4)
+    class Udf:
+        def setup(self) -> None:
+            self.model = bytearray(b"\x01") * (64 * MIB)
+
+        def __call__(self, x: int) -> int:
+            if not hasattr(self, "model"):
+                self.setup()
+            return x
+
+    udf = Udf()
+    for i in range(4):
+        udf(i)
+    setup, snap = stderr_events()
+    assert ("udfmem.setup", "setup") == (setup["event"], setup["method"])
+    assert setup["delta_mb"] == pytest.approx(64, abs=6)
+    assert ("udfmem.snapshot", 4) == (snap["event"], snap["call"])
+    assert snap["growth_mb"] == pytest.approx(0, abs=4)

@@ -188,10 +188,9 @@ def _track_class(cls: type[T], options: _config.Options, lenient: bool = False) 
     st = lookup(new_key(f"{cls.__module__}.{cls.__qualname__}"), options)
     for method in present:
         _patch(cls, method, lambda fn: _wrap_call(fn, st))
-    setup = options.setup if options.setup and _find(cls, options.setup)[1] else None
-    phase = setup or ("__init__" if _find(cls, "__init__")[1] else None)
-    if phase is not None:
-        _patch(cls, phase, lambda fn: _wrap_setup(fn, st, phase))
+    for phase in ("__init__", options.setup):  # engines run __init__; users call setup() themselves
+        if phase is not None and _find(cls, phase)[1]:
+            _patch(cls, phase, lambda fn, phase=phase: _wrap_setup(fn, st, phase))  # type: ignore[misc]
     return cls
 
 

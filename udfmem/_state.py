@@ -60,6 +60,7 @@ class UDFState:
         "_last_call",
         "_last_t",
         "_pid",
+        "_setup_depth",
         "_snap_lock",
         "_win_peak",
         "baseline",
@@ -87,6 +88,7 @@ class UDFState:
         self._pid = -1
         self._bind_lock = threading.Lock()
         self._snap_lock = threading.Lock()
+        self._setup_depth = threading.local()
         self.settings: _config.Settings | None = None
         self.log: Any = None
         self.every = self.options.every
@@ -235,7 +237,15 @@ class UDFState:
     # -- setup -------------------------------------------------------------------------
 
     def setup_begin(self) -> tuple[float, int | None] | None:
-        """Start measuring a setup phase; None when disabled or unmeasurable."""
+        """Start measuring a setup phase; None when disabled, unmeasurable, or nested.
+
+        A phase inside another (``__init__`` calling ``self.setup()``) is measured as
+        part of the outer one. Every call must be paired with :meth:`setup_end`.
+        """
+        depth = getattr(self._setup_depth, "n", 0)
+        self._setup_depth.n = depth + 1
+        if depth:
+            return None
         try:
             if not self.bind():
                 return None
@@ -246,6 +256,7 @@ class UDFState:
 
     def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
         """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
+        self._setup_depth.n -= 1
         if token is None:
             return
         try:
@@ -255,8 +266,8 @@ class UDFState:
             s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
             rss = _probes.probes().rss()
             self.setups += 1
-            if self.setups == 1 and rss is not None:
-                self.baseline = rss  # growth is measured from the end of the first setup
+            if self._last_call == 0 and rss is not None:
+                self.baseline = rss  # growth counts from the end of the setups before the first snapshot
             self._last_t = time.monotonic()
             self.log.info(
                 "udfmem.setup",
