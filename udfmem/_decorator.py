@@ -21,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 _MARK = "__udfmem_state__"
-_ORDER_HINT = "put @tracked innermost: directly on the class or function, under @{engine}"
+_ORDER_HINT = "put @tracked innermost: directly on the class or function, under the engine's decorator"
 
 
 def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
@@ -153,7 +153,7 @@ def _engine_of(obj: Any) -> str | None:
         if top == "geneva":
             return "geneva.udf"
     if not isinstance(obj, type) and isinstance(getattr(obj, "__wrapped__", None), type):
-        return "a class decorator such as geneva.udf"  # a function standing in for a class
+        return "geneva.udf (or another decorator that replaced the class)"  # a function standing in for it
     return None
 
 
@@ -197,7 +197,7 @@ def _track_class(cls: type[T], options: _config.Options, lenient: bool = False) 
 def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     engine = _engine_of(target)
     if engine is not None:
-        raise TypeError(f"udfmem: @tracked got the output of {engine}; " + _ORDER_HINT.format(engine=engine))
+        raise TypeError(f"udfmem: @tracked got the output of {engine}; {_ORDER_HINT}")
     if isinstance(target, type):
         name = kwargs.get("name") or target.__name__
         return _track_class(target, _config.make_options(**{**kwargs, "name": name}), lenient)
