@@ -37,6 +37,11 @@ class Plain:
         ({"methods": ("not a name",)}, TypeError, "method names"),
         ({"setup": 3}, TypeError, "setup must be a method name"),
         ({"setup": "__call__"}, ValueError, "both the setup method and a tracked method"),
+        ({"trim": "sometimes"}, TypeError, "trim must be 'auto', 'off' or an int"),
+        ({"trim": 0}, ValueError, "trim must be >= 1"),
+        ({"trim": True}, TypeError, "trim must be"),
+        ({"arena_max": 0}, ValueError, "arena_max must be >= 1"),
+        ({"arena_max": "2"}, TypeError, "arena_max must be an int"),
     ],
 )
 def test_bad_decorator_argument_raises_at_decoration_time(kwargs: dict[str, Any], error: type, match: str) -> None:

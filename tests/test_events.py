@@ -286,16 +286,33 @@ def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("probe exploded")
 
-    monkeypatch.setattr(_probes, "arrow_live", broken)
-
     @tracked(every=1)
     class Udf:
         def __call__(self, x: int) -> int:
             return x * 2
 
-    assert [0, 2, 4] == [Udf()(i) for i in range(3)]
+    assert 0 == Udf()(0)  # binds and snapshots normally
+    monkeypatch.setattr(_probes, "arrow_live", broken)
+    assert [2, 4, 6] == [Udf()(i) for i in range(1, 4)]
     warnings = stderr_events("udfmem.warning")
     assert ["snapshot-failed"] == [w["what"] for w in warnings]
+
+
+def test_bind_failure_turns_udfmem_off_not_the_udf(monkeypatch: pytest.MonkeyPatch, stderr_events: Reader) -> None:
+    """If udfmem cannot even start in a process, one warning says so and the UDF runs untouched.
+
+    Simulated (monkeypatched probe), since the real probes degrade instead of raising.
+    """
+    from udfmem import _probes
+
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(_probes, "arrow_live", broken)
+    Udf = identity_udf(every=1)
+    assert [0, 1, 2] == [Udf()(i) for i in range(3)]
+    events = stderr_events()
+    assert [("udfmem.warning", "bind-failed")] == [(e["event"], e["what"]) for e in events]
 
 
 def test_broken_stderr_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch) -> None:

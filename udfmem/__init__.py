@@ -3,11 +3,13 @@
 Put ``@tracked`` on a stateful UDF class (innermost, under the engine's decorator) and
 every K calls each worker logs one ``udfmem.snapshot`` line with its RSS, Arrow's live
 bytes, the gap between them, the allocator's freed-but-held memory and the growth since
-setup. ``sample()`` reads the same probes on demand.
+setup. ``sample()`` reads the same probes on demand; ``trim()`` gives freed memory back
+to the OS, and the ``trim=`` policy of ``@tracked`` does so when it pays.
 """
 
 from __future__ import annotations
 
+from ._allocator import TrimResult, trim
 from ._config import worker_env
 from ._decorator import TrackedUDF, tracked
 from ._probes import MemorySample, sample
@@ -17,8 +19,10 @@ __version__ = "0.1.0"
 __all__ = [
     "MemorySample",
     "TrackedUDF",
+    "TrimResult",
     "__version__",
     "sample",
     "tracked",
+    "trim",
     "worker_env",
 ]

@@ -19,9 +19,22 @@ ENV_EVERY = "UDFMEM_EVERY"
 ENV_EVERY_S = "UDFMEM_EVERY_S"
 ENV_LOG_FORMAT = "UDFMEM_LOG_FORMAT"
 ENV_LOG_DIR = "UDFMEM_LOG_DIR"
+ENV_TRIM = "UDFMEM_TRIM"
+ENV_ARENA_MAX = "UDFMEM_ARENA_MAX"
+#: glibc's own variable: caps malloc arenas when set at process start.
+ENV_MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"
 
 #: Every variable udfmem reads, in the order the README documents them.
-ENV_NAMES: tuple[str, ...] = (ENV_DISABLE, ENV_EVERY, ENV_EVERY_S, ENV_LOG_FORMAT, ENV_LOG_DIR)
+ENV_NAMES: tuple[str, ...] = (
+    ENV_DISABLE,
+    ENV_EVERY,
+    ENV_EVERY_S,
+    ENV_TRIM,
+    ENV_ARENA_MAX,
+    ENV_LOG_FORMAT,
+    ENV_LOG_DIR,
+)
+TRIM_MODES = ("auto", "off")
 
 LOG_FORMATS = ("logfmt", "json")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -38,6 +51,8 @@ class Options:
     every_s: float = 60.0
     methods: tuple[str, ...] = ("__call__",)
     setup: str | None = "setup"
+    trim: str | int = "auto"
+    arena_max: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +64,8 @@ class Settings:
     every_s: float
     log_format: str
     log_dir: str | None
+    trim: str | int = "auto"
+    arena_max: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +97,24 @@ def check_every_s(value: object, what: str = "every_s") -> float:
     return seconds
 
 
+def check_trim(value: object, what: str = "trim") -> str | int:
+    """Validate a trim policy: ``"auto"``, ``"off"`` or a positive number of calls."""
+    if isinstance(value, str) and value.strip().lower() in TRIM_MODES:
+        return value.strip().lower()
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"udfmem: {what} must be 'auto', 'off' or an int number of calls, got {value!r}")
+    if value < 1:
+        raise ValueError(f"udfmem: {what} must be >= 1 calls, got {value}")
+    return value
+
+
+def check_arena_max(value: object, what: str = "arena_max") -> int | None:
+    """Validate an arena cap: None, or a positive int."""
+    if value is None:
+        return None
+    return check_every(value, what)
+
+
 def make_options(
     *,
     name: object,
@@ -87,6 +122,8 @@ def make_options(
     every_s: object,
     methods: object,
     setup: object,
+    trim: object = "auto",
+    arena_max: object = None,
 ) -> Options:
     """Build :class:`Options`, raising ``TypeError``/``ValueError`` on a bad argument."""
     if not isinstance(name, str) or not name:
@@ -110,6 +147,8 @@ def make_options(
         every_s=check_every_s(every_s),
         methods=tuple(methods),
         setup=setup,
+        trim=check_trim(trim),
+        arena_max=check_arena_max(arena_max),
     )
 
 
@@ -135,6 +174,15 @@ def _parse_format(raw: str) -> str:
     if low not in LOG_FORMATS:
         raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
     return low
+
+
+def _parse_trim(raw: str) -> str | int:
+    text = raw.strip()
+    return check_trim(int(text) if text.lstrip("+-").isdigit() else text, "value")
+
+
+def _parse_arena_max(raw: str) -> int:
+    return check_every(int(raw.strip()), "value")
 
 
 def _parse_dir(raw: str) -> str:
@@ -166,6 +214,8 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None) -> tuple
         every_s=_read(env, ENV_EVERY_S, _parse_every_s, options.every_s, problems),
         log_format=_read(env, ENV_LOG_FORMAT, _parse_format, "logfmt", problems),
         log_dir=_read(env, ENV_LOG_DIR, _parse_dir, log_dir, problems),
+        trim=_read(env, ENV_TRIM, _parse_trim, options.trim, problems),
+        arena_max=_read(env, ENV_ARENA_MAX, _parse_arena_max, options.arena_max, problems),
     )
     return settings, problems
 
@@ -185,6 +235,8 @@ _WORKER_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] 
     "every_s": (ENV_EVERY_S, _parse_every_s, repr),
     "log_format": (ENV_LOG_FORMAT, _parse_format, str),
     "log_dir": (ENV_LOG_DIR, _parse_abs_dir, str),
+    "trim": (ENV_TRIM, _parse_trim, str),
+    "arena_max": (ENV_MALLOC_ARENA_MAX, _parse_arena_max, str),  # glibc reads it at process start
 }
 
 
@@ -237,8 +289,10 @@ def worker_env(**overrides: object) -> dict[str, str]:
     """The ``UDFMEM_*`` settings to hand to worker processes, as ``dict[str, str]``.
 
     Starts from this process's ``UDFMEM_*`` environment and applies ``overrides``
-    (``disable``, ``every``, ``every_s``, ``log_format``, ``log_dir``; ``None`` drops a
-    setting). Pass the result where the engine takes worker environment variables::
+    (``disable``, ``every``, ``every_s``, ``trim``, ``log_format``, ``log_dir``; ``None``
+    drops a setting). ``arena_max=N`` sets glibc's ``MALLOC_ARENA_MAX``, which only takes
+    effect when a process starts: the right place is a worker's environment. Pass the
+    result where the engine takes worker environment variables::
 
         ray.init(runtime_env={"env_vars": udfmem.worker_env(every=8)})
         ds.map_batches(Embed, runtime_env={"env_vars": udfmem.worker_env(every=8)})

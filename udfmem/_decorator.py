@@ -208,7 +208,15 @@ def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
 
-_DEFAULTS: dict[str, Any] = {"every": 32, "every_s": 60.0, "name": None, "methods": ("__call__",), "setup": "setup"}
+_DEFAULTS: dict[str, Any] = {
+    "every": 32,
+    "every_s": 60.0,
+    "name": None,
+    "methods": ("__call__",),
+    "setup": "setup",
+    "trim": "auto",
+    "arena_max": None,
+}
 
 
 @overload
@@ -223,6 +231,8 @@ def tracked(
     name: str | None = None,
     methods: tuple[str, ...] = ("__call__",),
     setup: str | None = "setup",
+    trim: str | int = "auto",
+    arena_max: int | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -235,6 +245,8 @@ def tracked(
     name: str | None = None,
     methods: tuple[str, ...] = ("__call__",),
     setup: str | None = "setup",
+    trim: str | int = "auto",
+    arena_max: int | None = None,
 ) -> Any:
     """Track a UDF class (or function): count calls and log a memory snapshot every K.
 
@@ -248,14 +260,29 @@ def tracked(
         every_s: also snapshot at the first call after this many seconds (0: never).
         name: the ``udf=`` name in events; defaults to the class or function name.
         methods: the per-call methods to wrap; default ``("__call__",)``.
-        setup: the setup method measured as ``udfmem.setup``; without one in the
-            class, ``__init__`` is measured instead. ``None``: measure ``__init__``.
+        setup: the setup method measured as ``udfmem.setup`` (``__init__`` is measured
+            too, as its own phase). ``None``: measure ``__init__`` only.
+        trim: give freed memory back to the OS: ``"auto"`` (trim when a snapshot finds
+            enough freed-but-resident memory, and when the UDF goes idle), ``"off"``, or
+            every N calls. Also trims once after setup unless ``"off"``.
+            ``UDFMEM_TRIM`` overrides.
+        arena_max: cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``) when the UDF is
+            first used in a process; a ``udfmem.warning`` says when that is too late.
+            For spawned workers prefer ``worker_env(arena_max=N)``.
 
     Raises:
         TypeError, ValueError: at decoration time, for a bad argument, a missing method,
             or when applied on top of an engine's decorator.
     """
-    kwargs = {"every": every, "every_s": every_s, "name": name, "methods": methods, "setup": setup}
+    kwargs = {
+        "every": every,
+        "every_s": every_s,
+        "name": name,
+        "methods": methods,
+        "setup": setup,
+        "trim": trim,
+        "arena_max": arena_max,
+    }
     _config.make_options(**{**kwargs, "name": "udf" if name is None else name})  # validate before a target is known
     if obj is None:
         return lambda target: _track(target, kwargs)

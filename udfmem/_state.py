@@ -18,8 +18,9 @@ import threading
 import time
 from typing import Any
 
-from . import _config, _log, _probes
+from . import _allocator, _config, _log, _probes
 from ._timer import timer
+from ._trim_policy import IDLE_S, Trimmer, TrimPolicy
 
 _states: dict[str, UDFState] = {}
 _registry_lock = threading.Lock()
@@ -71,9 +72,11 @@ class UDFState:
         "key",
         "log",
         "next_snap",
+        "next_trim",
         "options",
         "settings",
         "setups",
+        "trimmer",
     )
 
     def __init__(self, key: str, options: _config.Options) -> None:
@@ -100,6 +103,8 @@ class UDFState:
         self._win_peak = 0
         self.baseline: int | None = None
         self.setups = 0
+        self.trimmer: Trimmer | None = None
+        self.next_trim = sys.maxsize
 
     def __reduce__(self) -> tuple[Any, tuple[str, _config.Options]]:
         return lookup, (self.key, self.options)
@@ -137,12 +142,19 @@ class UDFState:
         if settings.disabled:
             self.due = sys.maxsize
         else:
-            self.baseline = _probes.probes().rss()
+            if settings.arena_max is not None:
+                applied, caveat = _allocator.set_arena_max(settings.arena_max)
+                if caveat or not applied:
+                    _log.warn_once(self.log, "arena-max", f"arena_max={settings.arena_max}: {caveat}")
+            self.trimmer = Trimmer(TrimPolicy(settings.trim), self.log)
+            self.baseline = self.trimmer.rebase()  # before the first call: no retention yet
             self._last_t = time.monotonic()
             self._take_peak()
             self.next_snap = self._next_multiple(self._last_call)
-            self.due = self.next_snap
-            if self.every_s > 0:
+            every_trim = self.trimmer.policy.every
+            self.next_trim = every_trim if every_trim else sys.maxsize
+            self.due = min(self.next_snap, self.next_trim)
+            if self.every_s > 0 or self.trimmer.policy.auto:
                 timer.watch(self)
         self._pid = os.getpid()
 
@@ -186,23 +198,41 @@ class UDFState:
         try:
             if (n >= self.next_snap or self._forced) and n > self._last_call:
                 self._snapshot(n)
+            if n >= self.next_trim and self.trimmer is not None:
+                self.trimmer.trim("every")
         except Exception as exc:
             _log.warn_once(self.log, "snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
             self.next_snap = self._next_multiple(max(n, self._last_call))
+            every_trim = self.trimmer.policy.every if self.trimmer is not None else None
+            if every_trim and n >= self.next_trim:
+                self.next_trim = (n // every_trim + 1) * every_trim
             self._forced = False
-            self.due = self.next_snap
+            self.due = min(self.next_snap, self.next_trim)
 
     def force(self) -> None:
         """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
         self._forced = True
         self.due = 0
 
-    def deadline(self) -> float | None:
-        """When ``every_s`` next makes a snapshot due (monotonic clock); None: never."""
-        if self.every_s <= 0 or self.settings is None or self.settings.disabled:
+    def tick(self, now: float) -> float | None:
+        """The timer's visit: force an ``every_s`` snapshot, check for idleness; next visit time."""
+        if self.settings is None or self.settings.disabled:
             return None
-        return self._last_t + self.every_s
+        wake: list[float] = []
+        if self.every_s > 0:
+            deadline = self._last_t + self.every_s
+            if now >= deadline:
+                self.force()  # idempotent: an idle UDF is simply flagged again
+                deadline = now + self.every_s
+            wake.append(deadline)
+        trimmer = self.trimmer
+        if trimmer is not None and trimmer.policy.auto:
+            calls = int(repr(self.counter)[6:-1]) - 1  # "count(N)": N is the next call number
+            with self._snap_lock:
+                trimmer.idle_check(calls, now)
+            wake.append(now + IDLE_S / 2)
+        return min(wake) if wake else None
 
     def _snapshot(self, n: int) -> None:
         now = time.monotonic()
@@ -233,6 +263,8 @@ class UDFState:
         )
         self._last_call = n
         self._last_t = now
+        if self.trimmer is not None:
+            self.trimmer.at_snapshot(rss, heap[0] if heap else None, arrow_live, now)
 
     # -- setup -------------------------------------------------------------------------
 
@@ -266,8 +298,6 @@ class UDFState:
             s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
             rss = _probes.probes().rss()
             self.setups += 1
-            if self._last_call == 0 and rss is not None:
-                self.baseline = rss  # growth counts from the end of the setups before the first snapshot
             self._last_t = time.monotonic()
             self.log.info(
                 "udfmem.setup",
@@ -286,6 +316,10 @@ class UDFState:
                 setups=self.setups,
                 error=error,
             )
+            if self.trimmer is not None:
+                rss = self.trimmer.after_setup()
+            if self._last_call == 0 and rss is not None:
+                self.baseline = rss  # growth counts from the end of the setups before the first snapshot
         except Exception as exc:
             _log.warn_once(self.log, "setup-failed", f"setup measurement failed: {exc!r}")
 

@@ -1,8 +1,8 @@
-"""The ``every_s`` timer: one daemon thread per process that flags snapshots as due.
+"""The timer: one daemon thread per process for what is due by the clock, not by calls.
 
-Checking the clock on every call would cost ~0.9 µs a call; this thread costs nothing on
-the hot path: when a UDF's period has passed it lowers that UDF's threshold to 0, so the
-next call takes the slow path and snapshots.
+It flags ``every_s`` snapshots (checking the clock on every call would cost ~0.9 µs a
+call; the thread lowers the UDF's threshold to 0 so the next call snapshots) and lets
+the trim policy notice an idle UDF. Nothing of it runs on the hot path.
 """
 
 from __future__ import annotations
@@ -15,13 +15,8 @@ from typing import Protocol
 class Watched(Protocol):
     """What the timer needs of a UDF's state."""
 
-    every_s: float
-
-    def deadline(self) -> float | None:
-        """Monotonic time when a snapshot becomes due; None: never."""
-
-    def force(self) -> None:
-        """Make the next call take a snapshot."""
+    def tick(self, now: float) -> float | None:
+        """Do what is due at ``now`` (monotonic); return when to come back, None for never."""
 
 
 class Timer:
@@ -52,13 +47,12 @@ class Timer:
             now = time.monotonic()
             wait = 60.0
             for state in list(self._watched):
-                deadline = state.deadline()
-                if deadline is None:
-                    continue
-                if now >= deadline:
-                    state.force()  # idempotent: an idle UDF is simply flagged again
-                    deadline = now + state.every_s
-                wait = min(wait, deadline - now)
+                try:
+                    deadline = state.tick(now)
+                except Exception:
+                    continue  # never let one UDF's failure stop the timer
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
             self._wake.wait(timeout=max(0.01, wait))
             self._wake.clear()
 
