@@ -232,6 +232,8 @@ def test_unsupported_platform_warns_once_and_stops_trying(
     Udf = identity_udf(every=2, trim=1)
     for i in range(6):
         Udf()(i)
+    state = Udf.__dict__["__call__"].__udfmem_state__
+    assert (sys.maxsize, "off") == (state.next_trim, state.trimmer.policy.mode)  # no slow path per call
     events = stderr_events()
     assert [] == [e for e in events if e["event"] == "udfmem.trim"]
     assert ["trim-unsupported"] == [e["what"] for e in events if e["event"] == "udfmem.warning"]

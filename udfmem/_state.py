@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from . import _allocator, _config, _log, _probes
+from ._setup import SetupPhases
 from ._timer import timer
 from ._trim_policy import IDLE_S, Trimmer, TrimPolicy
 
@@ -51,11 +52,10 @@ def lookup(key: str, options: _config.Options) -> UDFState:
     return state
 
 
-class UDFState:
+class UDFState(SetupPhases):
     """Counters and windows of one UDF in one process. Never pickled whole."""
 
     __slots__ = (
-        "__weakref__",
         "_bind_lock",
         "_forced",
         "_last_call",
@@ -198,14 +198,16 @@ class UDFState:
         try:
             if (n >= self.next_snap or self._forced) and n > self._last_call:
                 self._snapshot(n)
-            if n >= self.next_trim and self.trimmer is not None:
+            if n >= self.next_trim and self.trimmer is not None and self.trimmer.policy.every:
                 self.trimmer.trim("every")
         except Exception as exc:
             _log.warn_once(self.log, "snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
             self.next_snap = self._next_multiple(max(n, self._last_call))
             every_trim = self.trimmer.policy.every if self.trimmer is not None else None
-            if every_trim and n >= self.next_trim:
+            if not every_trim:
+                self.next_trim = sys.maxsize  # also when the policy turned itself off
+            elif n >= self.next_trim:
                 self.next_trim = (n // every_trim + 1) * every_trim
             self._forced = False
             self.due = min(self.next_snap, self.next_trim)
@@ -265,63 +267,6 @@ class UDFState:
         self._last_t = now
         if self.trimmer is not None:
             self.trimmer.at_snapshot(rss, heap[0] if heap else None, arrow_live, now)
-
-    # -- setup -------------------------------------------------------------------------
-
-    def setup_begin(self) -> tuple[float, int | None] | None:
-        """Start measuring a setup phase; None when disabled, unmeasurable, or nested.
-
-        A phase inside another (``__init__`` calling ``self.setup()``) is measured as
-        part of the outer one. Every call must be paired with :meth:`setup_end`.
-        """
-        depth = getattr(self._setup_depth, "n", 0)
-        self._setup_depth.n = depth + 1
-        if depth:
-            return None
-        try:
-            if not self.bind():
-                return None
-            self._take_peak()
-            return time.perf_counter(), _probes.probes().rss()
-        except Exception:
-            return None
-
-    def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
-        """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
-        self._setup_depth.n -= 1
-        if token is None:
-            return
-        try:
-            t0, rss0 = token
-            took = time.perf_counter() - t0
-            peak, lifetime = self._take_peak()
-            s = _probes.read(peak=peak, peak_is_lifetime=lifetime)
-            rss = _probes.probes().rss()
-            self.setups += 1
-            self._last_t = time.monotonic()
-            self.log.info(
-                "udfmem.setup",
-                method=method,
-                setup_s=round(took, 3),
-                rss_mb=s.rss_mb,
-                delta_mb=_probes.mb(rss - rss0) if (rss is not None and rss0 is not None) else None,
-                peak_rss_mb=s.peak_rss_mb,
-                arrow_live_mb=s.arrow_live_mb,
-                arrow_backend=s.arrow_backend,
-                gap_mb=s.gap_mb,
-                heap_in_use_mb=s.heap_in_use_mb,
-                heap_free_mb=s.heap_free_mb,
-                limit_mb=s.limit_mb,
-                headroom_mb=s.headroom_mb,
-                setups=self.setups,
-                error=error,
-            )
-            if self.trimmer is not None:
-                rss = self.trimmer.after_setup()
-            if self._last_call == 0 and rss is not None:
-                self.baseline = rss  # growth counts from the end of the setups before the first snapshot
-        except Exception as exc:
-            _log.warn_once(self.log, "setup-failed", f"setup measurement failed: {exc!r}")
 
 
 _peak_lock = threading.Lock()
