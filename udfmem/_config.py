@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -21,6 +22,9 @@ ENV_LOG_FORMAT = "UDFMEM_LOG_FORMAT"
 ENV_LOG_DIR = "UDFMEM_LOG_DIR"
 ENV_TRIM = "UDFMEM_TRIM"
 ENV_ARENA_MAX = "UDFMEM_ARENA_MAX"
+ENV_MEMRAY_DIR = "UDFMEM_MEMRAY_DIR"
+ENV_MEMRAY_NATIVE = "UDFMEM_MEMRAY_NATIVE"
+ENV_MEMRAY_CALLS = "UDFMEM_MEMRAY_CALLS"
 #: glibc's own variable: caps malloc arenas when set at process start.
 ENV_MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"
 
@@ -31,6 +35,9 @@ ENV_NAMES: tuple[str, ...] = (
     ENV_EVERY_S,
     ENV_TRIM,
     ENV_ARENA_MAX,
+    ENV_MEMRAY_DIR,
+    ENV_MEMRAY_NATIVE,
+    ENV_MEMRAY_CALLS,
     ENV_LOG_FORMAT,
     ENV_LOG_DIR,
 )
@@ -53,6 +60,9 @@ class Options:
     setup: str | None = "setup"
     trim: str | int = "auto"
     arena_max: int | None = None
+    memray_env: str = ENV_MEMRAY_DIR
+    source: str | None = None
+    owner: str | None = None  # qualified name of the decorated class; None for a function
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +76,9 @@ class Settings:
     log_dir: str | None
     trim: str | int = "auto"
     arena_max: int | None = None
+    memray_dir: str | None = None
+    memray_native: bool = False
+    memray_calls: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +121,13 @@ def check_trim(value: object, what: str = "trim") -> str | int:
     return value
 
 
+def check_env_name(value: object, what: str = "memray_env") -> str:
+    """Validate the name of an environment variable."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise TypeError(f"udfmem: {what} must name an environment variable, got {value!r}")
+    return value
+
+
 def check_arena_max(value: object, what: str = "arena_max") -> int | None:
     """Validate an arena cap: None, or a positive int."""
     if value is None:
@@ -124,6 +144,9 @@ def make_options(
     setup: object,
     trim: object = "auto",
     arena_max: object = None,
+    memray_env: object = ENV_MEMRAY_DIR,
+    source: object = None,
+    owner: object = None,
 ) -> Options:
     """Build :class:`Options`, raising ``TypeError``/``ValueError`` on a bad argument."""
     if not isinstance(name, str) or not name:
@@ -149,6 +172,9 @@ def make_options(
         setup=setup,
         trim=check_trim(trim),
         arena_max=check_arena_max(arena_max),
+        memray_env=check_env_name(memray_env),
+        source=source if isinstance(source, str) else None,
+        owner=owner if isinstance(owner, str) else None,
     )
 
 
@@ -208,6 +234,9 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None) -> tuple
     env = os.environ if environ is None else environ
     problems: list[EnvProblem] = []
     log_dir: str | None = None
+    memray_dir = _read(env, options.memray_env, _parse_dir, log_dir, problems)
+    if memray_dir is None and options.memray_env != ENV_MEMRAY_DIR:
+        memray_dir = _read(env, ENV_MEMRAY_DIR, _parse_dir, log_dir, problems)
     settings = Settings(
         disabled=_read(env, ENV_DISABLE, _parse_bool, False, problems),
         every=_read(env, ENV_EVERY, _parse_every, options.every, problems),
@@ -216,6 +245,9 @@ def resolve(options: Options, environ: Mapping[str, str] | None = None) -> tuple
         log_dir=_read(env, ENV_LOG_DIR, _parse_dir, log_dir, problems),
         trim=_read(env, ENV_TRIM, _parse_trim, options.trim, problems),
         arena_max=_read(env, ENV_ARENA_MAX, _parse_arena_max, options.arena_max, problems),
+        memray_dir=memray_dir,
+        memray_native=_read(env, ENV_MEMRAY_NATIVE, _parse_bool, False, problems),
+        memray_calls=_read(env, ENV_MEMRAY_CALLS, _parse_arena_max, None, problems),
     )
     return settings, problems
 
@@ -237,12 +269,15 @@ _WORKER_KEYS: dict[str, tuple[str, Callable[[str], Any], Callable[[Any], str]]] 
     "log_dir": (ENV_LOG_DIR, _parse_abs_dir, str),
     "trim": (ENV_TRIM, _parse_trim, str),
     "arena_max": (ENV_MALLOC_ARENA_MAX, _parse_arena_max, str),  # glibc reads it at process start
+    "memray_dir": (ENV_MEMRAY_DIR, _parse_abs_dir, str),
+    "memray_native": (ENV_MEMRAY_NATIVE, _parse_bool, _format_bool),
+    "memray_calls": (ENV_MEMRAY_CALLS, _parse_arena_max, str),
 }
 
 
 def _check_override(key: str, value: object) -> str:
     var, parse, fmt = _WORKER_KEYS[key]
-    if isinstance(value, bool) and key != "disable":
+    if isinstance(value, bool) and key not in ("disable", "memray_native"):
         raise TypeError(f"udfmem: worker_env({key}=...) does not take a bool")
     if not isinstance(value, (str, int, float, os.PathLike)):
         raise TypeError(f"udfmem: worker_env({key}=...) takes a str or a number, got {type(value).__name__}")
@@ -289,8 +324,9 @@ def worker_env(**overrides: object) -> dict[str, str]:
     """The ``UDFMEM_*`` settings to hand to worker processes, as ``dict[str, str]``.
 
     Starts from this process's ``UDFMEM_*`` environment and applies ``overrides``
-    (``disable``, ``every``, ``every_s``, ``trim``, ``log_format``, ``log_dir``; ``None``
-    drops a setting). ``arena_max=N`` sets glibc's ``MALLOC_ARENA_MAX``, which only takes
+    (``disable``, ``every``, ``every_s``, ``trim``, ``log_format``, ``log_dir``,
+    ``memray_dir``, ``memray_native``, ``memray_calls``; ``None`` drops a setting).
+    ``arena_max=N`` sets glibc's ``MALLOC_ARENA_MAX``, which only takes
     effect when a process starts: the right place is a worker's environment. Pass the
     result where the engine takes worker environment variables::
 

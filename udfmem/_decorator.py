@@ -30,7 +30,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
             if st.settings is None:
-                st.before(0)  # bind (and take the baseline) before the first call here
+                st.before(0, args)  # bind (and take the baseline) before the first call here
             try:
                 agen = fn(*args, **kwargs)
                 try:
@@ -64,7 +64,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
             if n >= st.due:
-                st.before(n)
+                st.before(n, args)
                 try:
                     return await fn(*args, **kwargs)
                 finally:
@@ -76,7 +76,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             if st.settings is None:
-                st.before(0)  # bind (and take the baseline) before the first call here
+                st.before(0, args)  # bind (and take the baseline) before the first call here
             try:
                 return (yield from fn(*args, **kwargs))
             finally:
@@ -90,7 +90,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
         def call_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
             if n >= st.due:
-                st.before(n)
+                st.before(n, args)
                 try:
                     return fn(*args, **kwargs)
                 finally:
@@ -106,7 +106,7 @@ def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[.
     if inspect.iscoroutinefunction(fn):
 
         async def async_setup(*args: Any, **kwargs: Any) -> Any:
-            token = st.setup_begin()
+            token = st.setup_begin(method, args)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -118,7 +118,7 @@ def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[.
         return _finish(async_setup, fn, st)
 
     def setup_wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = st.setup_begin()
+        token = st.setup_begin(method, args)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -194,16 +194,27 @@ def _track_class(cls: type[T], options: _config.Options, lenient: bool = False) 
     return cls
 
 
+def _source(target: Any) -> str | None:
+    """The file defining ``target`` (for memray attribution), if known."""
+    try:
+        return inspect.getsourcefile(target)
+    except (TypeError, OSError):
+        return None
+
+
 def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     engine = _engine_of(target)
     if engine is not None:
         raise TypeError(f"udfmem: @tracked got the output of {engine}; {_ORDER_HINT}")
     if isinstance(target, type):
         name = kwargs.get("name") or target.__name__
-        return _track_class(target, _config.make_options(**{**kwargs, "name": name}), lenient)
+        options = _config.make_options(
+            **{**kwargs, "name": name, "source": _source(target), "owner": target.__qualname__}
+        )
+        return _track_class(target, options, lenient)
     if inspect.isfunction(target):
         fn = _unwrap(target)
-        options = _config.make_options(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
+        options = _config.make_options(**{**kwargs, "name": kwargs.get("name") or fn.__name__, "source": _source(fn)})
         return _wrap_call(fn, lookup(new_key(f"{fn.__module__}.{fn.__qualname__}"), options))
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
@@ -216,6 +227,7 @@ _DEFAULTS: dict[str, Any] = {
     "setup": "setup",
     "trim": "auto",
     "arena_max": None,
+    "memray_env": "UDFMEM_MEMRAY_DIR",
 }
 
 
@@ -233,6 +245,7 @@ def tracked(
     setup: str | None = "setup",
     trim: str | int = "auto",
     arena_max: int | None = None,
+    memray_env: str = "UDFMEM_MEMRAY_DIR",
 ) -> Callable[[F], F]: ...
 
 
@@ -247,6 +260,7 @@ def tracked(
     setup: str | None = "setup",
     trim: str | int = "auto",
     arena_max: int | None = None,
+    memray_env: str = "UDFMEM_MEMRAY_DIR",
 ) -> Any:
     """Track a UDF class (or function): count calls and log a memory snapshot every K.
 
@@ -269,6 +283,8 @@ def tracked(
         arena_max: cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``) when the UDF is
             first used in a process; a ``udfmem.warning`` says when that is too late.
             For spawned workers prefer ``worker_env(arena_max=N)``.
+        memray_env: the environment variable whose value, a directory, switches memray
+            on in the worker (``UDFMEM_MEMRAY_DIR`` by default, and as a fallback).
 
     Raises:
         TypeError, ValueError: at decoration time, for a bad argument, a missing method,
@@ -282,6 +298,7 @@ def tracked(
         "setup": setup,
         "trim": trim,
         "arena_max": arena_max,
+        "memray_env": memray_env,
     }
     _config.make_options(**{**kwargs, "name": "udf" if name is None else name})  # validate before a target is known
     if obj is None:

@@ -37,11 +37,17 @@ class SetupPhases:
     def _take_peak(self) -> tuple[int | None, bool]:
         raise NotImplementedError
 
-    def setup_begin(self) -> tuple[float, int | None] | None:
+    def start_profiling(self, instance: Any = None) -> None:
+        """Open memray if switched on (``UDFState`` implements it)."""
+        raise NotImplementedError
+
+    def setup_begin(self, method: str, args: tuple[Any, ...] = ()) -> tuple[float, int | None] | None:
         """Start measuring a setup phase; None when disabled, unmeasurable, or nested.
 
         A phase inside another (``__init__`` calling ``self.setup()``) is measured as
-        part of the outer one. Every call must be paired with :meth:`setup_end`.
+        part of the outer one. Every call must be paired with :meth:`setup_end`. A
+        ``setup()`` (never ``__init__``, which Geneva runs on the driver) opens memray
+        first, when it is switched on, so the profile holds the setup's allocations.
         """
         depth = getattr(self._setup_depth, "n", 0)
         self._setup_depth.n = depth + 1
@@ -50,6 +56,8 @@ class SetupPhases:
         try:
             if not self.bind():
                 return None
+            if method != "__init__":
+                self.start_profiling(args[0] if args else None)
             self._take_peak()
             return time.perf_counter(), _probes.probes().rss()
         except Exception:

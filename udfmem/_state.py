@@ -16,9 +16,10 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
-from . import _allocator, _config, _log, _probes
+from . import _allocator, _config, _log, _memray, _probes
 from ._setup import SetupPhases
 from ._timer import timer
 from ._trim_policy import IDLE_S, Trimmer, TrimPolicy
@@ -105,6 +106,8 @@ class UDFState(SetupPhases):
         self.setups = 0
         self.trimmer: Trimmer | None = None
         self.next_trim = sys.maxsize
+        self.memray_stop = sys.maxsize  # stop the memray tracker after this call
+        self._memray_checked = False
 
     def __reduce__(self) -> tuple[Any, tuple[str, _config.Options]]:
         return lookup, (self.key, self.options)
@@ -113,6 +116,29 @@ class UDFState(SetupPhases):
     def name(self) -> str:
         """The UDF's name as logged in ``udf=``."""
         return self.options.name
+
+    @property
+    def source(self) -> str | None:
+        """The file that defines the UDF, if known."""
+        return self.options.source
+
+    def start_profiling(self, instance: Any = None) -> None:
+        """Open memray for this process if switched on (first call or first ``setup()`` here).
+
+        ``instance`` is the UDF object of a method call: when it is released (Ray tears
+        actors down before ``atexit``; Daft drops instances per partition) the tracker is
+        closed while its memory is still allocated, so the file shows what it held.
+        """
+        if self._memray_checked or self.settings is None or self.settings.disabled:
+            return
+        self._memray_checked = True
+        _memray.maybe_start(self, self.settings)
+        self.due = min(self.due, self.memray_stop)
+        owner = self.options.owner
+        mro = type(instance).__mro__ if instance is not None else ()
+        if owner is not None and _memray.owns(self) and any(getattr(k, "__qualname__", None) == owner for k in mro):
+            with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
+                weakref.finalize(instance, _memray.stop, "instance-released").atexit = False
 
     # -- binding -----------------------------------------------------------------------
 
@@ -154,6 +180,8 @@ class UDFState(SetupPhases):
             every_trim = self.trimmer.policy.every
             self.next_trim = every_trim if every_trim else sys.maxsize
             self.due = min(self.next_snap, self.next_trim)
+            if settings.memray_dir is not None and not self._memray_checked:
+                self.due = 0  # the first call takes the slow path and opens memray
             if self.every_s > 0 or self.trimmer.policy.auto:
                 timer.watch(self)
         self._pid = os.getpid()
@@ -178,10 +206,12 @@ class UDFState(SetupPhases):
 
     # -- per call ----------------------------------------------------------------------
 
-    def before(self, n: int) -> None:
+    def before(self, n: int, args: tuple[Any, ...] = ()) -> None:
         """Slow path before call ``n`` (0: a generator call, counted when it ends): bind."""
         try:
             self.bind()
+            if not self._memray_checked:
+                self.start_profiling(args[0] if args else None)
         except Exception as exc:
             self.due = sys.maxsize  # give up rather than fail every call
             with contextlib.suppress(Exception):
@@ -200,6 +230,10 @@ class UDFState(SetupPhases):
                 self._snapshot(n)
             if n >= self.next_trim and self.trimmer is not None and self.trimmer.policy.every:
                 self.trimmer.trim("every")
+            if n >= self.memray_stop:
+                self.memray_stop = sys.maxsize
+                if _memray.owns(self):
+                    _memray.stop("calls")
         except Exception as exc:
             _log.warn_once(self.log, "snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
@@ -210,7 +244,7 @@ class UDFState(SetupPhases):
             elif n >= self.next_trim:
                 self.next_trim = (n // every_trim + 1) * every_trim
             self._forced = False
-            self.due = min(self.next_snap, self.next_trim)
+            self.due = min(self.next_snap, self.next_trim, self.memray_stop)
 
     def force(self) -> None:
         """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
