@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +55,42 @@ def identity_udf(name: str = "Udf", **tracked_kwargs: Any) -> Any:
         return x
 
     return tracked(**tracked_kwargs)(type(name, (), {"__call__": __call__}))
+
+
+@dataclasses.dataclass
+class ScriptRun:
+    """What an engine driver script left: its ``RESULT`` JSON, its console, its workers' logs."""
+
+    result: dict[str, Any]
+    console: str
+    worker_logs: str
+
+
+@contextlib.contextmanager
+def engine_script(
+    script: Path, *args: str, logs: str = "session_latest/logs", env: dict[str, str] | None = None
+) -> Iterator[ScriptRun]:
+    """Run ``script *args TEMP`` (TEMP: a fresh short directory for Ray); yield what it left, then clean up."""
+    temp = tempfile.mkdtemp(prefix="/tmp/udf")  # Ray's socket paths must stay short
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), *args, temp],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=600,
+            check=False,
+        )
+        assert 0 == proc.returncode, proc.stderr[-5000:]
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+        worker_files = sorted(Path(temp, logs).glob("worker-*"))
+        yield ScriptRun(
+            json.loads(line[len("RESULT ") :]),
+            proc.stdout + proc.stderr,
+            "".join(p.read_text(errors="replace") for p in worker_files),
+        )
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -6,19 +6,13 @@ whether the results are identical; the tests read the udfmem events it left behi
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Events, parse_events
+from conftest import Events, engine_script, parse_events
 
 pytest.importorskip("daft")
 pytestmark = pytest.mark.engines
@@ -51,20 +45,9 @@ class DaftRun:
 def daft_run(request: pytest.FixtureRequest) -> Iterator[DaftRun]:
     """Run the script once per mode (process mode needs DAFT_PROGRESS_BAR=0 off a TTY)."""
     mode = request.param
-    temp = tempfile.mkdtemp(prefix="/tmp/udfd")  # Ray's socket paths must stay short
-    env = {**os.environ, "DAFT_PROGRESS_BAR": "0"}
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPT), mode, temp], capture_output=True, text=True, env=env, timeout=600, check=False
-        )
-        assert 0 == proc.returncode, proc.stderr[-5000:]
-        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-        text = proc.stdout + proc.stderr
-        if mode == "ray":  # read the worker log files, not the driver's relay
-            text = "".join(p.read_text(errors="replace") for p in Path(temp, "session_latest", "logs").glob("worker-*"))
-        yield DaftRun(mode, json.loads(line[len("RESULT ") :]), parse_events(text))
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    with engine_script(SCRIPT, mode, env={"DAFT_PROGRESS_BAR": "0"}) as run:
+        # the Ray runner: read the worker log files, not the driver's relay
+        yield DaftRun(mode, run.result, parse_events(run.worker_logs if mode == "ray" else run.console))
 
 
 def test_results_identical_to_the_undecorated_classes(daft_run: DaftRun) -> None:

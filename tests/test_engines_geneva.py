@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Events, parse_events
+from conftest import Events, engine_script, parse_events
 
 pytest.importorskip("geneva")
 pytestmark = pytest.mark.engines
@@ -41,25 +39,8 @@ class GenevaRun:
 @pytest.fixture(scope="module")
 def geneva_run() -> Iterator[GenevaRun]:
     """Create a table, add a scalar and a batch UDF column, backfill both (with worker_env(every=2))."""
-    work = tempfile.mkdtemp(prefix="/tmp/udfg")  # Ray's socket paths must stay short
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(ENGINES / "geneva_script.py"), work],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert 0 == proc.returncode, proc.stderr[-5000:]
-        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-        logs = Path(work, "ray", "session_latest", "logs").glob("worker-*")
-        yield GenevaRun(
-            json.loads(line[len("RESULT ") :]),
-            parse_events(proc.stdout + proc.stderr),
-            parse_events("".join(p.read_text(errors="replace") for p in logs)),
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with engine_script(ENGINES / "geneva_script.py", logs="ray/session_latest/logs") as run:
+        yield GenevaRun(run.result, parse_events(run.console), parse_events(run.worker_logs))
 
 
 def test_backfilled_values_equal_the_undecorated_logic(geneva_run: GenevaRun) -> None:

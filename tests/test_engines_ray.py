@@ -7,18 +7,13 @@ driver console output.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Events, parse_events
+from conftest import Events, engine_script, parse_events
 
 pytest.importorskip("ray.data")
 pytestmark = pytest.mark.engines
@@ -47,21 +42,8 @@ class RayRun:
 @pytest.fixture(scope="module")
 def ray_run() -> Iterator[RayRun]:
     """Run the driver script once on a fresh local cluster (default Ray log settings)."""
-    temp = tempfile.mkdtemp(prefix="/tmp/udfr")  # Ray's socket paths must stay short
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(SCRIPT), temp], capture_output=True, text=True, timeout=600, check=False
-        )
-        assert 0 == proc.returncode, proc.stderr[-5000:]
-        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
-        logs = sorted(Path(temp, "session_latest", "logs").glob("worker-*"))
-        yield RayRun(
-            json.loads(line[len("RESULT ") :]),
-            proc.stdout + proc.stderr,
-            "".join(p.read_text(errors="replace") for p in logs),
-        )
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    with engine_script(SCRIPT) as run:
+        yield RayRun(run.result, run.console, run.worker_logs)
 
 
 def test_results_are_unchanged(ray_run: RayRun) -> None:

@@ -24,7 +24,7 @@ ROWS = 200
 
 def main() -> None:
     """Backfill a scalar and a batch UDF column, then compare with the undecorated logic."""
-    work = sys.argv[1]
+    work = sys.argv[-1]
     db = geneva.connect(os.path.join(work, "db"))
     table = db.create_table("t", pa.table({"x": pa.array(range(ROWS), pa.int64())}))
     table.add_columns({"y": Doubler(), "z": BatchTripler()})  # Doubler() runs __init__ here, on the driver
