@@ -83,12 +83,23 @@ class Trimmer:
         self._idle_since = 0.0
         self._idle_trimmed_count = -1
 
-    def rebase(self) -> int | None:
-        """Take the policy's baseline now; return the RSS read."""
+    @staticmethod
+    def _reading() -> tuple[int | None, int | None, int]:
+        """RSS, malloc in-use and Arrow live bytes now."""
         p = _probes.probes()
         rss = p.rss()
         heap = p.heap()
-        self.policy.rebase(rss, heap[0] if heap else None, _probes.arrow_live())
+        return rss, heap[0] if heap else None, _probes.arrow_live()
+
+    def _retained_now(self) -> tuple[int | None, int | None]:
+        """The retention estimate now, and the RSS it was read with."""
+        rss, heap_in_use, arrow_live = self._reading()
+        return self.policy.retained(rss, heap_in_use, arrow_live), rss
+
+    def rebase(self) -> int | None:
+        """Take the policy's baseline now; return the RSS read."""
+        rss, heap_in_use, arrow_live = self._reading()
+        self.policy.rebase(rss, heap_in_use, arrow_live)
         return rss
 
     def trim(self, reason: str, retained: int | None = None) -> int | None:
@@ -121,10 +132,7 @@ class Trimmer:
         if self.policy.every is not None:
             return self.trim("setup")
         if self.policy.auto:
-            p = _probes.probes()
-            rss = p.rss()
-            heap = p.heap()
-            retained = self.policy.retained(rss, heap[0] if heap else None, _probes.arrow_live())
+            retained, rss = self._retained_now()
             if retained is not None and retained >= self.policy.threshold(rss):
                 return self.trim("setup", retained)
         return self.rebase()
@@ -143,9 +151,6 @@ class Trimmer:
         if calls <= 1 or calls == self._idle_trimmed_count or now - self._idle_since < IDLE_S:
             return
         self._idle_trimmed_count = calls
-        p = _probes.probes()
-        rss = p.rss()
-        heap = p.heap()
-        retained = self.policy.retained(rss, heap[0] if heap else None, _probes.arrow_live())
+        retained, rss = self._retained_now()
         if self.policy.should_trim_idle(retained, rss):
             self.trim("idle", retained)
