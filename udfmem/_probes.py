@@ -224,7 +224,7 @@ def arrow() -> tuple[int, str | None]:
     if pa is None:
         return 0, None
     try:
-        return int(pa.total_allocated_bytes()), str(pa.default_memory_pool().backend_name)
+        return arrow_live(), str(pa.default_memory_pool().backend_name)
     except Exception:
         return 0, None
 
