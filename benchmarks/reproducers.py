@@ -21,8 +21,10 @@ MIB = 1024 * 1024
 def thread_churn(threads: int = 8, mib_per_thread: int = 64, keep_every: int = 8, seed: int = 0) -> list[bytearray]:
     """Allocate ``threads * mib_per_thread`` MiB from worker threads; return the 1-in-``keep_every`` kept."""
     made: list[list[bytearray]] = [[] for _ in range(threads)]
+    together = threading.Barrier(threads)  # all alive at once: each gets its own arena, however fast
 
     def work(i: int) -> None:
+        together.wait()
         rnd = random.Random(seed * 1000 + i)
         out, total = made[i], 0
         while total < mib_per_thread * MIB:

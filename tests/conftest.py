@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from udfmem import _config
-from udfmem._parse import parse_line
+from udfmem import _probes, _settings
+from udfmem._render import parse_line
 
 Events = list[dict[str, Any]]
 
@@ -31,9 +31,10 @@ def parse_events(text: str, event: str | None = None) -> Events:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests start with no UDFMEM_* variable set (the developer's shell may have some)."""
-    for name in _config.ENV_NAMES:
+    """Tests start with no UDFMEM_* variable set (the developer's shell may have some) and a fresh probe budget."""
+    for name in _settings.ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
+    _probes.probes().heap_budget.reset()  # a slow read in an earlier test must not hide heap fields here
     yield
 
 

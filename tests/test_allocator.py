@@ -282,9 +282,9 @@ def test_arena_max_too_late_warns() -> None:
 
 
 def test_worker_env_arena_max_works_at_process_start() -> None:
-    """worker_env(arena_max=2) is glibc's MALLOC_ARENA_MAX: a process started with it stays at 2 arenas."""
+    """worker_env(arena_max=2) sets glibc's MALLOC_ARENA_MAX too: a process started with it stays at 2 arenas."""
     env = udfmem.worker_env(arena_max=2)
-    assert {"MALLOC_ARENA_MAX": "2"} == env
+    assert {"UDFMEM_ARENA_MAX": "2", "MALLOC_ARENA_MAX": "2"} == env
     proc = run_python(
         f"""
         import sys

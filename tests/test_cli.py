@@ -1,11 +1,13 @@
-"""The command line: ``udfmem demo`` through the console script and ``python -m udfmem``."""
+"""The command line: ``udfmem demo`` through the console script and ``python -m udfmem``; report errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import parse_events
@@ -41,3 +43,25 @@ def test_version_flag() -> None:
         [sys.executable, "-m", "udfmem", "--version"], capture_output=True, text=True, timeout=60, check=False
     )
     assert f"udfmem {udfmem.__version__}" == proc.stdout.strip()
+
+
+def test_report_flame_graph_failure_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """memray cannot write the flame graph (its HTML path is a directory): one stderr line, the report, exit 2."""
+    pytest.importorskip("memray")
+    profile = tmp_path / "p.bin"
+    code = f"import memray\nwith memray.Tracker({str(profile)!r}):\n    kept = bytearray(1 << 20)\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    (tmp_path / "p.html").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "udfmem", "report", "--json", "--flamegraph", str(profile)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert 2 == proc.returncode
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"udfmem report: flame graph failed for {profile}: ")
+    assert "Is a directory" in line
+    (summary,) = json.loads(proc.stdout)
+    assert str(profile) == summary["path"] and "flamegraph" not in summary

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from conftest import Events, identity_udf, parse_events
 
-from udfmem import TrackedUDF, _log, tracked
-from udfmem._parse import parse_logfmt
+from udfmem import TrackedUDF, _render, tracked
+from udfmem._render import parse_logfmt
 
 Reader = Callable[..., Events]
 
@@ -216,8 +216,8 @@ def test_json_and_logfmt_parse_back_to_the_same_fields(
         "event": "udfmem.snapshot", "udf": "My UDF \"x\"", "pid": 42, "host": "w1", "ts": "2026-11-22T21:30:00.123Z",
         "call": 64, "rss_mb": 812.4, "peak_is_lifetime": True, "name_like_number": "123", "neg": -1.5, "s": "a=b",
     }  # fmt: skip
-    from_logfmt = parse_logfmt(_log.render_logfmt(dict(event)))
-    from_json = json.loads(_log.render_json(dict(event)))
+    from_logfmt = parse_logfmt(_render.render_fields(event, "logfmt"))
+    from_json = json.loads(_render.render_fields(event, "json"))
     assert event == from_logfmt
     assert event == from_json
     assert ["event", "udf", "pid", "host", "ts"] == list(from_json)[:5]

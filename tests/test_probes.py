@@ -194,7 +194,8 @@ def test_peak_is_flagged_lifetime_where_reset_is_impossible(monkeypatch: pytest.
     p = _probes.probes()
     monkeypatch.setattr(p, "_clear_refs", None)
     assert p.reset_peak() is False
-    s = _probes.read(peak=None, peak_is_lifetime=not p.reset_peak())
+    peak, lifetime = p.windows.take(p.windows.open())
+    s = _probes.memory(_probes.read(p, peak, lifetime, None), None)
     assert s.peak_is_lifetime is True
 
 

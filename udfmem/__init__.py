@@ -10,9 +10,9 @@ to the OS, and the ``trim=`` policy of ``@tracked`` does so when it pays.
 from __future__ import annotations
 
 from ._allocator import TrimResult, trim
-from ._config import worker_env
 from ._decorator import TrackedUDF, tracked
 from ._probes import MemorySample, sample
+from ._settings import worker_env
 
 __version__ = "0.1.0"
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
-from . import _config
+from . import _settings
 from ._state import UDFState, lookup, new_key
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,18 +177,18 @@ def _patch(cls: type, name: str, make: Callable[[Callable[..., Any]], Callable[.
         raise TypeError(f"udfmem: {cls.__name__}.{name} is a {type(raw).__name__}, not a method udfmem can wrap")
 
 
-def _track_class(cls: type[T], options: _config.Options, lenient: bool = False) -> type[T]:
-    present = [m for m in options.methods if _find(cls, m)[1]]
-    missing = [m for m in options.methods if m not in present]
+def _track_class(cls: type[T], settings: _settings.Settings, lenient: bool = False) -> type[T]:
+    present = [m for m in settings.methods if _find(cls, m)[1]]
+    missing = [m for m in settings.methods if m not in present]
     if missing and not lenient:
-        hint = " (pass methods=('name', ...) to choose which)" if options.methods == ("__call__",) else ""
+        hint = " (pass methods=('name', ...) to choose which)" if settings.methods == ("__call__",) else ""
         raise ValueError(f"udfmem: {cls.__name__} has no method {', '.join(missing)}{hint}")
     if not present:
         return cls
-    st = lookup(new_key(f"{cls.__module__}.{cls.__qualname__}"), options)
+    st = lookup(new_key(f"{cls.__module__}.{cls.__qualname__}"), settings, _source(cls), cls.__qualname__)
     for method in present:
         _patch(cls, method, lambda fn: _wrap_call(fn, st))
-    for phase in ("__init__", options.setup):  # engines run __init__; users call setup() themselves
+    for phase in ("__init__", settings.setup):  # engines run __init__; users call setup() themselves
         if phase is not None and _find(cls, phase)[1]:
             _patch(cls, phase, lambda fn, phase=phase: _wrap_setup(fn, st, phase))  # type: ignore[misc]
     return cls
@@ -207,28 +207,21 @@ def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     if engine is not None:
         raise TypeError(f"udfmem: @tracked got the output of {engine}; {_ORDER_HINT}")
     if isinstance(target, type):
-        name = kwargs.get("name") or target.__name__
-        options = _config.make_options(
-            **{**kwargs, "name": name, "source": _source(target), "owner": target.__qualname__}
-        )
-        return _track_class(target, options, lenient)
+        settings = _settings.from_decorator(**{**kwargs, "name": kwargs.get("name") or target.__name__})
+        return _track_class(target, settings, lenient)
     if inspect.isfunction(target):
         fn = _unwrap(target)
-        options = _config.make_options(**{**kwargs, "name": kwargs.get("name") or fn.__name__, "source": _source(fn)})
-        return _wrap_call(fn, lookup(new_key(f"{fn.__module__}.{fn.__qualname__}"), options))
+        settings = _settings.from_decorator(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
+        return _wrap_call(fn, lookup(new_key(f"{fn.__module__}.{fn.__qualname__}"), settings, _source(fn)))
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
 
-_DEFAULTS: dict[str, Any] = {
-    "every": 32,
-    "every_s": 60.0,
-    "name": None,
-    "methods": ("__call__",),
-    "setup": "setup",
-    "trim": "auto",
-    "arena_max": None,
-    "memray_env": "UDFMEM_MEMRAY_DIR",
-}
+def _check(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Validate decorator keywords now, before a target is known; drop ``name=None``."""
+    if kwargs.get("name", "") is None:
+        kwargs = {k: v for k, v in kwargs.items() if k != "name"}
+    _settings.from_decorator(**kwargs)
+    return kwargs
 
 
 @overload
@@ -238,38 +231,25 @@ def tracked(obj: F, /) -> F: ...
 @overload
 def tracked(
     *,
-    every: int = 32,
-    every_s: float = 60.0,
-    name: str | None = None,
-    methods: tuple[str, ...] = ("__call__",),
-    setup: str | None = "setup",
-    trim: str | int = "auto",
-    arena_max: int | None = None,
-    memray_env: str = "UDFMEM_MEMRAY_DIR",
+    every: int = ...,
+    every_s: float = ...,
+    name: str | None = ...,
+    methods: tuple[str, ...] = ...,
+    setup: str | None = ...,
+    trim: str | int = ...,
+    arena_max: int | None = ...,
+    memray_env: str = ...,
 ) -> Callable[[F], F]: ...
 
 
-def tracked(
-    obj: Any = None,
-    /,
-    *,
-    every: int = 32,
-    every_s: float = 60.0,
-    name: str | None = None,
-    methods: tuple[str, ...] = ("__call__",),
-    setup: str | None = "setup",
-    trim: str | int = "auto",
-    arena_max: int | None = None,
-    memray_env: str = "UDFMEM_MEMRAY_DIR",
-) -> Any:
+def tracked(obj: Any = None, /, **kwargs: Any) -> Any:
     """Track a UDF class (or function): count calls and log a memory snapshot every K.
 
     Use as ``@tracked`` or ``@tracked(every=16, name="embed")``, innermost, directly on
     the class (under ``@daft.cls`` or ``@geneva.udf``). The class is patched in place
     and returned: same object, same ``isinstance``, ``super()`` and pickling.
 
-    Args:
-        obj: the class or function, when used bare as ``@tracked``.
+    Keyword arguments (the decorator rows of the settings table, see the README):
         every: snapshot every this many calls (per process; ``UDFMEM_EVERY`` overrides).
         every_s: also snapshot at the first call after this many seconds (0: never).
         name: the ``udf=`` name in events; defaults to the class or function name.
@@ -278,8 +258,7 @@ def tracked(
             too, as its own phase). ``None``: measure ``__init__`` only.
         trim: give freed memory back to the OS: ``"auto"`` (trim when a snapshot finds
             enough freed-but-resident memory, and when the UDF goes idle), ``"off"``, or
-            every N calls. Also trims once after setup unless ``"off"``.
-            ``UDFMEM_TRIM`` overrides.
+            every N calls. ``UDFMEM_TRIM`` overrides.
         arena_max: cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``) when the UDF is
             first used in a process; a ``udfmem.warning`` says when that is too late.
             For spawned workers prefer ``worker_env(arena_max=N)``.
@@ -290,37 +269,37 @@ def tracked(
         TypeError, ValueError: at decoration time, for a bad argument, a missing method,
             or when applied on top of an engine's decorator.
     """
-    kwargs = {
-        "every": every,
-        "every_s": every_s,
-        "name": name,
-        "methods": methods,
-        "setup": setup,
-        "trim": trim,
-        "arena_max": arena_max,
-        "memray_env": memray_env,
-    }
-    _config.make_options(**{**kwargs, "name": "udf" if name is None else name})  # validate before a target is known
+    kwargs = _check(kwargs)
     if obj is None:
         return lambda target: _track(target, kwargs)
     return _track(obj, kwargs)
 
 
+_DEFAULTS = {**_settings.DEFAULTS, "name": None}  # None: the class or function name
+tracked.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("obj", inspect.Parameter.POSITIONAL_ONLY, default=None)]
+    + [
+        inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=_DEFAULTS[key])
+        for key in _settings.DECORATOR_KEYS
+    ]
+)
+
+
 class TrackedUDF:
     """Mixin base: ``class Embed(TrackedUDF, every=16): ...`` tracks every subclass.
 
-    Class keyword arguments are those of :func:`tracked` and are inherited by further
-    subclasses. A subclass lacking the tracked methods (an abstract base) is left as is.
+    Class keyword arguments are those of :func:`tracked`. All but ``name`` are inherited
+    by further subclasses; each subclass is named after itself unless it passes ``name=``.
+    A subclass lacking the tracked methods (an abstract base) is left as is.
     """
 
     __slots__ = ()
-    __udfmem_kwargs__: dict[str, Any] = _DEFAULTS
+    __udfmem_kwargs__: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, /, **kwargs: Any) -> None:
-        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in _DEFAULTS}
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in _settings.DECORATOR_KEYS}
         super().__init_subclass__(**kwargs)
         inherited = {k: v for k, v in cls.__udfmem_kwargs__.items() if k != "name"}
-        merged = {**_DEFAULTS, **inherited, **ours}
-        _config.make_options(**{**merged, "name": merged["name"] or cls.__name__})
+        merged = _check({**inherited, **ours})
         cls.__udfmem_kwargs__ = merged
         _track(cls, merged, lenient=True)

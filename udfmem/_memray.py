@@ -18,7 +18,7 @@ Without the variable memray is never imported.
 from __future__ import annotations
 
 import atexit
-import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -27,10 +27,25 @@ import threading
 import time
 from typing import Any
 
-from . import _config, _log
+from ._emit import Emitter
+from ._events import Memray
+from ._settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a tracker needs to know of the UDF it profiles (nothing of its runtime state)."""
+
+    key: str
+    name: str
+    methods: tuple[str, ...]
+    setup: tuple[str, ...]
+    source: str | None
+
 
 _lock = threading.Lock()
-_owner: Any = None  # the UDFState whose tracker is open in this process
+_owner: str | None = None  # the key of the UDF whose tracker is open in this process
+_emitter: Emitter | None = None
 _tracker: Any = None
 _path: str | None = None
 _started_pid = -1
@@ -43,65 +58,68 @@ def file_name(udf: str, pid: int, seq: int) -> str:
     return f"memray-{safe}-{pid}-{seq}.bin"
 
 
-def maybe_start(state: Any, settings: _config.Settings) -> None:
-    """Open this process's tracker for ``state`` if memray is switched on. Never raises."""
+def _enter(tracker: Any) -> None:
+    """Enter ``tracker`` from a short-lived thread: a frame that returns at once keeps full stacks."""
+    error: list[BaseException] = []
+
+    def enter() -> None:
+        try:
+            tracker.__enter__()
+        except BaseException as exc:
+            error.append(exc)
+
+    helper = threading.Thread(target=enter, name="udfmem-memray-start")
+    helper.start()
+    helper.join()
+    if error:
+        raise error[0]
+
+
+def start(target: Target, settings: Settings, switch: str, emitter: Emitter) -> bool:
+    """Open this process's tracker for ``target`` if memray is switched on; True if it owns it.
+
+    ``switch`` names the variable that switched memray on (for the warnings). Never raises.
+    """
     directory = settings.memray_dir
     if directory is None:
-        return
-    global _owner, _tracker, _path, _started_pid
+        return False
+    global _owner, _emitter, _tracker, _path, _started_pid
     with _lock:
-        if _started_pid == os.getpid() and _owner is not None:
-            if _owner is not state:
-                _log.warn_once(
-                    state.log,
-                    "memray-busy",
-                    f"memray already profiles {_owner.name} in this process; {state.name} runs unprofiled",
-                    once_key=f"memray-busy:{state.key}",
-                )
-            return
         if _started_pid == os.getpid():
-            return  # this process's tracker was stopped already: one file per process
+            if _owner is not None and _owner != target.key:
+                emitter.warn_once(
+                    "memray-busy",
+                    f"memray already profiles another UDF in this process; {target.name} runs unprofiled",
+                    once_key=f"memray-busy:{target.key}",
+                )
+            return False  # one tracker, and one file, per process
         _started_pid = os.getpid()
         try:
             import memray
         except ImportError:
-            _log.warn_once(state.log, "memray-missing", "UDFMEM_MEMRAY_DIR is set but memray is not installed")
-            return
+            emitter.warn_once("memray-missing", f"{switch} is set but memray is not installed", var=switch)
+            return False
         try:
             os.makedirs(directory, exist_ok=True)
-            path = os.path.join(os.path.abspath(directory), file_name(state.name, os.getpid(), next(_seq)))
+            path = os.path.join(os.path.abspath(directory), file_name(target.name, os.getpid(), next(_seq)))
             tracker = memray.Tracker(path, native_traces=settings.memray_native, trace_python_allocators=True)
-            error: list[BaseException] = []
-
-            def enter() -> None:  # a frame that returns at once: full stacks afterwards
-                try:
-                    tracker.__enter__()
-                except BaseException as exc:
-                    error.append(exc)
-
-            helper = threading.Thread(target=enter, name="udfmem-memray-start")
-            helper.start()
-            helper.join()
-            if error:
-                raise error[0]
+            _enter(tracker)
         except Exception as exc:
-            _log.warn_once(state.log, "memray-failed", f"memray could not start ({exc!r}); the UDF runs unprofiled")
-            return
-        _owner, _tracker, _path = state, tracker, path
-        _write_sidecar(path, state, settings)
-    state.log.info("udfmem.memray", action="started", path=path, native=settings.memray_native)
-    if settings.memray_calls is not None:
-        state.memray_stop = settings.memray_calls
+            emitter.warn_once("memray-failed", f"memray could not start ({exc!r}); the UDF runs unprofiled", var=switch)
+            return False
+        _owner, _emitter, _tracker, _path = target.key, emitter, tracker, path
+        _write_sidecar(path, target, settings)
+    emitter.emit(Memray(action="started", path=path, native=settings.memray_native))
+    return True
 
 
-def _write_sidecar(path: str, state: Any, settings: _config.Settings) -> None:
-    options = state.options
+def _write_sidecar(path: str, target: Target, settings: Settings) -> None:
     sidecar = {
-        "udf": state.name,
+        "udf": target.name,
         "pid": os.getpid(),
-        "methods": list(options.methods),
-        "setup": [m for m in ("__init__", options.setup) if m],
-        "source": state.source,
+        "methods": list(target.methods),
+        "setup": list(target.setup),
+        "source": target.source,
         "native": settings.memray_native,
         "calls_limit": settings.memray_calls,
         "started": time.time(),
@@ -115,30 +133,29 @@ def _write_sidecar(path: str, state: Any, settings: _config.Settings) -> None:
 
 def stop(reason: str) -> None:
     """Close this process's tracker (the file is then complete). Never raises."""
-    global _owner, _tracker
+    global _owner, _tracker, _emitter
     with _lock:
-        tracker, owner, path = _tracker, _owner, _path
-        if tracker is None or _started_pid != os.getpid():
+        tracker, emitter, path = _tracker, _emitter, _path
+        if tracker is None or emitter is None or path is None or _started_pid != os.getpid():
             return
-        _tracker = _owner = None
+        _tracker = _owner = _emitter = None
     try:
         tracker.__exit__(None, None, None)
     except Exception as exc:
-        _log.warn_once(owner.log, "memray-failed", f"memray did not close cleanly: {exc!r}")
+        emitter.warn_once("memray-failed", f"memray did not close cleanly: {exc!r}")
         return
-    with contextlib.suppress(Exception):
-        owner.log.info("udfmem.memray", action="stopped", path=path, reason=reason)
+    emitter.emit(Memray(action="stopped", path=path, reason=reason))
 
 
-def owns(state: Any) -> bool:
-    """Whether ``state``'s UDF owns this process's open tracker."""
-    return _owner is state and _tracker is not None
+def owns(key: str) -> bool:
+    """Whether the UDF ``key`` owns this process's open tracker."""
+    return _owner == key and _tracker is not None
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _owner, _tracker
+    global _lock, _owner, _tracker, _emitter
     _lock = threading.Lock()
-    _owner = _tracker = None  # memray does not follow forks (follow_fork is off)
+    _owner = _tracker = _emitter = None  # memray does not follow forks (follow_fork is off)
 
 
 atexit.register(stop, "exit")

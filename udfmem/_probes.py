@@ -11,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import itertools
 import os
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from ._events import Memory
 
 try:
     import resource as _resource
@@ -23,6 +28,7 @@ except ImportError:  # Windows
 
 MIB = 1024 * 1024
 _UNLIMITED = 1 << 60  # cgroup v1 says "no limit" with values near 2**63
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +39,8 @@ class MemorySample:
     (each snapshot does), or since the process started when ``peak_is_lifetime``.
     ``gap_mb`` is RSS that Arrow does not account for: Python objects, native
     libraries, and memory the allocator holds after it was freed (``heap_free_mb``).
+    ``rss_anon_mb`` is private memory (where leaks show); ``rss_shared_mb`` is
+    file-backed and shared pages (mapped files, Ray's object store).
     """
 
     pid: int
@@ -48,6 +56,8 @@ class MemorySample:
     heap_mmap_mb: float | None
     limit_mb: float | None
     headroom_mb: float | None
+    rss_anon_mb: float | None = None
+    rss_shared_mb: float | None = None
 
 
 class _MallInfo2(ctypes.Structure):
@@ -129,6 +139,8 @@ class Probes:
         limit_file, usage_file = cgroup_files()
         self.limit = read_limit(limit_file)
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
+        self.heap_budget = Budget(self.heap)
+        self.windows = PeakWindows(self)
 
     @staticmethod
     def _open(path: str, flags: int) -> int | None:
@@ -152,19 +164,25 @@ class Probes:
 
     def rss(self) -> int | None:
         """Current resident set size in bytes."""
+        return self.resident()[0]
+
+    def resident(self) -> tuple[int | None, int | None]:
+        """Resident and shared (file-backed or shared-memory) bytes now; ~2 µs from statm."""
         if self._statm is not None:
             try:
-                return int(os.pread(self._statm, 64, 0).split()[1]) * self.page
+                fields = os.pread(self._statm, 64, 0).split()
+                return int(fields[1]) * self.page, int(fields[2]) * self.page
             except (OSError, ValueError, IndexError):
-                return None
+                return None, None
         try:
             if self._psutil is None:
                 import psutil
 
                 self._psutil = psutil.Process()
-            return int(self._psutil.memory_info().rss)
+            info = self._psutil.memory_info()
+            return int(info.rss), getattr(info, "shared", None)
         except Exception:
-            return None
+            return None, None
 
     def peak(self) -> int | None:
         """Peak RSS in bytes since the last :meth:`reset_peak` (or process start)."""
@@ -218,15 +236,94 @@ def arrow_live() -> int:
         return 0
 
 
-def arrow() -> tuple[int, str | None]:
-    """Arrow's live bytes and pool backend, only if the user already imported pyarrow."""
+def arrow_backend() -> str | None:
+    """Arrow's default pool backend (``mimalloc``, ``jemalloc``, ``system``), if pyarrow is imported."""
     pa = sys.modules.get("pyarrow")
     if pa is None:
-        return 0, None
+        return None
     try:
-        return arrow_live(), str(pa.default_memory_pool().backend_name)
+        return str(pa.default_memory_pool().backend_name)
     except Exception:
-        return 0, None
+        return None
+
+
+class Budget(Generic[T]):
+    """Reads an expensive probe only as often as keeps it under ``share`` of wall time.
+
+    ``mallinfo2()`` walks every free chunk of every arena under the arena's lock: ~5 µs on
+    a small heap, 20 ms at 1 GiB fragmented, 130 ms at 6 GiB. Each read is timed; the
+    next is allowed once ``cost / share`` seconds have passed, so the probe's share of
+    the worker's time stays at most ``share`` (0.5%) however large the heap, and other
+    threads' ``malloc`` waits on those locks that rarely. Between reads it returns None
+    (the field is left out of the event). The cost estimate is the cheaper of the last
+    two reads, so one read slowed by preemption or cold caches does not gate the next;
+    a probe estimated under ``free_below`` (100 µs: a few snapshots' worth) is read
+    every time.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], T | None],
+        share: float = 0.005,
+        free_below: float = 100e-6,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._read = read
+        self.share = share
+        self.free_below = free_below
+        self._clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget past costs: the next read happens."""
+        self.cost = 0.0  # the estimate: the cheaper of the last two reads, in seconds
+        self._last = 0.0
+        self._next = float("-inf")
+
+    def __call__(self) -> T | None:
+        """The probe's value now, or None when reading it now would exceed the budget."""
+        start = self._clock()
+        if start < self._next:
+            return None
+        value = self._read()
+        took = self._clock() - start
+        self.cost, self._last = (min(took, self._last) if self._last else took), took
+        self._next = start + (0.0 if self.cost < self.free_below else self.cost / self.share)
+        return value
+
+
+class PeakWindows:
+    """Window peaks of several UDFs in one process over one kernel counter.
+
+    Reading a window resets the kernel's peak (``clear_refs``), so before that the
+    kernel's peak is folded into every other open window: each UDF's ``peak_rss_mb``
+    covers everything since its own previous window began.
+    """
+
+    def __init__(self, probes: Probes) -> None:
+        self._probes = probes
+        self._peaks: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def open(self) -> int:
+        """A new window; its id."""
+        wid = next(self._ids)
+        self._peaks[wid] = 0
+        return wid
+
+    def take(self, wid: int) -> tuple[int | None, bool]:
+        """Peak RSS since window ``wid`` last began, and whether it is the lifetime peak; restart it."""
+        p = self._probes
+        with self._lock:
+            kernel_peak = p.peak()
+            lifetime = not p.reset_peak()
+            if kernel_peak is not None:
+                for key, value in self._peaks.items():
+                    self._peaks[key] = max(value, kernel_peak)
+            peak = self._peaks.get(wid) or kernel_peak
+            self._peaks[wid] = 0
+        return peak, lifetime
 
 
 _probes: Probes | None = None
@@ -254,37 +351,57 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+class Reading(NamedTuple):
+    """Raw probe values in bytes (None: unknown, or not read this time)."""
+
+    rss: int | None
+    shared: int | None
+    peak: int | None
+    peak_is_lifetime: bool
+    arrow_live: int
+    heap: tuple[int, int, int] | None
+    usage: int | None
+    limit: int | None
+
+    @property
+    def anon(self) -> int | None:
+        """Private resident bytes: RSS less shared pages."""
+        return None if self.rss is None or self.shared is None else self.rss - self.shared
+
+
+def read(p: Probes, peak: int | None, peak_is_lifetime: bool, heap: tuple[int, int, int] | None) -> Reading:
+    """Read the cheap probes now; ``peak`` and ``heap`` come from the caller (windowed, budgeted)."""
+    rss, shared = p.resident()
+    if peak is not None and rss is not None and rss > peak:
+        peak = rss  # the kernel's high-water mark lags the current RSS a little
+    usage = p.cgroup_usage() if p.limit is not None else None
+    return Reading(rss, shared, peak, peak_is_lifetime, arrow_live(), heap, usage, p.limit)
+
+
+def memory(r: Reading, backend: str | None) -> Memory:
+    """The event's memory block (MiB, 0.1) of a reading: the one place these fields are computed."""
+    m = MIB
+    rss, heap, limit, usage, anon = r.rss, r.heap, r.limit, r.usage, r.anon
+    return Memory(
+        None if rss is None else round(rss / m, 1),
+        None if anon is None else round(anon / m, 1),
+        None if r.shared is None else round(r.shared / m, 1),
+        None if r.peak is None else round(r.peak / m, 1),
+        True if r.peak_is_lifetime else None,
+        round(r.arrow_live / m, 1),
+        backend,
+        None if rss is None else round((rss - r.arrow_live) / m, 1),
+        None if heap is None else round(heap[0] / m, 1),
+        None if heap is None else round(heap[1] / m, 1),
+        None if heap is None else round(heap[2] / m, 1),
+        None if limit is None else round(limit / m, 1),
+        None if (limit is None or usage is None) else round((limit - usage) / m, 1),
+    )
+
+
 def mb(value: int | None) -> float | None:
     """Bytes to MiB rounded to 0.1, keeping ``None``."""
     return None if value is None else round(value / MIB, 1)
-
-
-def read(peak: int | None = None, peak_is_lifetime: bool | None = None) -> MemorySample:
-    """Read every probe now. ``peak`` overrides the window peak (the caller tracked it)."""
-    p = probes()
-    rss = p.rss()
-    if peak is None:
-        peak = p.peak()
-    if peak is not None and rss is not None:
-        peak = max(peak, rss)  # the kernel's high-water mark lags the current RSS a little
-    arrow_live, backend = arrow()
-    heap = p.heap()
-    usage = p.cgroup_usage()
-    return MemorySample(
-        pid=p.pid,
-        ts=time.time(),
-        rss_mb=mb(rss),
-        peak_rss_mb=mb(peak),
-        peak_is_lifetime=(not p.peak_was_reset) if peak_is_lifetime is None else peak_is_lifetime,
-        arrow_live_mb=mb(arrow_live) or 0.0,
-        arrow_backend=backend,
-        gap_mb=mb(rss - arrow_live) if rss is not None else None,
-        heap_in_use_mb=mb(heap[0]) if heap else None,
-        heap_free_mb=mb(heap[1]) if heap else None,
-        heap_mmap_mb=mb(heap[2]) if heap else None,
-        limit_mb=mb(p.limit),
-        headroom_mb=mb(p.limit - usage) if (p.limit is not None and usage is not None) else None,
-    )
 
 
 def sample() -> MemorySample:
@@ -292,4 +409,23 @@ def sample() -> MemorySample:
 
     Does not reset the window peak, so it never disturbs udfmem's own snapshots.
     """
-    return read()
+    p = probes()
+    peak = p.peak()
+    block = memory(read(p, peak, not p.peak_was_reset, p.heap()), arrow_backend())
+    return MemorySample(
+        pid=p.pid,
+        ts=time.time(),
+        rss_mb=block.rss_mb,
+        peak_rss_mb=block.peak_rss_mb,
+        peak_is_lifetime=bool(block.peak_is_lifetime),
+        arrow_live_mb=block.arrow_live_mb,
+        arrow_backend=block.arrow_backend,
+        gap_mb=block.gap_mb,
+        heap_in_use_mb=block.heap_in_use_mb,
+        heap_free_mb=block.heap_free_mb,
+        heap_mmap_mb=block.heap_mmap_mb,
+        limit_mb=block.limit_mb,
+        headroom_mb=block.headroom_mb,
+        rss_anon_mb=block.rss_anon_mb,
+        rss_shared_mb=block.rss_shared_mb,
+    )

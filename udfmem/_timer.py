@@ -7,9 +7,12 @@ the trim policy notice an idle UDF. Nothing of it runs on the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Protocol
+
+RETRY_S = 1.0
 
 
 class Watched(Protocol):
@@ -17,6 +20,9 @@ class Watched(Protocol):
 
     def tick(self, now: float) -> float | None:
         """Do what is due at ``now`` (monotonic); return when to come back, None for never."""
+
+    def tick_failed(self, exc: Exception) -> None:
+        """``tick`` raised ``exc``: say so (once); the timer keeps visiting."""
 
 
 class Timer:
@@ -42,15 +48,26 @@ class Timer:
                 self._thread.start()
         self._wake.set()
 
+    @staticmethod
+    def visit(state: Watched, now: float) -> float | None:
+        """One visit of ``state``: its next deadline; after a failure, a retry in ``RETRY_S``.
+
+        A failing ``tick`` must not switch ``every_s`` and idle trims off for good, unseen:
+        the state is told (it warns once) and visited again soon.
+        """
+        try:
+            return state.tick(now)
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # nothing more can be done; the retry still comes
+                state.tick_failed(exc)
+            return now + RETRY_S
+
     def _run(self) -> None:
         while True:
             now = time.monotonic()
             wait = 60.0
             for state in list(self._watched):
-                try:
-                    deadline = state.tick(now)
-                except Exception:
-                    continue  # never let one UDF's failure stop the timer
+                deadline = self.visit(state, now)
                 if deadline is not None:
                     wait = min(wait, deadline - now)
             self._wake.wait(timeout=max(0.01, wait))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any, TextIO
 
-from . import _log
-from ._decorator import tracked
+from .. import _emit
+from .._decorator import tracked
+from ..analysis import patterns, series
 
 MIB = 1024 * 1024
 
@@ -46,10 +49,9 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
         return f"{name}: no snapshot"
     last = snapshots[-1]
     calls, growth = int(last["call"]), float(last.get("growth_mb") or 0.0)
-    first = snapshots[0]
-    slope = (growth - float(first.get("growth_mb") or 0.0)) / max(1, calls - int(first["call"]))
-    if slope * 1024 >= 64 and growth >= 16:
-        verdict = f"GREW {growth:.1f} MiB over {calls} calls (~{slope * 1024:.0f} KiB per call): per-call retention"
+    slope = series.slope_per_call([(int(s["call"]), float(s.get("growth_mb") or 0.0)) for s in snapshots])
+    if patterns.grows_per_call(slope, growth):
+        verdict = f"GREW {growth:.1f} MiB over {calls} calls (~{slope * 1024:.0f} KiB per call): {patterns.PER_CALL}"
     else:
         verdict = f"flat: growth {growth:.1f} MiB after {calls} calls"
     return f"{name}: {verdict}"
@@ -57,19 +59,34 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
 
 def run(out: TextIO, calls: int = 320) -> int:
     """Run both UDFs ``calls`` times; snapshot lines go to stderr, the summary to ``out``."""
-    events: list[dict[str, Any]] = []
-    _log.listeners.append(events.append)
-    try:
+    with _emit.capture() as events:
         for cls in (HealthyEmbed, LeakyEmbed):
             udf = cls()
             udf.setup()
             for i in range(calls):
                 udf([i, i + 1, i + 2])
-    finally:
-        _log.listeners.remove(events.append)
     out.write("\nudfmem demo summary\n")
     for name in ("HealthyEmbed", "LeakyEmbed"):
         snaps = [e for e in events if e.get("event") == "udfmem.snapshot" and e.get("udf") == name]
         out.write(summarize(name, snaps) + "\n")
     out.write("Next: put @tracked on your own UDF class and grep the worker logs for udfmem.snapshot.\n")
     return 0
+
+
+class DemoCommand:
+    """``udfmem demo [--calls N]``."""
+
+    name = "demo"
+    help = "run a healthy and a leaky UDF in this process and show their snapshots"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """``--calls``: calls per UDF."""
+        parser.add_argument("--calls", type=int, default=320, help="calls per UDF (default 320)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the demo, the summary to stdout."""
+        return run(sys.stdout, calls=args.calls)
+
+
+COMMAND = DemoCommand()
+"""The ``demo`` subcommand."""

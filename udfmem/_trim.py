@@ -1,4 +1,4 @@
-"""When to trim: the ``trim=`` policy of a tracked UDF (``"auto"``, ``"off"`` or every N calls).
+"""When to trim, and trimming: the ``trim=`` policy of a tracked UDF (``"auto"``, ``"off"`` or every N calls).
 
 ``"auto"`` trims only when it pays. At each snapshot it estimates the memory that is
 resident but neither live in malloc nor in Arrow (RSS - malloc in-use - Arrow live,
@@ -14,9 +14,11 @@ each arena every N calls whether or not anything was retained.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
 
-from . import _allocator, _log, _probes
+from . import _allocator, _probes
+from ._emit import Emitter
+from ._events import Trim
 
 MIN_INTERVAL_S = 30.0
 IDLE_S = 2.0
@@ -68,59 +70,67 @@ class TrimPolicy:
         """When the UDF has gone idle (the caller asks once per idle period): trim if enough is retained."""
         return self.auto and retained is not None and retained >= self.threshold(rss)
 
-    def trimmed(self, now: float | None = None) -> None:
-        """Record a trim (the caller rebases afterwards)."""
-        self._last_trim = time.monotonic() if now is None else now
+    def trimmed(self, now: float) -> None:
+        """Record a trim at ``now`` (the caller rebases afterwards)."""
+        self._last_trim = now
 
 
 class Trimmer:
-    """Runs a UDF's :class:`TrimPolicy`: trims, rebases, emits ``udfmem.trim`` events."""
+    """Runs a UDF's :class:`TrimPolicy`: trims, rebases, emits ``udfmem.trim`` events.
 
-    def __init__(self, policy: TrimPolicy, log: Any) -> None:
+    ``read`` gives (RSS, malloc in-use, Arrow live) bytes now; ``clock`` and ``release``
+    are injectable so the policy's decisions are tested without sleeping or trimming.
+    """
+
+    def __init__(
+        self,
+        policy: TrimPolicy,
+        emitter: Emitter,
+        read: Callable[[], tuple[int | None, int | None, int]],
+        clock: Callable[[], float] = time.monotonic,
+        release: Callable[[], _allocator.TrimResult] = _allocator.trim,
+    ) -> None:
         self.policy = policy
-        self.log = log
-        self._idle_count = -1
-        self._idle_since = 0.0
-        self._idle_trimmed_count = -1
-
-    @staticmethod
-    def _reading() -> tuple[int | None, int | None, int]:
-        """RSS, malloc in-use and Arrow live bytes now."""
-        p = _probes.probes()
-        rss = p.rss()
-        heap = p.heap()
-        return rss, heap[0] if heap else None, _probes.arrow_live()
+        self.emitter = emitter
+        self._read = read
+        self._clock = clock
+        self._release = release
+        self._idle_since: float | None = None
+        self._idle_done = False
+        self.trims = 0
 
     def _retained_now(self) -> tuple[int | None, int | None]:
         """The retention estimate now, and the RSS it was read with."""
-        rss, heap_in_use, arrow_live = self._reading()
+        rss, heap_in_use, arrow_live = self._read()
         return self.policy.retained(rss, heap_in_use, arrow_live), rss
 
     def rebase(self) -> int | None:
         """Take the policy's baseline now; return the RSS read."""
-        rss, heap_in_use, arrow_live = self._reading()
+        rss, heap_in_use, arrow_live = self._read()
         self.policy.rebase(rss, heap_in_use, arrow_live)
         return rss
 
     def trim(self, reason: str, retained: int | None = None) -> int | None:
         """Trim now, log it, rebase; return the RSS after. Unsupported: one warning, policy off."""
-        result = _allocator.trim()
-        self.policy.trimmed()
+        result = self._release()
+        self.policy.trimmed(self._clock())
         if not result.supported:
             self.policy.mode = "off"
-            _log.warn_once(self.log, "trim-unsupported", f"cannot release memory here: {result.reason}")
+            self.emitter.warn_once("trim-unsupported", f"cannot release memory here: {result.reason}")
             return self.rebase()
-        self.log.info(
-            "udfmem.trim",
-            reason=reason,
-            released_mb=result.released_mb,
-            malloc_released_mb=result.malloc_released_mb,
-            arrow_released_mb=result.arrow_released_mb,
-            took_ms=result.took_ms,
-            rss_before_mb=result.rss_before_mb,
-            rss_after_mb=result.rss_after_mb,
-            retained_mb=_probes.mb(retained),
-            skipped=result.reason,
+        self.trims += 1
+        self.emitter.emit(
+            Trim(
+                reason=reason,
+                released_mb=result.released_mb,
+                malloc_released_mb=result.malloc_released_mb,
+                arrow_released_mb=result.arrow_released_mb,
+                took_ms=result.took_ms,
+                rss_before_mb=result.rss_before_mb,
+                rss_after_mb=result.rss_after_mb,
+                retained_mb=_probes.mb(retained),
+                skipped=result.reason,
+            )
         )
         return self.rebase()
 
@@ -137,20 +147,26 @@ class Trimmer:
                 return self.trim("setup", retained)
         return self.rebase()
 
-    def at_snapshot(self, rss: int | None, heap_in_use: int | None, arrow_live: int, now: float) -> None:
-        """The snapshot's chance to trim (auto policy)."""
+    def at_snapshot(self, rss: int | None, heap_in_use: int | None, arrow_live: int) -> None:
+        """The snapshot's chance to trim (auto policy); no decision without malloc's in-use figure."""
+        if heap_in_use is None:
+            return  # mallinfo2 was skipped to stay within its budget: retention unknown
         retained = self.policy.retained(rss, heap_in_use, arrow_live)
-        if self.policy.should_trim(retained, rss, now):
+        if self.policy.should_trim(retained, rss, self._clock()):
             self.trim("auto", retained)
 
-    def idle_check(self, calls: int, now: float) -> None:
-        """Called by the timer with the call counter: trim once when calls stopped for ``IDLE_S``."""
-        if calls != self._idle_count:
-            self._idle_count, self._idle_since = calls, now
+    def idle_check(self, active: bool, calls: int) -> None:
+        """The timer's visit: ``active`` says whether a call ran since the previous visit.
+
+        Trims once when no call ran for ``IDLE_S`` after at least two calls, if enough is retained.
+        """
+        now = self._clock()
+        if active or self._idle_since is None:
+            self._idle_since, self._idle_done = now, False
             return
-        if calls <= 1 or calls == self._idle_trimmed_count or now - self._idle_since < IDLE_S:
+        if calls <= 1 or self._idle_done or now - self._idle_since < IDLE_S:
             return
-        self._idle_trimmed_count = calls
+        self._idle_done = True
         retained, rss = self._retained_now()
         if self.policy.should_trim_idle(retained, rss):
             self.trim("idle", retained)

@@ -1,0 +1,155 @@
+"""Pure analysis: the leak thresholds, the least-squares slope and the memray profile verdict on synthetic records."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from udfmem.analysis import patterns, profile
+from udfmem.analysis.profile import Frame, LeakRecord, ProfileHeader
+from udfmem.analysis.series import slope_per_call
+
+MIB = patterns.MIB
+SOURCE = "/src/udfs/embed.py"
+SIDECAR = {"udf": "Embed", "pid": 7, "methods": ["__call__"], "setup": ["__init__", "setup"], "source": SOURCE}
+HEADER = ProfileHeader(pid=99, peak_bytes=300 * MIB, native_traces=False, ended=True)
+WRAPPER: Frame = ("wrapper", os.path.join(profile.UDFMEM_DIR, "_decorator.py"), 40)
+ENGINE: Frame = ("map_batches", "/site-packages/engine/worker.py", 120)
+CALL: Frame = ("__call__", SOURCE, 20)
+SETUP: Frame = ("setup", SOURCE, 12)
+ELSEWHERE: Frame = ("<module>", "/src/app.py", 3)
+
+
+def leak(size: int, *frames: Frame, allocations: int = 1) -> LeakRecord:
+    """A leaked record at ``frames`` (innermost first)."""
+    return LeakRecord(frames, size, allocations)
+
+
+def verdict(*records: LeakRecord) -> str:
+    """The verdict of a profile made of ``records``."""
+    return profile.summarize("p.bin", SIDECAR, HEADER, records).verdict
+
+
+def test_slope_is_exact_on_a_line() -> None:
+    """Points on ``y = 0.5 x + 3`` give exactly 0.5; fewer than two distinct calls give 0."""
+    points = [(32 * i, 0.5 * 32 * i + 3) for i in range(1, 11)]
+    assert 0.5 == slope_per_call(points)
+    assert -2.0 == slope_per_call([(1, 10.0), (2, 8.0), (3, 6.0)])
+    assert 0.0 == slope_per_call([(5, 1.0)])
+    assert 0.0 == slope_per_call([(5, 1.0), (5, 9.0)])
+
+
+def test_slope_resists_one_noisy_end_point_better_than_first_last() -> None:
+    """A spike in the last snapshot moves the least-squares slope less than the first/last difference."""
+    points = [(i, 0.0) for i in range(1, 10)] + [(10, 9.0)]
+    assert slope_per_call(points) < (9.0 - 0.0) / (10 - 1)
+
+
+@pytest.mark.parametrize(
+    ("slope_kib", "growth_mib", "expected"),
+    [
+        (patterns.LEAK_PER_CALL_KIB + 0.5, 100.0, True),
+        (patterns.LEAK_PER_CALL_KIB, 100.0, True),
+        (patterns.LEAK_PER_CALL_KIB - 0.5, 100.0, False),
+        (512.0, patterns.MIN_GROWTH_MIB, True),
+        (512.0, patterns.MIN_GROWTH_MIB - 0.1, False),
+    ],
+)
+def test_per_call_leak_threshold(slope_kib: float, growth_mib: float, expected: bool) -> None:
+    """A series leaks per call from LEAK_PER_CALL_KIB per call on, once it grew MIN_GROWTH_MIB in all."""
+    assert expected is patterns.grows_per_call(slope_kib / 1024, growth_mib)
+
+
+def test_pattern_vocabulary_is_the_contracts() -> None:
+    """The seven pattern names of DESIGN.md, each once."""
+    expected = ("healthy", "heap-leak", "arrow-leak", "untracked-growth", "allocator-retention", "peak-too-big")
+    assert (*expected, "insufficient-data") == patterns.PATTERNS
+
+
+def test_profile_verdict_per_call() -> None:
+    """Bytes kept under ``__call__`` (through udfmem's wrapper) make a per-call verdict."""
+    assert patterns.PER_CALL == verdict(leak(64 * MIB, CALL, WRAPPER, ENGINE), leak(100 * MIB, SETUP, ENGINE))
+
+
+def test_profile_verdict_setup_only() -> None:
+    """Bytes kept under ``setup`` only: the model, not a leak."""
+    assert patterns.SETUP_ONLY == verdict(leak(64 * MIB, SETUP, ENGINE), leak(MIB // 2, CALL, ENGINE))
+
+
+def test_profile_verdict_nothing() -> None:
+    """Less than MIN_RETAINED_MIB in all retains nothing, wherever it came from."""
+    assert patterns.NOTHING == verdict(leak(MIB - 1, CALL, ENGINE))
+    assert patterns.NOTHING == verdict()
+
+
+def test_profile_verdict_elsewhere() -> None:
+    """Mostly outside the UDF's methods; a ``__call__`` in another file is not the UDF's."""
+    assert patterns.ELSEWHERE == verdict(leak(64 * MIB, ELSEWHERE), leak(64 * MIB, ("__call__", "/other.py", 1)))
+
+
+def test_profile_verdict_thresholds() -> None:
+    """Per-call needs MIN_RETAINED_MIB and PER_CALL_MIN_SHARE of the total; setup SETUP_MIN_SHARE."""
+    assert patterns.PER_CALL == patterns.profile_verdict(MIB, 0, 4 * MIB)
+    assert patterns.ELSEWHERE == patterns.profile_verdict(MIB, 0, 4 * MIB + 1)
+    assert patterns.SETUP_ONLY == patterns.profile_verdict(0, 2 * MIB, 4 * MIB)
+    assert patterns.ELSEWHERE == patterns.profile_verdict(0, 2 * MIB - 1, 4 * MIB)
+    assert patterns.ELSEWHERE == patterns.profile_verdict(MIB - 1, 0, MIB)
+
+
+def test_classify_stack_innermost_method_decides() -> None:
+    """The innermost frame that is one of the UDF's methods names the origin."""
+    attribution = profile.Attribution.from_sidecar(SIDECAR)
+    assert profile.CALL == profile.classify_stack([CALL, SETUP], attribution)
+    assert profile.SETUP == profile.classify_stack([SETUP, CALL], attribution)
+    assert profile.OTHER == profile.classify_stack([ELSEWHERE, ENGINE], attribution)
+    assert profile.CALL == profile.classify_stack([("__call__", "/any.py", 1)], profile.Attribution())
+
+
+def test_user_frames_drop_udfmem_wrappers() -> None:
+    """udfmem's own frames are left out; a stack of nothing else gets the stand-in."""
+    assert ["__call__ (embed.py:20)", "map_batches (worker.py:120)"] == profile.user_frames([CALL, WRAPPER, ENGINE])
+    assert [profile.NO_PYTHON_FRAME] == profile.user_frames([WRAPPER])
+
+
+def test_summary_numbers_and_top_stacks() -> None:
+    """Sizes in MiB rounded, the per-call share, stacks merged by user frames and ranked by size."""
+    records = [
+        leak(3 * MIB, CALL, WRAPPER, ENGINE, allocations=3),
+        leak(1 * MIB, CALL, ENGINE, allocations=1),
+        leak(2 * MIB, SETUP, ENGINE, allocations=2),
+        leak(MIB // 10, ELSEWHERE),
+    ]
+    s = profile.summarize("dir/p.bin", SIDECAR, HEADER, records, top=2)
+    assert ("Embed", 7, 300.0) == (s.udf, s.pid, s.peak_mb)
+    assert (6.1, 4.0, 2.0, 0.1) == (s.leaked_mb, s.per_call_leaked_mb, s.setup_leaked_mb, s.other_leaked_mb)
+    assert 0.656 == s.per_call_share
+    assert [(4.0, 4), (2.0, 2)] == [(e.leaked_mb, e.allocations) for e in s.top_stacks]
+    assert ("__call__ (embed.py:20)", "map_batches (worker.py:120)") == s.top_stacks[0].stack
+    assert s.complete and s.flamegraph is None
+
+
+def test_no_sidecar_uses_defaults_and_the_header() -> None:
+    """Without a sidecar: ``__call__``/``setup`` anywhere, the header's pid, and complete even if not ended."""
+    header = ProfileHeader(pid=99, peak_bytes=0, native_traces=True, ended=False)
+    s = profile.summarize("p.bin", {}, header, [leak(8 * MIB, ("__call__", "/x.py", 1))])
+    assert (None, 99, patterns.PER_CALL, True, True) == (s.udf, s.pid, s.verdict, s.native_traces, s.complete)
+    assert not profile.summarize("p.bin", SIDECAR, header, []).complete
+
+
+@pytest.mark.parametrize("package", ["analysis", "reporters"])
+def test_analysis_and_reporters_never_import_the_runtime(package: str) -> None:
+    """analysis/ imports the stdlib and itself; reporters/ the stdlib, itself and analysis/."""
+    allowed = {"analysis"} if package == "analysis" else {"analysis", "reporters"}
+    for path in (Path(profile.UDFMEM_DIR) / package).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert {a.name.split(".")[0] for a in node.names} <= sys.stdlib_module_names, path
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert (node.module or "").split(".")[0] in sys.stdlib_module_names | {"__future__"}, path
+            elif isinstance(node, ast.ImportFrom):
+                target = package if node.level == 1 else (node.module or "").split(".")[0]
+                assert node.level <= 2 and target in allowed, (path, node.module)

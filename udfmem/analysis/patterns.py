@@ -1,0 +1,85 @@
+"""The one place for leak thresholds and verdict names.
+
+Two questions are answered from two kinds of evidence, so they have their own thresholds,
+all named here:
+
+- A memray profile (``udfmem report``) gives exact leaked bytes, attributed to the UDF's
+  per-call methods, its setup, or neither (udfmem opens trackers with Python allocator
+  tracing, so frees are not hidden by pymalloc). Exact numbers need only a small floor:
+  ``MIN_RETAINED_MIB`` in all, of which at least ``PER_CALL_MIN_SHARE`` from the per-call
+  methods for :data:`PER_CALL`, or at least ``SETUP_MIN_SHARE`` from setup for
+  :data:`SETUP_ONLY`.
+- A series of snapshots (``udfmem demo``) gives RSS growth, which is noisy: allocator
+  arenas, page granularity and one-off caches move it by megabytes. A per-call leak needs
+  both a least-squares slope of at least ``LEAK_PER_CALL_KIB`` per call (the same 64 KiB
+  per call the planned ``udfmem.testing.assert_no_growth`` uses by default) and a total
+  growth of at least ``MIN_GROWTH_MIB``, so that a short healthy run is never flagged.
+
+Pattern names for the series classifier (``udfmem diagnose``, ``udfmem.suspect``,
+``udfmem.testing``) are the contract's vocabulary, collected in :data:`PATTERNS`.
+"""
+
+from __future__ import annotations
+
+MIB = 1024 * 1024
+"""Bytes in a MiB."""
+KIB = 1024
+"""Bytes in a KiB (also KiB in a MiB)."""
+
+# The pattern vocabulary of DESIGN.md (series verdicts).
+HEALTHY = "healthy"
+"""Growth during setup, then flat within noise."""
+HEAP_LEAK = "heap-leak"
+"""Objects kept alive: malloc in-use or Python object blocks grow with the calls."""
+ARROW_LEAK = "arrow-leak"
+"""Arrow buffers kept alive: ``arrow_live_mb`` grows with the calls."""
+UNTRACKED_GROWTH = "untracked-growth"
+"""RSS grows but neither malloc, Python blocks nor Arrow explains it (a native allocator, mmap)."""
+ALLOCATOR_RETENTION = "allocator-retention"
+"""RSS high or rising while in-use stays flat and freed-but-held memory is large."""
+PEAK_TOO_BIG = "peak-too-big"
+"""One call's transient peak is the danger, not growth."""
+INSUFFICIENT_DATA = "insufficient-data"
+"""Too few snapshots after setup to judge."""
+PATTERNS = (HEALTHY, HEAP_LEAK, ARROW_LEAK, UNTRACKED_GROWTH, ALLOCATOR_RETENTION, PEAK_TOO_BIG, INSUFFICIENT_DATA)
+"""Every series pattern, in the contract's order."""
+
+# The verdicts of a memray profile, as ``udfmem report`` prints them (users grep these).
+PER_CALL = "per-call retention"
+"""Memory kept across calls, allocated under the UDF's per-call methods: the stateful-UDF leak."""
+SETUP_ONLY = "setup only"
+"""What is left was allocated by setup (the model and friends)."""
+NOTHING = "nothing retained"
+"""Less than ``MIN_RETAINED_MIB`` left in all."""
+ELSEWHERE = "retained outside the UDF's methods"
+"""Left, but mostly neither from the per-call methods nor from setup."""
+VERDICTS = (PER_CALL, SETUP_ONLY, NOTHING, ELSEWHERE)
+"""Every profile verdict."""
+
+MIN_RETAINED_MIB = 1
+"""A profile retaining less than this in all retains nothing; per-call bytes must reach it too."""
+PER_CALL_MIN_SHARE = 0.25
+"""Share of the retained bytes from the per-call methods that makes a per-call verdict."""
+SETUP_MIN_SHARE = 0.5
+"""Share of the retained bytes from setup that makes a setup-only verdict."""
+LEAK_PER_CALL_KIB = 64
+"""Least-squares growth per call from which a snapshot series counts as a per-call leak (with ``MIN_GROWTH_MIB``)."""
+MIN_GROWTH_MIB = 16
+"""Total growth a leaking snapshot series must also reach: RSS noise is megabytes, so a short run is not judged."""
+
+
+def profile_verdict(per_call: int, setup: int, leaked: int) -> str:
+    """The verdict of a memray profile from its leaked bytes by origin (see the module docstring)."""
+    floor = MIN_RETAINED_MIB * MIB
+    if leaked < floor:
+        return NOTHING
+    if per_call >= floor and per_call >= PER_CALL_MIN_SHARE * leaked:
+        return PER_CALL
+    if setup >= SETUP_MIN_SHARE * leaked:
+        return SETUP_ONLY
+    return ELSEWHERE
+
+
+def grows_per_call(slope_mib_per_call: float, growth_mib: float) -> bool:
+    """Whether a snapshot series with this slope and total growth shows per-call retention."""
+    return slope_mib_per_call * KIB >= LEAK_PER_CALL_KIB and growth_mib >= MIN_GROWTH_MIB

@@ -1,0 +1,151 @@
+"""``udfmem report``: summarize the memray files udfmem wrote (``UDFMEM_MEMRAY_DIR``).
+
+This module finds the files, reads each with ``memray.FileReader`` into plain records for
+:mod:`udfmem.analysis.profile`, renders memray's leaks flame graph on request and hands
+the summaries to a reporter. Leak sizes are exact because udfmem opens its trackers with
+Python allocator tracing (``trace_python_allocators=True``); without it, pymalloc's arenas
+hide frees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from ..analysis import patterns, profile
+from ..analysis.profile import ProfileSummary
+from ..reporters import json as json_reporter
+from ..reporters import markdown, text
+
+
+def find_files(paths: Iterable[str]) -> list[str]:
+    """The memray files named by ``paths``: files as given, directories searched for ``*.bin``."""
+    found: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                found += sorted(os.path.join(root, n) for n in names if n.endswith(".bin"))
+        else:
+            found.append(path)
+    return found
+
+
+def read_sidecar(path: str) -> dict[str, Any]:
+    """The ``.json`` sidecar udfmem wrote next to ``path``, or ``{}`` when missing or unreadable."""
+    try:
+        with open(path + ".json", encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+            return data
+    except (OSError, ValueError):
+        return {}
+
+
+def summarize_file(path: str, top: int = 5) -> ProfileSummary:
+    """Read one memray file written by udfmem and summarize it (raises if it is not readable)."""
+    import memray
+
+    reader = memray.FileReader(path)
+    try:
+        meta = reader.metadata
+        header = profile.ProfileHeader(
+            pid=meta.pid,
+            peak_bytes=meta.peak_memory,
+            native_traces=bool(meta.has_native_traces),
+            ended=bool(meta.end_time),
+        )
+        records = (
+            profile.LeakRecord(record.stack_trace(), record.size, record.n_allocations)
+            for record in reader.get_leaked_allocation_records(merge_threads=True)
+        )
+        return profile.summarize(path, read_sidecar(path), header, records, top=top)
+    finally:
+        reader.close()
+
+
+def flamegraph(path: str) -> str:
+    """Render memray's leaks flame graph next to ``path``; return the HTML's path (raises on failure)."""
+    out = path[: -len(".bin")] + ".html" if path.endswith(".bin") else path + ".html"
+    subprocess.run(
+        [sys.executable, "-m", "memray", "flamegraph", "--leaks", "--force", "-o", out, path],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out
+
+
+def _why(exc: BaseException) -> str:
+    """One line saying why: a failed subprocess's last line of stderr, else the exception."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {exc.returncode}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _error(message: str) -> None:
+    print(f"udfmem report: {message}", file=sys.stderr)
+
+
+class ReportCommand:
+    """``udfmem report PATH... [--json] [--top N] [--flamegraph] [--summary-md FILE] [--fail-on-per-call]``."""
+
+    name = "report"
+    help = "summarize memray files written with UDFMEM_MEMRAY_DIR"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Paths, output choices and ``--fail-on-per-call``."""
+        parser.add_argument("paths", nargs="+", help="memray .bin files or directories holding them")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--top", type=int, default=5, help="leaking stacks to show per file (default 5)")
+        parser.add_argument(
+            "--flamegraph", action="store_true", help="render memray's leaks flame graph next to each file"
+        )
+        parser.add_argument("--summary-md", metavar="FILE", help="also write a Markdown summary (for CI artifacts)")
+        parser.add_argument(
+            "--fail-on-per-call",
+            dest="fail_on",
+            action="store_true",
+            help="exit 1 when a file shows per-call retention",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Exit 1 on per-call retention when asked; else 2 if a file or flame graph failed; else 0."""
+        files = find_files(args.paths)
+        if not files:
+            _error("no memray .bin files found")
+            return 2
+        summaries: list[ProfileSummary] = []
+        failed = False
+        for path in files:
+            try:
+                summaries.append(summarize_file(path, top=args.top))
+            except Exception as exc:  # one unreadable file must not hide the others
+                _error(f"cannot read {path}: {_why(exc)}")
+                failed = True
+        if args.flamegraph:
+            rendered: list[ProfileSummary] = []
+            for s in summaries:
+                try:
+                    rendered.append(dataclasses.replace(s, flamegraph=flamegraph(s.path)))
+                except (subprocess.SubprocessError, OSError) as exc:
+                    _error(f"flame graph failed for {s.path}: {_why(exc)}")
+                    failed = True
+                    rendered.append(s)
+            summaries = rendered
+        if args.summary_md:
+            with open(args.summary_md, "w", encoding="utf-8") as f:
+                f.write(markdown.render(summaries))
+        print(json_reporter.render(summaries) if args.json else text.render(summaries))
+        if args.fail_on and any(s.verdict == patterns.PER_CALL for s in summaries):
+            return 1
+        return 2 if failed else 0
+
+
+COMMAND = ReportCommand()
+"""The ``report`` subcommand."""
