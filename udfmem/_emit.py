@@ -74,61 +74,84 @@ def capture() -> Iterator[list[dict[str, Any]]]:
             _hooks = tuple(h for h in _hooks if h != events.append)
 
 
-def _stamp(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Processor: add ``ts`` and show the event to in-process hooks."""
-    ts = event_dict["ts"] = _render.iso_ts(time.time())
-    if _hooks:
-        event: _events.Event = event_dict["udfmem"]
-        fields = {**event_dict["head"], "event": event.EVENT, "ts": ts, **_events.to_fields(event)}
-        for hook in _hooks:
-            with contextlib.suppress(Exception):
-                hook(dict(fields))
-    return event_dict
+def _show(head: dict[str, Any], ts: str, event: _events.Event) -> None:
+    """Hand the event's fields to the in-process hooks (only while some :func:`capture` runs)."""
+    fields = {**head, "event": event.EVENT, "ts": ts, **_events.to_fields(event)}
+    for hook in _hooks:
+        with contextlib.suppress(Exception):
+            hook(dict(fields))
 
 
 class _TemplateRenderer:
-    """Last processor: the event's line in each format the sinks need, from precompiled templates."""
+    """The pipeline's processor: stamp the time, show hooks, render each needed format from its template.
+
+    Returns the line itself when the sinks need one format (the common case), else one
+    line per format; the time's per-second prefix is cached.
+    """
 
     def __init__(self, formats: tuple[str, ...], head: dict[str, Any]) -> None:
         self.formats = formats
-        self._heads = {
-            (name, fmt): _render.head(fmt, name, head["udf"], head["pid"], head["host"], head["worker"])
-            for name in _events.BY_NAME
-            for fmt in formats
-        }
+        self.head = head
+        self._templates = {
+            cls: [
+                (_render.TEMPLATES[cls, fmt], _render.head(fmt, cls.EVENT, head["udf"], head["pid"], head["host"],
+                                                            head["worker"]))
+                for fmt in formats
+            ]
+            for cls in _events.TYPES
+        }  # fmt: skip
+        self._second, self._prefix = -1, ""
 
-    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str | tuple[str, ...]:
         event: _events.Event = event_dict["udfmem"]
-        ts: str = event_dict["ts"]
-        return {
-            "lines": {
-                fmt: _render.TEMPLATES[type(event), fmt](self._heads[event.EVENT, fmt], ts, event)
-                for fmt in self.formats
-            }
-        }
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._prefix, self._second = _render.iso_ts(second)[:-5], second
+        ts = f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+        if _hooks:
+            _show(self.head, ts, event)
+        pairs = self._templates[type(event)]
+        if len(pairs) == 1:
+            template, head = pairs[0]
+            return template(head, ts, event)
+        return tuple(template(head, ts, event) for template, head in pairs)
 
 
 class _Fanout:
     """The object structlog wraps: gives each sink the line in its format."""
 
-    def __init__(self, sinks: list[Sink]) -> None:
-        self.sinks = sinks
+    def __init__(self, sinks: list[Sink], formats: tuple[str, ...]) -> None:
+        self.routes = [(sink, formats.index(sink.format)) for sink in sinks]
+        if len(formats) == 1:
+            self.msg = sinks[0].write if len(sinks) == 1 else self._same  # type: ignore[method-assign,assignment]
 
-    def msg(self, lines: dict[str, str]) -> None:
-        """Write the rendered lines."""
-        for sink in self.sinks:
-            sink.write(lines[sink.format])
+    def _same(self, line: str) -> None:
+        for sink, _ in self.routes:
+            sink.write(line)
+
+    def msg(self, lines: tuple[str, ...]) -> None:
+        """Write the rendered lines, each sink the one in its format."""
+        for sink, i in self.routes:
+            sink.write(lines[i])
 
 
 class EventLogger(structlog.BoundLoggerBase):
-    """udfmem's structlog logger: :meth:`emit` runs one typed event through the processors."""
+    """udfmem's structlog logger: :meth:`emit` runs one typed event through the processors.
+
+    The event dict carries the typed event, not a copy of its fields; the bound context
+    (the head fields) is rendered once per event type when the pipeline is built.
+    """
 
     def emit(self, event: _events.Event) -> None:
-        """Process and write ``event``."""
-        event_dict: Any = {"event": event.EVENT, "udfmem": event, "head": self._context}
-        for processor in self._processors:
-            event_dict = processor(self._logger, "info", event_dict)
-        self._logger.msg(**event_dict)
+        """Process and write ``event``. Never raises: telemetry must not reach the UDF."""
+        try:
+            rendered: Any = {"udfmem": event}
+            for processor in self._processors:
+                rendered = processor(self._logger, "info", rendered)
+            self._logger.msg(rendered)
+        except Exception:  # telemetry never raises into the UDF
+            pass
 
 
 _jsonl_sinks: dict[str, JsonlSink] = {}
@@ -136,6 +159,9 @@ _jsonl_sinks: dict[str, JsonlSink] = {}
 
 class Emitter:
     """The events of one UDF in one process, to stderr (and ``log_dir``). Never raises."""
+
+    #: Write one event to every sink (the pipeline's own ``emit``, bound: one call less per event).
+    emit: Callable[[_events.Event], None]
 
     def __init__(self, udf: str, log_format: str = "logfmt", log_dir: str | None = None) -> None:
         self.udf = udf
@@ -149,8 +175,8 @@ class Emitter:
             sinks.append(sink)
         formats = tuple(dict.fromkeys(s.format for s in sinks))
         logger = structlog.wrap_logger(
-            _Fanout(sinks),
-            processors=[_stamp, _TemplateRenderer(formats, head)],
+            _Fanout(sinks, formats),
+            processors=[_TemplateRenderer(formats, head)],
             wrapper_class=EventLogger,
             context_class=dict,
             udf=udf,
@@ -159,12 +185,7 @@ class Emitter:
             worker=head["worker"],
         )
         self._logger: EventLogger = logger.bind()  # resolve the lazy proxy once
-        self._warned: set[str] = set()
-
-    def emit(self, event: _events.Event) -> None:
-        """Write ``event`` to every sink. Never raises."""
-        with contextlib.suppress(Exception):
-            self._logger.emit(event)
+        self.emit = self._logger.emit  # write an event to every sink; never raises
 
     def warn_once(self, what: str, message: str, once_key: str | None = None, var: str | None = None) -> None:
         """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``)."""

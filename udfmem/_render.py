@@ -79,36 +79,51 @@ def head(fmt: str, event: str, udf: str, pid: int, host: str, worker: str) -> st
 Template = Callable[[str, str, Any], str]
 
 
-def _field_code(fmt: str, name: str, kind: type[Any], var: str) -> list[str]:
-    """Source lines appending field ``name`` (value in ``var``) to ``out`` when not None."""
+def _flat(cls: type[Any]) -> list[tuple[str, type[Any], str, bool]]:
+    """(name, kind, access expression, required) of every field in line order, ``Memory`` spliced in."""
+    out: list[tuple[str, type[Any], str, bool]] = []
+    for i, (name, kind, required) in enumerate(_events.SPECS[cls]):
+        if kind is _events.Memory:
+            out += [(n, k, f"m[{j}]", False) for j, (n, k, _) in enumerate(_events.SPECS[_events.Memory])]
+            continue
+        out.append((name, kind, f"e[{i}]", required))
+    return out
+
+
+def _part(fmt: str, name: str, kind: type[Any], var: str, required: bool, keys: list[str]) -> str:
+    """An f-string fragment for a field: required numbers as they are, anything optional conditional.
+
+    Expressions only name variables (keys go to ``keys``, read as ``_K[i]``): an f-string
+    expression may hold neither quotes of its own kind nor backslashes before Python 3.12.
+    """
     key = f',"{name}":' if fmt == "json" else f" {name}="
-    if kind is str:
-        value = "_jstr(v)" if fmt == "json" else "_lstr(v)"
-    elif kind is bool:
-        value = '("true" if v else "false")'
-    elif kind is float and fmt == "json":
-        value = "_jnum(v)"
-    else:
-        value = "repr(v)"
-    return [f"v = {var}", "if v is not None:", f"    out += {key!r} + {value}"]
+    if kind in (str, bool):
+        keys.append(key)
+        k = f"_K[{len(keys) - 1}]"
+        value = ("_jstr" if fmt == "json" else "_lstr") + f"({var})" if kind is str else f"(_T if {var} else _F)"
+        return f"{{_E if {var} is None else {k} + {value}}}"
+    if not required:
+        keys.append(key)
+        value = f"_jnum({var})" if kind is float and fmt == "json" else f"repr({var})"
+        return f"{{_E if {var} is None else _K[{len(keys) - 1}] + {value}}}"
+    number = f"_jnum({var})" if kind is float and fmt == "json" else var  # str() of an int or float is its repr
+    return key.replace("{", "{{").replace("}", "}}") + f"{{{number}}}"
 
 
 def _compile(cls: type[Any], fmt: str) -> Template:
-    lines = ["def render(head, ts, e):"]
-    if fmt == "json":
-        lines.append("    out = head + ',\"ts\":\"' + ts + '\"'")
-    else:
-        lines.append('    out = head + " ts=" + ts')
-    for i, (name, kind, _) in enumerate(_events.SPECS[cls]):
-        if kind is _events.Memory:
-            lines.append(f"    m = e[{i}]")
-            for j, (mname, mkind, _) in enumerate(_events.SPECS[_events.Memory]):
-                lines += ["    " + x for x in _field_code(fmt, mname, mkind, f"m[{j}]")]
-        else:
-            lines += ["    " + x for x in _field_code(fmt, name, kind, f"e[{i}]")]
+    """Generate the renderer of ``cls`` in ``fmt``: one f-string, optional fields in conditional parts."""
+    fields = _flat(cls)
     tail = f',"schema":{_events.SCHEMA_VERSION}}}' if fmt == "json" else f" schema={_events.SCHEMA_VERSION}"
-    lines.append(f"    return out + {tail!r}")
-    namespace: dict[str, Any] = {"_jstr": json_str, "_lstr": logfmt_str, "_jnum": _json_number}
+    keys: list[str] = []
+    lines = ["def render(head, ts, e):"]
+    memory_at = [i for i, (_, kind, _r) in enumerate(_events.SPECS[cls]) if kind is _events.Memory]
+    if memory_at:
+        lines.append(f"    m = e[{memory_at[0]}]")
+    start = '{head},"ts":"{ts}"' if fmt == "json" else "{head} ts={ts}"
+    body = "".join(_part(fmt, name, kind, var, required, keys) for name, kind, var, required in fields)
+    lines.append(f'    return f"""{start}{body}{tail.replace("}", "}}")}"""')
+    namespace: dict[str, Any] = {"_jstr": json_str, "_lstr": logfmt_str, "_jnum": _json_number, "_K": keys}
+    namespace.update(_E="", _T="true", _F="false")
     exec(compile("\n".join(lines), f"<udfmem render {cls.EVENT} {fmt}>", "exec"), namespace)
     template: Template = namespace["render"]
     return template

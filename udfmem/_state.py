@@ -61,6 +61,8 @@ def lookup(key: str, settings: _settings.Settings, source: str | None = None, ow
 class UDFState:
     """Counters and windows of one UDF in one process. Never pickled whole."""
 
+    _p: _probes.Probes  # this process's probes, from bind on
+
     def __init__(self, key: str, settings: _settings.Settings, source: str | None, owner: str | None) -> None:
         self.key = key
         self.options = settings  # as decorated; the environment is applied at bind
@@ -86,7 +88,7 @@ class UDFState:
         self._last_call = 0
         self._last_t = 0.0
         self._window = 0
-        self.baseline: int | None = None  # private RSS at the end of setup: growth counts from here
+        self.baseline_mb: float | None = None  # private RSS (MiB) at the end of setup: growth counts from here
         self.trimmer: Trimmer | None = None
         self.next_trim = sys.maxsize
         self.memray_stop = sys.maxsize  # stop the memray tracker after this call
@@ -103,10 +105,13 @@ class UDFState:
     # -- binding -----------------------------------------------------------------------
 
     def bind(self) -> bool:
-        """Bind to this process (read env, make the emitter) if not yet; True if enabled."""
-        if self._pid != os.getpid():
+        """Bind to this process (read env, make the emitter) if not yet; True if enabled.
+
+        A fork child is unbound by the at-fork hook (``_fresh``), so no ``getpid`` per call.
+        """
+        if self._pid < 0:
             with self._bind_lock:
-                if self._pid != os.getpid():
+                if self._pid < 0:
                     self._bind()
         settings = self.settings
         return settings is not None and not settings.disable
@@ -130,11 +135,11 @@ class UDFState:
                 applied, caveat = _allocator.set_arena_max(settings.arena_max)
                 if caveat or not applied:
                     emitter.warn_once("arena-max", f"arena_max={settings.arena_max}: {caveat}")
-            probes = _probes.probes()
+            self._p = probes = _probes.probes()
             self._window = probes.windows.open()
             self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading)
             self.trimmer.rebase()  # before the first call: no retention yet
-            self.baseline = self._private(*probes.resident())
+            self.baseline_mb = _probes.mb(self._private(*probes.resident()))
             self._last_t = time.monotonic()
             self.next_snap = self._next_multiple(self._last_call)
             every_trim = self.trimmer.policy.every
@@ -222,7 +227,7 @@ class UDFState:
             if self.trimmer is not None:
                 self.trimmer.after_setup()
             if self._last_call == 0:  # growth counts from the end of the setups before the first snapshot
-                self.baseline = self._private(*p.resident())
+                self.baseline_mb = _probes.mb(self._private(*p.resident()))
         except Exception as exc:
             self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
 
@@ -230,6 +235,8 @@ class UDFState:
 
     def before(self, n: int, args: tuple[Any, ...] = ()) -> None:
         """Slow path before call ``n`` (0: a generator call, counted when it ends): bind."""
+        if self._memray_checked:
+            return  # bound, and memray looked at: nothing to do before a call
         try:
             self.bind()
             if not self._memray_checked:
@@ -248,59 +255,73 @@ class UDFState:
         settings = self.settings
         if settings is None or settings.disable:
             return
-        if not self._snap_lock.acquire(blocking=False):
+        lock = self._snap_lock
+        if not lock.acquire(blocking=False):
             return
-        try:
-            self._after_locked(n)
-        finally:
-            self._snap_lock.release()
-
-    def _after_locked(self, n: int) -> None:
+        every = self.every
         try:
             self._armed = False
-            self._seen = max(self._seen, n)
+            if n > self._seen:
+                self._seen = n
             # the label is the multiple of every that was crossed, whichever thread got here first
-            label = n - n % self.every if n >= self.next_snap else n if self._forced else 0
+            label = n - n % every if n >= self.next_snap else n if self._forced else 0
             if label > self._last_call:
                 self._snapshot(label)
-            if n >= self.next_trim and self.trimmer is not None and self.trimmer.policy.every:
-                self.trimmer.trim("every")
-            if n >= self.memray_stop:
-                self.memray_stop = sys.maxsize
-                if _memray.owns(self.key):
-                    _memray.stop("calls")
+            if n >= self.next_trim or n >= self.memray_stop:
+                self._trim_or_stop(n)
         except Exception as exc:
             self.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
-            self.next_snap = self._next_multiple(max(n, self._last_call))
-            every_trim = self.trimmer.policy.every if self.trimmer is not None else None
-            if not every_trim:
-                self.next_trim = sys.maxsize  # also when the policy turned itself off
-            elif n >= self.next_trim:
-                self.next_trim = (n // every_trim + 1) * every_trim
+            last = self._last_call
+            self.next_snap = next_snap = ((n if n > last else last) // every + 1) * every
             self._forced = False
-            self.due = min(self.next_snap, self.next_trim, self.memray_stop)
+            self.due = min(next_snap, self.next_trim, self.memray_stop)
+            lock.release()
+
+    def _trim_or_stop(self, n: int) -> None:
+        """A call reached the trim cadence or the memray call limit."""
+        trimmer = self.trimmer
+        every_trim = trimmer.policy.every if trimmer is not None else None
+        if n >= self.next_trim:
+            if trimmer is not None and every_trim:
+                trimmer.trim("every")
+            every_trim = trimmer.policy.every if trimmer is not None else None  # it may have turned itself off
+            self.next_trim = (n // every_trim + 1) * every_trim if every_trim else sys.maxsize
+        if n >= self.memray_stop:
+            self.memray_stop = sys.maxsize
+            if _memray.owns(self.key):
+                _memray.stop("calls")
 
     def _snapshot(self, label: int) -> None:
+        """Read, emit one ``udfmem.snapshot`` labelled ``label``, let the trimmer look. The hot part of udfmem.
+
+        Written flat on purpose (no intermediate reading object): it must cost little more
+        than a hand-written snapshot with the same reads (see ``benchmarks/``).
+        """
         now = time.monotonic()
-        p = _probes.probes()
-        peak, lifetime = p.windows.take(self._window)
-        reading = _probes.read(p, peak, lifetime, p.heap_budget())
-        private, base = self._private(reading.rss, reading.shared), self.baseline
+        p = self._p
+        rss, shared, peak, lifetime, heap = p.snapshot_reads(self._window)
+        pa = sys.modules.get("pyarrow")  # only if the user imported it: never import it here
+        arrow_live, backend = (_probes.arrow_live(), _probes.arrow_backend()) if pa is not None else (0, None)
+        limit = p.limit
+        memory = _probes.block(
+            rss, shared, peak, lifetime, arrow_live, backend, heap, limit, None if limit is None else p.cgroup_usage()
+        )
+        private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         self.emitter.emit(
             Snapshot(
                 label,
-                _probes.memory(reading, _probes.arrow_backend()),
-                None if (private is None or base is None) else round((private - base) / _probes.MIB, 1),
+                memory,
+                None if (private is None or base is None) else round(private - base, 1),
                 label - self._last_call,
-                round(now - self._last_t, 3),
+                int((now - self._last_t) * 1000 + 0.5) / 1000,
             )
         )
         self._last_call = label
         self._last_t = now
-        if self.trimmer is not None:
-            heap = reading.heap
-            self.trimmer.at_snapshot(reading.rss, heap[0] if heap else None, reading.arrow_live)
+        trimmer = self.trimmer
+        if trimmer is not None and trimmer.policy.auto:
+            trimmer.at_snapshot(rss, heap[0] if heap else None, arrow_live)
 
     # -- the timer's visits ------------------------------------------------------------------
 
