@@ -306,6 +306,7 @@ class Budget(Generic[T]):
         self._last = 0.0
         self._next = _NEVER
         self._reads = 0
+        self._cheap = False  # measured under free_below: read untimed, re-timed every RETIME reads
 
     def due(self) -> bool:
         """Whether a read now stays within the budget (a cheap check before the call)."""
@@ -318,7 +319,7 @@ class Budget(Generic[T]):
         pair costs a tenth of a cheap read); one that is not is timed every read.
         """
         self._reads += 1
-        if self._next is _NEVER and self._reads % RETIME:
+        if self._cheap and self._reads % RETIME:
             return self._read()
         start = self._clock()
         if start < self._next:
@@ -326,7 +327,8 @@ class Budget(Generic[T]):
         value = self._read()
         took = self._clock() - start
         self.cost, self._last = (min(took, self._last) if self._last else took), took
-        self._next = _NEVER if self.cost < self.free_below else start + self.cost / self.share
+        self._cheap = self.cost < self.free_below
+        self._next = _NEVER if self._cheap else start + self.cost / self.share
         return value
 
 
