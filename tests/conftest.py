@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from udfmem import _probes, _settings
+from udfmem import _allocator, _probes, _settings
 from udfmem._render import parse_line
 
 Events = list[dict[str, Any]]
@@ -31,10 +31,14 @@ def parse_events(text: str, event: str | None = None) -> Events:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests start with no UDFMEM_* variable set (the developer's shell may have some) and a fresh probe budget."""
+    """Tests start clean: no UDFMEM_* variable, a fresh probe budget, freed memory given back to the OS.
+
+    The developer's shell may set UDFMEM_*; memory an earlier test freed would be reused here.
+    """
     for name in _settings.ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     _probes.probes().heap_budget.reset()  # a slow read in an earlier test must not hide heap fields here
+    _allocator.trim()  # memory an earlier test freed but glibc held would be reused here and hide growth
     yield
 
 

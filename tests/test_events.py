@@ -292,7 +292,7 @@ def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch
             return x * 2
 
     assert 0 == Udf()(0)  # binds and snapshots normally
-    monkeypatch.setattr(_probes, "arrow_live", broken)
+    monkeypatch.setattr(_probes, "block", broken)
     assert [2, 4, 6] == [Udf()(i) for i in range(1, 4)]
     warnings = stderr_events("udfmem.warning")
     assert ["snapshot-failed"] == [w["what"] for w in warnings]
@@ -308,7 +308,7 @@ def test_bind_failure_turns_udfmem_off_not_the_udf(monkeypatch: pytest.MonkeyPat
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("probe exploded")
 
-    monkeypatch.setattr(_probes, "arrow_live", broken)
+    monkeypatch.setattr(_probes.Probes, "resident", broken)
     Udf = identity_udf(every=1)
     assert [0, 1, 2] == [Udf()(i) for i in range(3)]
     events = stderr_events()
@@ -417,3 +417,50 @@ def test_lazy_setup_inside_the_first_call_sets_the_baseline(stderr_events: Reade
     assert setup["delta_mb"] == pytest.approx(64, abs=6)
     assert ("udfmem.snapshot", 4) == (snap["event"], snap["call"])
     assert snap["growth_mb"] == pytest.approx(0, abs=4)
+
+
+def test_threaded_snapshots_are_labelled_with_the_multiple_crossed(stderr_events: Reader) -> None:
+    """4 threads x 10,000 calls at every=1000: labels are exactly 1000, 2000, ..., 40000, each once."""
+    Udf = identity_udf(every=1000, every_s=0)
+    udf = Udf()
+
+    def work() -> None:
+        for i in range(10_000):
+            udf(i)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    snaps = stderr_events("udfmem.snapshot")
+    assert list(range(1000, 40_001, 1000)) == [s["call"] for s in snaps]
+    assert 40_000 == sum(s["window_calls"] for s in snaps)
+
+
+def test_a_failed_setup_measurement_warns(monkeypatch: pytest.MonkeyPatch, stderr_events: Reader) -> None:
+    """If measuring a setup phase fails, one setup-failed warning says so and setup() runs normally.
+
+    Simulated (the RSS probe raises): the real probes degrade to None instead.
+    """
+
+    @tracked(every=1000)
+    class Udf:
+        def setup(self) -> None:
+            self.ready = True
+
+        def __call__(self, x: int) -> int:
+            return x
+
+    udf = Udf()
+    Udf.__dict__["__call__"].__udfmem_state__.bind()
+    from udfmem import _probes
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("rss exploded")
+
+    monkeypatch.setattr(_probes.Probes, "rss", broken)
+    udf.setup()
+    assert udf.ready
+    warnings = stderr_events("udfmem.warning")
+    assert ["setup-failed"] == [w["what"] for w in warnings]

@@ -162,6 +162,29 @@ def test_memray_missing_warns_once_and_runs(tmp_path: Path) -> None:
     assert ["memray-missing"] == [w["what"] for w in parse_events(proc.stderr, "udfmem.warning")]
 
 
+def test_memray_missing_warning_names_the_variable_that_switched_it_on(tmp_path: Path) -> None:
+    """With memray_env="MY_PROFILE_DIR", the warning names that variable, not UDFMEM_MEMRAY_DIR. Import blocked."""
+    proc = run_python(
+        """
+        import sys
+        sys.modules["memray"] = None  # import memray now raises ImportError
+        import udfmem
+
+        @udfmem.tracked(every=1000, memray_env="MY_PROFILE_DIR")
+        class Udf:
+            def __call__(self, x):
+                return x
+
+        print("RESULT", Udf()(5))
+        """,
+        env={"MY_PROFILE_DIR": str(tmp_path / "prof")},
+    )
+    assert "RESULT 5" in proc.stdout
+    (warning,) = parse_events(proc.stderr, "udfmem.warning")
+    assert ("memray-missing", "MY_PROFILE_DIR") == (warning["what"], warning["var"])
+    assert "UDFMEM_MEMRAY_DIR" not in warning["message"]
+
+
 def test_without_the_variable_memray_is_never_imported() -> None:
     """No UDFMEM_MEMRAY_DIR: memray is not even imported."""
     proc = run_python(

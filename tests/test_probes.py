@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Events, parse_events, run_python
@@ -263,3 +264,36 @@ def test_fork_child_starts_fresh_and_reads_itself(stderr_events: Reader) -> None
     assert udfmem.sample().rss_mb - parent_rss < 50  # the 150 MiB were the child's alone
     parent_snaps = stderr_events("udfmem.snapshot")
     assert [(os.getpid(), 2)] == [(s["pid"], s["call"]) for s in parent_snaps]
+
+
+def test_mapped_file_pages_are_shared_not_growth(tmp_path: Path, stderr_events: Reader) -> None:
+    """A 96 MiB mapped file read in a call (a model file, Ray's object store) is shared RSS, not growth."""
+    import mmap
+
+    path = tmp_path / "weights.bin"
+    with open(path, "wb") as f:  # in small pieces: one 96 MiB buffer would raise glibc's mmap threshold for later tests
+        for _ in range(96 * 16):
+            f.write(b"\x01" * (64 * 1024))
+    kept: list[Any] = []
+
+    @tracked(every=2)
+    class Udf:
+        def __call__(self, x: int) -> int:
+            if x == 1:
+                with open(path, "rb") as f:
+                    view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                kept.append(view)
+                sum(view[i] for i in range(0, len(view), 4096))  # fault every page in
+            return x
+
+    udf = Udf()
+    udf(0)
+    udf(1)
+    udf(2)
+    udf(3)
+    first, second = stderr_events("udfmem.snapshot")
+    assert second["rss_shared_mb"] - first["rss_shared_mb"] == pytest.approx(0, abs=8)
+    assert first["rss_shared_mb"] >= 96  # the file's pages are resident and shared (file-backed)
+    assert first["rss_anon_mb"] + first["rss_shared_mb"] == pytest.approx(first["rss_mb"], abs=0.2)
+    assert first["growth_mb"] == pytest.approx(0, abs=8)  # private memory did not grow
+    kept[0].close()

@@ -188,7 +188,7 @@ class Emitter:
         self.emit = self._logger.emit  # write an event to every sink; never raises
 
     def warn_once(self, what: str, message: str, once_key: str | None = None, var: str | None = None) -> None:
-        """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``)."""
+        """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``), whichever UDF meets it first."""
         if _first_time(once_key or what):
             self.emit(_events.Warning(what=what, message=message, var=var))
 

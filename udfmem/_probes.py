@@ -327,8 +327,8 @@ class Budget(Generic[T]):
         value = self._read()
         took = self._clock() - start
         self.cost, self._last = (min(took, self._last) if self._last else took), took
-        self._cheap = self.cost < self.free_below
-        self._next = _NEVER if self._cheap else start + self.cost / self.share
+        self._cheap = took < self.free_below  # a slow read is followed by timed ones
+        self._next = _NEVER if self.cost < self.free_below else start + self.cost / self.share
         return value
 
 

@@ -29,6 +29,7 @@ from ._setup import SetupMeter
 from ._timer import timer
 from ._trim import IDLE_S, Trimmer, TrimPolicy
 
+WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
 _states: dict[str, UDFState] = {}
 _registry_lock = threading.Lock()
 _seen_names: dict[str, int] = {}
@@ -85,6 +86,8 @@ class UDFState:
         self._forced = False
         self._armed = False  # the timer asks the next call to say that calls still run
         self._seen = 0  # the highest call number seen on the slow path
+        self._pending = 0  # the highest call that gave up waiting for the snapshot lock
+        self._holder = 0  # the thread in a snapshot (re-entry from a finalizer there must not wait)
         self._last_call = 0
         self._last_t = 0.0
         self._window = 0
@@ -126,7 +129,6 @@ class UDFState:
                 once_key=f"bad-env:{problem.var}={problem.value}",
                 var=problem.var,
             )
-        self.settings = settings
         self.every = settings.every
         if settings.disable:
             self.due = sys.maxsize
@@ -147,9 +149,10 @@ class UDFState:
             self.due = min(self.next_snap, self.next_trim)
             if settings.memray_dir is not None and not self._memray_checked:
                 self.due = 0  # the first call takes the slow path and opens memray
-            if settings.every_s > 0 or self.trimmer.policy.auto:
-                timer.watch(self)
+        self.settings = settings  # only now: a bind that failed half-way leaves the state unbound
         self._pid = os.getpid()
+        if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
+            timer.watch(self)
 
     @staticmethod
     def _private(rss: int | None, shared: int | None) -> int | None:
@@ -248,16 +251,34 @@ class UDFState:
     def after(self, n: int) -> None:
         """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises, never waits.
 
-        If another thread is taking a snapshot (or this thread re-entered udfmem from a
-        finalizer inside one), the call is counted and passes on: the snapshot in progress
-        or the next slow-path call covers it.
+        A call that finds another thread in a snapshot waits for it at most ``WAIT_S``
+        (a snapshot takes ~20 µs; a trim or a first heap walk can take tens of ms), then
+        passes on; a call that re-entered udfmem on the snapshotting thread (a finalizer
+        run by the garbage collector inside it) never waits. Either way the call is
+        counted, and the thread holding the lock takes the snapshot it made due when done,
+        so the last one is never lost. A snapshot's ``call`` is the multiple of ``every``
+        that was crossed.
         """
         settings = self.settings
         if settings is None or settings.disable:
             return
-        lock = self._snap_lock
-        if not lock.acquire(blocking=False):
-            return
+        lock, me = self._snap_lock, threading.get_ident()
+        while self._holder != me and (lock.acquire(blocking=False) or lock.acquire(timeout=WAIT_S)):
+            self._holder = me
+            try:
+                self._step(n)
+            finally:
+                self._holder = 0
+                lock.release()
+            pending = self._pending  # a call that gave up waiting and crossed a boundary meanwhile
+            if pending < self.next_snap:
+                return
+            self._pending, n = 0, pending
+        if n > self._pending:
+            self._pending = n  # the holder takes the snapshot this call made due
+
+    def _step(self, n: int) -> None:
+        """Under the snapshot lock: what call ``n`` makes due."""
         every = self.every
         try:
             self._armed = False
@@ -276,7 +297,6 @@ class UDFState:
             self.next_snap = next_snap = ((n if n > last else last) // every + 1) * every
             self._forced = False
             self.due = min(next_snap, self.next_trim, self.memray_stop)
-            lock.release()
 
     def _trim_or_stop(self, n: int) -> None:
         """A call reached the trim cadence or the memray call limit."""

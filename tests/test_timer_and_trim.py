@@ -1,0 +1,225 @@
+"""The timer survives failures; the trim policy's and the probe budget's decisions, with injected clocks."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import Events, identity_udf
+
+from udfmem import _allocator, _emit, _probes, _timer
+from udfmem._trim import IDLE_S, MIN_INTERVAL_S, Trimmer, TrimPolicy
+
+Reader = Callable[..., Events]
+MIB = 1024 * 1024
+
+
+class Clock:
+    """A clock the test moves by hand (no sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        """The time now."""
+        return self.now
+
+
+def released(mb: float = 100.0) -> _allocator.TrimResult:
+    """What a trim that released ``mb`` MiB reports (the release itself is injected: these are decision tests)."""
+    return _allocator.TrimResult(True, mb, mb, 0.0, 1.0, 500.0, 500.0 - mb)
+
+
+def make_trimmer(mode: str | int, reading: list[tuple[int, int, int]], clock: Clock) -> tuple[Trimmer, list[str]]:
+    """A trimmer reading ``reading[0]`` (RSS, malloc in-use, Arrow) and counting trims instead of trimming."""
+    trims: list[str] = []
+
+    def release() -> _allocator.TrimResult:
+        trims.append("trim")
+        return released()
+
+    trimmer = Trimmer(TrimPolicy(mode), _emit.Emitter("T"), lambda: reading[0], clock=clock, release=release)
+    return trimmer, trims
+
+
+def test_auto_trims_when_retention_passes_the_threshold_then_waits_the_interval() -> None:
+    """auto: trim once RSS - in-use - Arrow passes the baseline by max(64 MiB, 10%); not again for 30 s."""
+    clock = Clock()
+    reading = [(500 * MIB, 300 * MIB, 0)]
+    trimmer, trims = make_trimmer("auto", reading, clock)
+    trimmer.rebase()  # baseline: 200 MiB that is neither malloc's nor Arrow's
+    trimmer.at_snapshot(560 * MIB, 300 * MIB, 0)  # 60 MiB retained: under 64
+    assert [] == trims
+    trimmer.at_snapshot(600 * MIB, 300 * MIB, 0)  # 100 MiB retained
+    assert ["trim"] == trims
+    clock.now += MIN_INTERVAL_S - 1
+    trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
+    assert ["trim"] == trims  # too soon
+    clock.now += 2
+    trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
+    assert ["trim", "trim"] == trims
+
+
+def test_auto_makes_no_decision_without_the_heap_figure() -> None:
+    """When mallinfo2 was skipped for its budget, retention is unknown: no trim on a guess."""
+    clock = Clock()
+    trimmer, trims = make_trimmer("auto", [(500 * MIB, 300 * MIB, 0)], clock)
+    trimmer.rebase()
+    trimmer.at_snapshot(2000 * MIB, None, 0)
+    assert [] == trims
+
+
+def test_idle_trim_once_per_idle_period() -> None:
+    """auto: no call for IDLE_S with enough retained -> one trim; calls again, then idle again -> one more."""
+    clock = Clock()
+    reading = [(500 * MIB, 300 * MIB, 0)]
+    trimmer, trims = make_trimmer("auto", reading, clock)
+    trimmer.rebase()
+    reading[0] = (700 * MIB, 300 * MIB, 0)  # 200 MiB retained from now on
+    trimmer.idle_check(active=True, calls=10)
+    clock.now += IDLE_S - 0.5
+    trimmer.idle_check(active=False, calls=10)
+    assert [] == trims  # not idle long enough
+    clock.now += 1
+    trimmer.idle_check(active=False, calls=10)
+    clock.now += 5
+    trimmer.idle_check(active=False, calls=10)
+    assert ["trim"] == trims  # once per idle period
+    trimmer.idle_check(active=True, calls=20)
+    clock.now += IDLE_S + 1
+    reading[0] = (900 * MIB, 300 * MIB, 0)  # the trim rebased at 700: 200 MiB more retained since
+    trimmer.idle_check(active=False, calls=20)
+    assert ["trim", "trim"] == trims
+
+
+def test_integer_policy_trims_after_setup_and_off_never() -> None:
+    """trim=N always trims after setup; off never does, whatever is retained."""
+    clock = Clock()
+    every, every_trims = make_trimmer(8, [(900 * MIB, 100 * MIB, 0)], clock)
+    off, off_trims = make_trimmer("off", [(900 * MIB, 100 * MIB, 0)], clock)
+    every.after_setup()
+    off.after_setup()
+    off.at_snapshot(900 * MIB, 100 * MIB, 0)
+    assert (["trim"], []) == (every_trims, off_trims)
+
+
+def test_unsupported_trim_warns_once_and_turns_the_policy_off(stderr_events: Reader) -> None:
+    """A platform without a release function: one warning, then the policy is off.
+
+    Simulated (injected release result): glibc here always has malloc_trim.
+    """
+    _emit._warned.discard((os.getpid(), "trim-unsupported"))  # once per process: forget earlier tests' warning
+    clock = Clock()
+    trimmer = Trimmer(
+        TrimPolicy("auto"),
+        _emit.Emitter("T"),
+        lambda: (900 * MIB, 100 * MIB, 0),
+        clock=clock,
+        release=lambda: _allocator.TrimResult(False, 0.0, 0.0, 0.0, 0.0, None, None, "musl: no malloc_trim"),
+    )
+    trimmer.trim("auto")
+    assert "off" == trimmer.policy.mode
+    assert ["trim-unsupported"] == [w["what"] for w in stderr_events("udfmem.warning")]
+
+
+def test_budget_reads_a_cheap_probe_every_time_and_a_costly_one_within_its_share() -> None:
+    """A probe that took 40 ms is read again only after 40 ms / 0.5% = 8 s; one under 100 µs always."""
+    clock = Clock()
+    cost = [0.00001]
+    calls: list[float] = []
+
+    def probe() -> float:
+        calls.append(clock.now)
+        clock.now += cost[0]
+        return clock.now
+
+    budget = _probes.Budget(probe, share=0.005, clock=clock)
+    assert [budget() is not None for _ in range(5)] == [True] * 5
+    cost[0] = 0.04  # the heap grew: a walk now takes 40 ms
+    slow_reads = 0
+    while budget() is not None:
+        slow_reads += 1
+    assert slow_reads <= _probes.RETIME + 1  # noticed within one re-timing period (and a confirming read)
+    assert budget.cost == pytest.approx(0.04)
+    clock.now += 7.9
+    assert budget() is None
+    clock.now += 0.2
+    assert budget() is not None
+
+
+def test_snapshot_leaves_out_heap_fields_while_the_budget_holds_them_back(stderr_events: Reader) -> None:
+    """With mallinfo2 over budget, snapshots carry RSS but not the heap fields (never a stale value)."""
+    Udf = identity_udf(every=1)
+    Udf()(0)
+    budget = _probes.probes().heap_budget
+    budget._next = time.perf_counter() + 3600  # as after a 18 s walk: held back for an hour
+    budget._cheap = False
+    Udf()(1)
+    snap = stderr_events("udfmem.snapshot")[-1]
+    assert "rss_mb" in snap
+    assert set() == {"heap_in_use_mb", "heap_free_mb", "heap_mmap_mb"} & set(snap)
+
+
+class Failing:
+    """A watched state whose tick fails twice, then works."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.failures: list[Exception] = []
+
+    def tick(self, now: float) -> float | None:
+        """Fail the first two visits."""
+        self.ticks += 1
+        if self.ticks <= 2:
+            raise RuntimeError("tick exploded")
+        return None
+
+    def tick_failed(self, exc: Exception) -> None:
+        """Record the failure."""
+        self.failures.append(exc)
+
+
+def test_timer_visits_again_after_a_failing_tick() -> None:
+    """A tick that raises is reported to its state and retried in RETRY_S, not dropped for good."""
+    state = Failing()
+    assert 100.0 + _timer.RETRY_S == _timer.Timer.visit(state, 100.0)
+    assert 101.0 + _timer.RETRY_S == _timer.Timer.visit(state, 101.0)
+    assert _timer.Timer.visit(state, 102.0) is None
+    assert (3, 2) == (state.ticks, len(state.failures))
+
+
+def test_a_failing_tick_warns_once_and_every_s_keeps_working(
+    monkeypatch: pytest.MonkeyPatch, stderr_events: Reader
+) -> None:
+    """A real UDF's timer tick that raises: one timer-failed warning, and every_s snapshots still come.
+
+    Simulated (the idle check is made to raise once per visit for 0.3 s): nothing in the real
+    tick raises on this machine.
+    """
+    Udf = identity_udf(every=10_000, every_s=0.2)
+    udf = Udf()
+    udf(0)
+    state = Udf.__dict__["__call__"].__udfmem_state__
+    assert state.trimmer is not None
+    real_idle = state.trimmer.idle_check
+    until = time.monotonic() + 0.3
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        if time.monotonic() < until:
+            raise RuntimeError("idle check exploded")
+        real_idle(*args, **kwargs)
+
+    monkeypatch.setattr(state.trimmer, "idle_check", flaky)
+    deadline = time.monotonic() + 5
+    snaps: list[dict[str, Any]] = []
+    events: Events = []
+    while time.monotonic() < deadline and len(snaps) < 2:
+        time.sleep(0.25)
+        udf(1)
+        events += stderr_events()
+        snaps = [e for e in events if e["event"] == "udfmem.snapshot"]
+    assert 2 <= len(snaps)
+    assert ["timer-failed"] == [e["what"] for e in events if e["event"] == "udfmem.warning"]
