@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from udfmem import _allocator, _probes, _settings
+from udfmem import _allocator, _emit, _probes, _settings
 from udfmem._render import parse_line
 
 Events = list[dict[str, Any]]
@@ -33,12 +33,14 @@ def parse_events(text: str, event: str | None = None) -> Events:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests start clean: no UDFMEM_* variable, a fresh probe budget, freed memory given back to the OS.
 
-    The developer's shell may set UDFMEM_*; memory an earlier test freed would be reused here.
+    The developer's shell may set UDFMEM_*; memory an earlier test freed would be reused here;
+    an earlier test's once-per-process warning would hide this test's.
     """
     for name in _settings.ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     _probes.probes().heap_budget.reset()  # a slow read in an earlier test must not hide heap fields here
     _allocator.trim()  # memory an earlier test freed but glibc held would be reused here and hide growth
+    _emit._warned.clear()  # warnings are once per process; each test checks its own
     yield
 
 

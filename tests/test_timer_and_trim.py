@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -111,7 +110,6 @@ def test_unsupported_trim_warns_once_and_turns_the_policy_off(stderr_events: Rea
 
     Simulated (injected release result): glibc here always has malloc_trim.
     """
-    _emit._warned.discard((os.getpid(), "trim-unsupported"))  # once per process: forget earlier tests' warning
     clock = Clock()
     trimmer = Trimmer(
         TrimPolicy("auto"),
