@@ -26,9 +26,11 @@ def test_tracked_keywords_are_the_decorator_rows() -> None:
     assert set(_settings.DECORATOR_KEYS) == set(inspect.signature(keyword_overload).parameters)
 
 
-def test_every_env_var_is_in_the_readme_table() -> None:
-    """The README's table of variables is the one the table generates (regenerate: _settings.env_table())."""
-    assert _settings.env_table() in README.read_text(encoding="utf-8")
+def test_the_readme_tables_are_the_generated_ones() -> None:
+    """The README's tables of variables and options are generated (regenerate: env_table(), options_table())."""
+    readme = README.read_text(encoding="utf-8")
+    assert _settings.env_table() in readme
+    assert _settings.options_table() in readme
 
 
 def test_env_names_come_from_the_rows() -> None:

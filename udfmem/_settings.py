@@ -201,7 +201,9 @@ class Settings:
     Picklable: the decorator's settings travel with the class.
     """
 
-    name: str = setting("udf", Row(check_name, "the `udf=` field; defaults to the class name", decorator=True))
+    name: str = setting(
+        "udf", Row(check_name, "the `udf=` field (default: the class or function name)", decorator=True)
+    )
     every: int = setting(
         32,
         Row(check_positive_int, "a snapshot every K calls, per process and UDF", "UDFMEM_EVERY", parse_int,
@@ -209,7 +211,8 @@ class Settings:
     )  # fmt: skip
     every_s: float = setting(
         60.0,
-        Row(check_seconds, "also a snapshot at the first call after this many seconds (0: off)", "UDFMEM_EVERY_S",
+        Row(check_seconds, "also a snapshot at the first call after this many seconds (0: off); a daemon timer flags it, "
+            "the hot path never reads the clock", "UDFMEM_EVERY_S",
             parse_float, "seconds ≥ 0", decorator=True, worker=True, to_env=repr),
     )  # fmt: skip
     methods: tuple[str, ...] = setting(
@@ -217,11 +220,16 @@ class Settings:
     )
     setup: str | None = setting(
         "setup",
-        Row(check_setup, "the setup method, measured like `__init__` (`None`: `__init__` only)", decorator=True),
+        Row(
+            check_setup,
+            "the setup method; it and `__init__` are each logged as `udfmem.setup` (`None`: `__init__` only)",
+            decorator=True,
+        ),
     )
     trim: str | int = setting(
         "auto",
-        Row(check_trim, "give freed memory back to the OS: `auto`, `off` or every N calls", "UDFMEM_TRIM",
+        Row(check_trim, "give freed memory back to the OS: `\"auto\"`, `\"off\"`, or every N calls "
+            "(see [Allocator](#allocator-giving-memory-back))", "UDFMEM_TRIM",
             parse_trim, "`auto`, `off`, int ≥ 1", decorator=True, worker=True),
     )  # fmt: skip
     arena_max: int | None = setting(
@@ -375,6 +383,15 @@ def _override(key: str, row: Row, value: object) -> str:
         return row.to_env(_env_value(key, row, raw))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"udfmem: worker_env({key}={value!r}) is not a valid {row.env}: {exc}") from None
+
+
+def options_table() -> str:
+    """The README's table of decorator options, from the rows."""
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for key in DECORATOR_KEYS:
+        default = "class name" if key == "name" else f"`{DEFAULTS[key]!r}`".replace("'", '"')
+        lines.append(f"| `{key}` | {default} | {ROWS[key].doc} |")
+    return "\n".join(lines)
 
 
 def env_table() -> str:
