@@ -281,7 +281,7 @@ def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch
     The probe failure is simulated (monkeypatched): real probes degrade to None instead
     of raising, so this internal failure cannot be produced otherwise.
     """
-    from udfmem import _probes
+    from udfmem import _memory
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("probe exploded")
@@ -292,7 +292,7 @@ def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch
             return x * 2
 
     assert 0 == Udf()(0)  # binds and snapshots normally
-    monkeypatch.setattr(_probes, "block", broken)
+    monkeypatch.setattr(_memory, "block", broken)
     assert [2, 4, 6] == [Udf()(i) for i in range(1, 4)]
     warnings = stderr_events("udfmem.warning")
     assert ["snapshot-failed"] == [w["what"] for w in warnings]

@@ -13,7 +13,7 @@ import pytest
 from conftest import Events, parse_events, run_python
 
 import udfmem
-from udfmem import _probes, tracked
+from udfmem import _cgroup, _memory, _probes, tracked
 
 Reader = Callable[..., Events]
 MIB = 1024 * 1024
@@ -164,19 +164,19 @@ def test_cgroup_v2_files_are_found_and_read(tmp_path: Path, max_text: str, expec
     group.mkdir(parents=True)
     (group / "memory.max").write_text(max_text)
     (group / "memory.current").write_text("1024\n")
-    limit_file, usage_file = _probes.cgroup_files(str(proc), str(tmp_path / "fs"))
+    limit_file, usage_file = _cgroup.cgroup_files(str(proc), str(tmp_path / "fs"))
     assert (str(group / "memory.max"), str(group / "memory.current")) == (limit_file, usage_file)
-    assert expected == _probes.read_limit(limit_file)
+    assert expected == _cgroup.read_limit(limit_file)
 
 
 def test_cgroup_v1_unlimited_reads_as_none() -> None:
     """This machine's own cgroup v1 group is unlimited (~2**63): that reads as no limit."""
     if not os.path.isdir("/sys/fs/cgroup/memory"):
         pytest.skip("no cgroup v1 memory hierarchy on this machine")
-    limit_file, _ = _probes.cgroup_files()
+    limit_file, _ = _cgroup.cgroup_files()
     assert limit_file is not None and limit_file.endswith("memory.limit_in_bytes")
-    assert _probes._read_int(limit_file) is not None
-    assert _probes.read_limit(limit_file) is None
+    assert _cgroup._read_int(limit_file) is not None
+    assert _cgroup.read_limit(limit_file) is None
 
 
 def test_no_limit_means_no_limit_fields() -> None:
@@ -196,7 +196,7 @@ def test_peak_is_flagged_lifetime_where_reset_is_impossible(monkeypatch: pytest.
     monkeypatch.setattr(p, "_clear_refs", None)
     assert p.reset_peak() is False
     peak, lifetime = p.windows.take(p.windows.open())
-    s = _probes.memory(_probes.read(p, peak, lifetime, None), None)
+    s = _memory.memory(_memory.read(p, peak, lifetime, None), None)
     assert s.peak_is_lifetime is True
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import Events, identity_udf
 
-from udfmem import _allocator, _emit, _probes, _timer
+from udfmem import _allocator, _budget, _emit, _probes, _timer
 from udfmem._trim import IDLE_S, MIN_INTERVAL_S, Trimmer, TrimPolicy
 
 Reader = Callable[..., Events]
@@ -134,13 +134,13 @@ def test_budget_reads_a_cheap_probe_every_time_and_a_costly_one_within_its_share
         clock.now += cost[0]
         return clock.now
 
-    budget = _probes.Budget(probe, share=0.005, clock=clock)
+    budget = _budget.Budget(probe, share=0.005, clock=clock)
     assert [budget() is not None for _ in range(5)] == [True] * 5
     cost[0] = 0.04  # the heap grew: a walk now takes 40 ms
     slow_reads = 0
     while budget() is not None:
         slow_reads += 1
-    assert slow_reads <= _probes.RETIME + 1  # noticed within one re-timing period (and a confirming read)
+    assert slow_reads <= _budget.RETIME + 1  # noticed within one re-timing period (and a confirming read)
     assert budget.cost == pytest.approx(0.04)
     clock.now += 7.9
     assert budget() is None

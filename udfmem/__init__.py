@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._allocator import TrimResult, trim
 from ._decorator import TrackedUDF, tracked
-from ._probes import MemorySample, sample
+from ._memory import MemorySample, sample
 from ._settings import worker_env
 
 __version__ = "0.1.0"

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar, overload
 
 from . import _settings
-from ._state import UDFState, lookup, new_key
+from ._registry import lookup, new_key
+from ._state import UDFState
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

@@ -18,6 +18,7 @@ Without the variable memray is never imported.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -25,6 +26,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from typing import Any
 
 from ._emit import Emitter
@@ -145,6 +147,18 @@ def stop(reason: str) -> None:
         emitter.warn_once("memray-failed", f"memray did not close cleanly: {exc!r}")
         return
     emitter.emit(Memray(action="stopped", path=path, reason=reason))
+
+
+def stop_when_released(instance: Any, owner: str) -> None:
+    """Close the tracker when ``instance``, an object of the class named ``owner``, is released.
+
+    Ray tears actors down before ``atexit``; Daft drops instances per partition: closing
+    while the UDF's memory is still allocated makes the file show what it held.
+    """
+    mro = type(instance).__mro__ if instance is not None else ()
+    if any(getattr(k, "__qualname__", None) == owner for k in mro):
+        with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
+            weakref.finalize(instance, stop, "instance-released").atexit = False
 
 
 def owns(key: str) -> bool:

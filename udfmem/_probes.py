@@ -1,4 +1,4 @@
-"""Memory probes: what this process holds now, and where that memory lives.
+"""Memory probes: what this process holds now, and where that memory lives (raw bytes).
 
 Each reader is cheap (measured on Linux: statm ~2 µs, window peak ~2 µs, Arrow 36 ns,
 mallinfo2 0.5-20 µs) and degrades to ``None`` ("unknown") instead of raising. Kept file
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import itertools
 import os
 import sys
 import threading
-import time
-from collections.abc import Callable
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any
 
-from ._events import Memory
+from ._budget import Budget
+from ._cgroup import cgroup_files, read_limit
 
 try:
     import resource as _resource
@@ -27,40 +25,6 @@ except ImportError:  # Windows
     _resource = None  # type: ignore[assignment]
 
 MIB = 1024 * 1024
-_UNLIMITED = 1 << 60  # cgroup v1 says "no limit" with values near 2**63
-T = TypeVar("T")
-_TENTHS = 10 / MIB
-_NEVER = float("-inf")  # a budget that never holds a read back
-RETIME = 16
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemorySample:
-    """One reading of this process's memory. Sizes are MiB; ``None`` means unknown.
-
-    ``peak_rss_mb`` is the highest RSS since udfmem last reset the kernel's peak counter
-    (each snapshot does), or since the process started when ``peak_is_lifetime``.
-    ``gap_mb`` is RSS that Arrow does not account for: Python objects, native
-    libraries, and memory the allocator holds after it was freed (``heap_free_mb``).
-    ``rss_anon_mb`` is private memory (where leaks show); ``rss_shared_mb`` is
-    file-backed and shared pages (mapped files, Ray's object store).
-    """
-
-    pid: int
-    ts: float
-    rss_mb: float | None
-    peak_rss_mb: float | None
-    peak_is_lifetime: bool
-    arrow_live_mb: float
-    arrow_backend: str | None
-    gap_mb: float | None
-    heap_in_use_mb: float | None
-    heap_free_mb: float | None
-    heap_mmap_mb: float | None
-    limit_mb: float | None
-    headroom_mb: float | None
-    rss_anon_mb: float | None = None
-    rss_shared_mb: float | None = None
 
 
 class _MallInfo2(ctypes.Structure):
@@ -91,41 +55,6 @@ def _find_mallinfo2() -> Any:
     fn.restype = _MallInfo2
     fn.argtypes = []
     return fn
-
-
-def cgroup_files(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[str | None, str | None]:
-    """Return (limit file, usage file) of this process's memory cgroup (v2, else v1), if any."""
-    try:
-        with open(proc_cgroup, encoding="ascii") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None, None
-    for line in lines:
-        hier, controllers, path = line.split(":", 2)
-        if hier == "0" and controllers == "":
-            for base in (f"{root}{path}", root):
-                if os.path.exists(f"{base}/memory.max"):
-                    return f"{base}/memory.max", f"{base}/memory.current"
-        elif "memory" in controllers.split(","):
-            for base in (f"{root}/memory{path}", f"{root}/memory"):
-                if os.path.exists(f"{base}/memory.limit_in_bytes"):
-                    return f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes"
-    return None, None
-
-
-def read_limit(path: str | None) -> int | None:
-    """A cgroup memory limit in bytes; None for none (``max``, or v1's ~2**63)."""
-    limit = _read_int(path) if path else None
-    return limit if limit is not None and limit < _UNLIMITED else None
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path, "rb") as f:
-            raw = f.read().strip()
-        return None if raw == b"max" else int(raw)
-    except (OSError, ValueError):
-        return None
 
 
 class Probes:
@@ -273,65 +202,6 @@ def arrow_backend() -> str | None:
         return None
 
 
-class Budget(Generic[T]):
-    """Reads an expensive probe only as often as keeps it under ``share`` of wall time.
-
-    ``mallinfo2()`` walks every free chunk of every arena under the arena's lock: ~5 µs on
-    a small heap, 20 ms at 1 GiB fragmented, 130 ms at 6 GiB. Each read is timed; the
-    next is allowed once ``cost / share`` seconds have passed, so the probe's share of
-    the worker's time stays at most ``share`` (0.5%) however large the heap, and other
-    threads' ``malloc`` waits on those locks that rarely. Between reads it returns None
-    (the field is left out of the event). The cost estimate is the cheaper of the last
-    two reads, so one read slowed by preemption or cold caches does not gate the next;
-    a probe estimated under ``free_below`` (100 µs: a few snapshots' worth) is read
-    every time.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[], T | None],
-        share: float = 0.005,
-        free_below: float = 100e-6,
-        clock: Callable[[], float] = time.perf_counter,
-    ) -> None:
-        self._read = read
-        self.share = share
-        self.free_below = free_below
-        self._clock = clock
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget past costs: the next read happens."""
-        self.cost = 0.0  # the estimate: the cheaper of the last two reads, in seconds
-        self._last = 0.0
-        self._next = _NEVER
-        self._reads = 0
-        self._cheap = False  # measured under free_below: read untimed, re-timed every RETIME reads
-
-    def due(self) -> bool:
-        """Whether a read now stays within the budget (a cheap check before the call)."""
-        return self._next is _NEVER or self._clock() >= self._next
-
-    def __call__(self) -> T | None:
-        """The probe's value now, or None when reading it now would exceed the budget.
-
-        A probe known to be cheap is timed again every ``RETIME``-th read only (a clock
-        pair costs a tenth of a cheap read); one that is not is timed every read.
-        """
-        self._reads += 1
-        if self._cheap and self._reads % RETIME:
-            return self._read()
-        start = self._clock()
-        if start < self._next:
-            return None
-        value = self._read()
-        took = self._clock() - start
-        self.cost, self._last = (min(took, self._last) if self._last else took), took
-        self._cheap = took < self.free_below  # a slow read is followed by timed ones
-        self._next = _NEVER if self.cost < self.free_below else start + self.cost / self.share
-        return value
-
-
 class PeakWindows:
     """Window peaks of several UDFs in one process over one kernel counter.
 
@@ -393,109 +263,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-class Reading(NamedTuple):
-    """Raw probe values in bytes (None: unknown, or not read this time)."""
-
-    rss: int | None
-    shared: int | None
-    peak: int | None
-    peak_is_lifetime: bool
-    arrow_live: int
-    heap: tuple[int, int, int] | None
-    usage: int | None
-    limit: int | None
-
-    @property
-    def anon(self) -> int | None:
-        """Private resident bytes: RSS less shared pages."""
-        return None if self.rss is None or self.shared is None else self.rss - self.shared
-
-
-def read(p: Probes, peak: int | None, peak_is_lifetime: bool, heap: tuple[int, int, int] | None) -> Reading:
-    """Read the cheap probes now; ``peak`` and ``heap`` come from the caller (windowed, budgeted)."""
-    rss, shared = p.resident()
-    if peak is not None and rss is not None and rss > peak:
-        peak = rss  # the kernel's high-water mark lags the current RSS a little
-    usage = p.cgroup_usage() if p.limit is not None else None
-    return Reading(rss, shared, peak, peak_is_lifetime, arrow_live(), heap, usage, p.limit)
-
-
-def memory(r: Reading, backend: str | None) -> Memory:
-    """The event's memory block (MiB, 0.1) of a reading: the one place these fields are computed."""
-    return block(r.rss, r.shared, r.peak, r.peak_is_lifetime, r.arrow_live, backend, r.heap, r.limit, r.usage)
-
-
-def block(
-    rss: int | None,
-    shared: int | None,
-    peak: int | None,
-    lifetime: bool,
-    arrow_live: int,
-    backend: str | None,
-    heap: tuple[int, int, int] | None,
-    limit: int | None,
-    usage: int | None,
-) -> Memory:
-    """:func:`memory` from the raw values (bytes); a snapshot calls it without building a ``Reading``."""
-    k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
-    if rss is not None and shared is not None and peak is not None and heap is not None and limit is None:
-        return Memory(  # the common case on Linux, without a test per field
-            int(rss * k + 0.5) / 10,
-            int((rss - shared) * k + 0.5) / 10,
-            int(shared * k + 0.5) / 10,
-            int(peak * k + 0.5) / 10,
-            True if lifetime else None,
-            int(arrow_live * k + 0.5) / 10,
-            backend,
-            round((rss - arrow_live) / MIB, 1),
-            int(heap[0] * k + 0.5) / 10,
-            int(heap[1] * k + 0.5) / 10,
-            int(heap[2] * k + 0.5) / 10,
-        )
-    return Memory(
-        None if rss is None else int(rss * k + 0.5) / 10,
-        None if (rss is None or shared is None) else int((rss - shared) * k + 0.5) / 10,
-        None if shared is None else int(shared * k + 0.5) / 10,
-        None if peak is None else int(peak * k + 0.5) / 10,
-        True if lifetime else None,
-        int(arrow_live * k + 0.5) / 10,
-        backend,
-        None if rss is None else round((rss - arrow_live) / MIB, 1),
-        None if heap is None else int(heap[0] * k + 0.5) / 10,
-        None if heap is None else int(heap[1] * k + 0.5) / 10,
-        None if heap is None else int(heap[2] * k + 0.5) / 10,
-        None if limit is None else int(limit * k + 0.5) / 10,
-        None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
-    )
-
-
 def mb(value: int | None) -> float | None:
     """Bytes to MiB rounded to 0.1, keeping ``None``."""
     return None if value is None else round(value / MIB, 1)
-
-
-def sample() -> MemorySample:
-    """Read this process's memory now, every probe at once.
-
-    Does not reset the window peak, so it never disturbs udfmem's own snapshots.
-    """
-    p = probes()
-    peak = p.peak()
-    block = memory(read(p, peak, not p.peak_was_reset, p.heap()), arrow_backend())
-    return MemorySample(
-        pid=p.pid,
-        ts=time.time(),
-        rss_mb=block.rss_mb,
-        peak_rss_mb=block.peak_rss_mb,
-        peak_is_lifetime=bool(block.peak_is_lifetime),
-        arrow_live_mb=block.arrow_live_mb,
-        arrow_backend=block.arrow_backend,
-        gap_mb=block.gap_mb,
-        heap_in_use_mb=block.heap_in_use_mb,
-        heap_free_mb=block.heap_free_mb,
-        heap_mmap_mb=block.heap_mmap_mb,
-        limit_mb=block.limit_mb,
-        headroom_mb=block.headroom_mb,
-        rss_anon_mb=block.rss_anon_mb,
-        rss_shared_mb=block.rss_shared_mb,
-    )

@@ -14,165 +14,34 @@ Every environment variable udfmem reads is named in this module and nowhere else
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._checks import (
+    check_bool,
+    check_dir,
+    check_env_name,
+    check_format,
+    check_methods,
+    check_name,
+    check_optional_int,
+    check_positive_int,
+    check_seconds,
+    check_setup,
+    check_trim,
+    format_abs_path,
+    format_bool,
+    parse_bool,
+    parse_float,
+    parse_int,
+    parse_text,
+    parse_trim,
+)
 
 #: glibc's own variable: caps malloc arenas when set at process start.
 MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"
 MEMRAY_DIR = "UDFMEM_MEMRAY_DIR"
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
-TRIM_MODES = ("auto", "off")
-LOG_FORMATS = ("logfmt", "json")
-
-
-# -- checks: a decorator or override value -> the value, or TypeError/ValueError ------------
-
-
-def check_positive_int(value: object, what: str) -> int:
-    """A positive int (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"udfmem: {what} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"udfmem: {what} must be >= 1, got {value}")
-    return value
-
-
-def check_optional_int(value: object, what: str) -> int | None:
-    """None, or a positive int."""
-    return None if value is None else check_positive_int(value, what)
-
-
-def check_seconds(value: object, what: str) -> float:
-    """A finite number of seconds >= 0 (0 turns the clock off)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"udfmem: {what} must be a number of seconds, got {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"udfmem: {what} must be >= 0 and finite (0 turns it off), got {value}")
-    return seconds
-
-
-def check_trim(value: object, what: str) -> str | int:
-    """``"auto"``, ``"off"`` or a positive number of calls."""
-    if isinstance(value, str) and value.strip().lower() in TRIM_MODES:
-        return value.strip().lower()
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"udfmem: {what} must be 'auto', 'off' or an int number of calls, got {value!r}")
-    if value < 1:
-        raise ValueError(f"udfmem: {what} must be >= 1 calls, got {value}")
-    return value
-
-
-def check_name(value: object, what: str) -> str:
-    """A non-empty str."""
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"udfmem: {what} must be a non-empty str, got {value!r}")
-    return value
-
-
-def check_methods(value: object, what: str) -> tuple[str, ...]:
-    """A non-empty tuple (or list) of distinct method names."""
-    if isinstance(value, str):
-        raise TypeError(f"udfmem: {what} must be a sequence of names, not a str (did you mean ({value!r},)?)")
-    if not isinstance(value, (tuple, list)) or not value:
-        raise TypeError(f"udfmem: {what} must be a non-empty tuple of method names, got {value!r}")
-    for method in value:
-        if not isinstance(method, str) or not method.isidentifier():
-            raise TypeError(f"udfmem: {what} must hold method names, got {method!r}")
-    if len(set(value)) != len(value):
-        raise ValueError(f"udfmem: {what} names a method twice: {value!r}")
-    return tuple(value)
-
-
-def check_setup(value: object, what: str) -> str | None:
-    """A method name, or None."""
-    if value is not None and (not isinstance(value, str) or not value.isidentifier()):
-        raise TypeError(f"udfmem: {what} must be a method name or None, got {value!r}")
-    return value
-
-
-def check_env_name(value: object, what: str) -> str:
-    """The name of an environment variable."""
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise TypeError(f"udfmem: {what} must name an environment variable, got {value!r}")
-    return value
-
-
-def check_bool(value: object, what: str) -> bool:
-    """A bool."""
-    if not isinstance(value, bool):
-        raise TypeError(f"udfmem: {what} must be a bool, got {value!r}")
-    return value
-
-
-def check_format(value: object, what: str) -> str:
-    """One of :data:`LOG_FORMATS` (any case)."""
-    low = str(value).strip().lower()
-    if low not in LOG_FORMATS:
-        raise ValueError(f"udfmem: {what} must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
-    return low
-
-
-def check_dir(value: object, what: str) -> str | None:
-    """None, or a non-empty path."""
-    if value is None:
-        return None
-    path = os.fspath(value) if isinstance(value, os.PathLike) else value
-    if not isinstance(path, str) or not path.strip():
-        raise ValueError(f"udfmem: {what} must be a non-empty path, got {value!r}")
-    return path.strip()
-
-
-# -- parsers: an environment text -> a value a check accepts ---------------------------------
-
-
-def parse_bool(raw: str) -> bool:
-    """``1/0``, ``true/false``, ``yes/no``, ``on/off`` (empty is false)."""
-    low = raw.strip().lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise ValueError("expected 1/0, true/false, yes/no or on/off")
-
-
-def parse_int(raw: str) -> int:
-    """A decimal int."""
-    return int(raw.strip())
-
-
-def parse_float(raw: str) -> float:
-    """A decimal number."""
-    return float(raw.strip())
-
-
-def parse_trim(raw: str) -> str | int:
-    """``auto``, ``off`` or a decimal int."""
-    text = raw.strip()
-    return int(text) if text.lstrip("+-").isdigit() else text
-
-
-def parse_text(raw: str) -> str:
-    """The text itself."""
-    return raw
-
-
-# -- formatters: a checked value -> the environment text a worker parses back ----------------
-
-
-def format_bool(value: Any) -> str:
-    """``1`` or ``0``."""
-    return "1" if value else "0"
-
-
-def format_abs_path(value: Any) -> str:
-    """An absolute path: workers run in other directories."""
-    return os.path.abspath(str(value))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,15 +75,30 @@ class Settings:
     )
     every: int = setting(
         32,
-        Row(check_positive_int, "a snapshot every K calls, per process and UDF", "UDFMEM_EVERY", parse_int,
-            "int ≥ 1", decorator=True, worker=True),
-    )  # fmt: skip
+        Row(
+            check_positive_int,
+            "a snapshot every K calls, per process and UDF",
+            env="UDFMEM_EVERY",
+            parse=parse_int,
+            values="int ≥ 1",
+            decorator=True,
+            worker=True,
+        ),
+    )
     every_s: float = setting(
         60.0,
-        Row(check_seconds, "also a snapshot at the first call after this many seconds (0: off); a daemon timer flags it, "
-            "the hot path never reads the clock", "UDFMEM_EVERY_S",
-            parse_float, "seconds ≥ 0", decorator=True, worker=True, to_env=repr),
-    )  # fmt: skip
+        Row(
+            check_seconds,
+            "also a snapshot at the first call after this many seconds (0: off); a daemon timer flags it, "
+            "the hot path never reads the clock",
+            env="UDFMEM_EVERY_S",
+            parse=parse_float,
+            values="seconds ≥ 0",
+            decorator=True,
+            worker=True,
+            to_env=repr,
+        ),
+    )
     methods: tuple[str, ...] = setting(
         ("__call__",), Row(check_methods, "the per-call methods to count", decorator=True)
     )
@@ -228,49 +112,100 @@ class Settings:
     )
     trim: str | int = setting(
         "auto",
-        Row(check_trim, "give freed memory back to the OS: `\"auto\"`, `\"off\"`, or every N calls "
-            "(see [Allocator](#allocator-giving-memory-back))", "UDFMEM_TRIM",
-            parse_trim, "`auto`, `off`, int ≥ 1", decorator=True, worker=True),
-    )  # fmt: skip
+        Row(
+            check_trim,
+            'give freed memory back to the OS: `"auto"`, `"off"`, or every N calls '
+            "(see [Allocator](#allocator-giving-memory-back))",
+            env="UDFMEM_TRIM",
+            parse=parse_trim,
+            values="`auto`, `off`, int ≥ 1",
+            decorator=True,
+            worker=True,
+        ),
+    )
     arena_max: int | None = setting(
         None,
-        Row(check_optional_int, "cap glibc's malloc arenas (`mallopt(M_ARENA_MAX)`) at first use in the process; "
-            "`worker_env(arena_max=N)` also sets `MALLOC_ARENA_MAX` for process start", "UDFMEM_ARENA_MAX",
-            parse_int, "int ≥ 1", decorator=True, worker=True),
-    )  # fmt: skip
+        Row(
+            check_optional_int,
+            "cap glibc's malloc arenas (`mallopt(M_ARENA_MAX)`) at first use in the process; "
+            "`worker_env(arena_max=N)` also sets `MALLOC_ARENA_MAX` for process start",
+            env="UDFMEM_ARENA_MAX",
+            parse=parse_int,
+            values="int ≥ 1",
+            decorator=True,
+            worker=True,
+        ),
+    )
     memray_env: str = setting(
         MEMRAY_DIR, Row(check_env_name, "the variable whose directory switches memray on", decorator=True)
     )
     disable: bool = setting(
         False,
-        Row(check_bool, "the wrappers become silent pass-throughs", "UDFMEM_DISABLE", parse_bool,
-            "`1`/`0` (`true`, `yes`, `on` …)", worker=True, to_env=format_bool),
-    )  # fmt: skip
+        Row(
+            check_bool,
+            "the wrappers become silent pass-throughs",
+            env="UDFMEM_DISABLE",
+            parse=parse_bool,
+            values="`1`/`0` (`true`, `yes`, `on` …)",
+            worker=True,
+            to_env=format_bool,
+        ),
+    )
     memray_dir: str | None = setting(
         None,
-        Row(check_dir, "turns memray on: one profile per worker process (see [memray](#memray-one-profile-per-worker))",
-            MEMRAY_DIR, parse_text, "a directory", worker=True, to_env=format_abs_path),
-    )  # fmt: skip
+        Row(
+            check_dir,
+            "turns memray on: one profile per worker process (see [memray](#memray-one-profile-per-worker))",
+            env=MEMRAY_DIR,
+            values="a directory",
+            worker=True,
+            to_env=format_abs_path,
+        ),
+    )
     memray_native: bool = setting(
         False,
-        Row(check_bool, "also record native (C/C++) stacks", "UDFMEM_MEMRAY_NATIVE", parse_bool, "`1`/`0`",
-            worker=True, to_env=format_bool),
-    )  # fmt: skip
+        Row(
+            check_bool,
+            "also record native (C/C++) stacks",
+            env="UDFMEM_MEMRAY_NATIVE",
+            parse=parse_bool,
+            values="`1`/`0`",
+            worker=True,
+            to_env=format_bool,
+        ),
+    )
     memray_calls: int | None = setting(
         None,
-        Row(check_optional_int, "stop and finalize the profile after N calls", "UDFMEM_MEMRAY_CALLS", parse_int,
-            "int ≥ 1", worker=True),
-    )  # fmt: skip
+        Row(
+            check_optional_int,
+            "stop and finalize the profile after N calls",
+            env="UDFMEM_MEMRAY_CALLS",
+            parse=parse_int,
+            values="int ≥ 1",
+            worker=True,
+        ),
+    )
     log_format: str = setting(
         "logfmt",
-        Row(check_format, "line format on stderr", "UDFMEM_LOG_FORMAT", parse_text, "`logfmt` (default), `json`",
-            worker=True),
-    )  # fmt: skip
+        Row(
+            check_format,
+            "line format on stderr",
+            env="UDFMEM_LOG_FORMAT",
+            values="`logfmt` (default), `json`",
+            worker=True,
+        ),
+    )
     log_dir: str | None = setting(
         None,
-        Row(check_dir, "also append JSON lines to `udfmem-<host>-<pid>.jsonl` there", "UDFMEM_LOG_DIR", parse_text,
-            "a directory", worker=True, to_env=format_abs_path),
-    )  # fmt: skip
+        Row(
+            check_dir,
+            "also append JSON lines to `udfmem-<host>-<pid>.jsonl` there",
+            env="UDFMEM_LOG_DIR",
+            values="a directory",
+            worker=True,
+            to_env=format_abs_path,
+        ),
+    )
 
 
 #: Every setting's row, in the table's order.

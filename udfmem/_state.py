@@ -13,16 +13,14 @@ composition; none of them knows it. It is the one place where readings become ev
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import sys
 import threading
 import time
-import weakref
 from typing import Any
 
-from . import _allocator, _memray, _probes, _settings
+from . import _allocator, _memory, _memray, _probes, _settings
 from ._emit import Emitter
 from ._events import Snapshot
 from ._setup import SetupMeter
@@ -30,33 +28,6 @@ from ._timer import timer
 from ._trim import IDLE_S, Trimmer, TrimPolicy
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
-_states: dict[str, UDFState] = {}
-_registry_lock = threading.Lock()
-_seen_names: dict[str, int] = {}
-
-
-def new_key(qualname: str) -> str:
-    """A key for a newly decorated UDF: its qualified name plus a per-process sequence.
-
-    Deterministic (two processes decorating in the same order agree), yet two UDFs with
-    the same qualified name in one process, e.g. a class defined in a function called
-    twice, still get their own counters.
-    """
-    with _registry_lock:
-        seq = _seen_names.get(qualname, 0)
-        _seen_names[qualname] = seq + 1
-    return qualname if seq == 0 else f"{qualname}#{seq}"
-
-
-def lookup(key: str, settings: _settings.Settings, source: str | None = None, owner: str | None = None) -> UDFState:
-    """This process's state for ``key``, created on first sight (also used by unpickling)."""
-    state = _states.get(key)
-    if state is None:
-        with _registry_lock:
-            state = _states.get(key)
-            if state is None:
-                state = _states[key] = UDFState(key, settings, source, owner)
-    return state
 
 
 class UDFState:
@@ -98,6 +69,8 @@ class UDFState:
         self._memray_checked = False
 
     def __reduce__(self) -> tuple[Any, tuple[str, _settings.Settings, str | None, str | None]]:
+        from ._registry import lookup  # the registry imports this module
+
         return lookup, (self.key, self.options, self.source, self.owner)
 
     @property
@@ -187,10 +160,8 @@ class UDFState:
         if settings.memray_calls is not None:
             self.memray_stop = settings.memray_calls
             self.due = min(self.due, self.memray_stop)
-        mro = type(instance).__mro__ if instance is not None else ()
-        if self.owner is not None and any(getattr(k, "__qualname__", None) == self.owner for k in mro):
-            with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
-                weakref.finalize(instance, _memray.stop, "instance-released").atexit = False
+        if self.owner is not None:
+            _memray.stop_when_released(instance, self.owner)
 
     # -- setup phases --------------------------------------------------------------------
 
@@ -223,8 +194,8 @@ class UDFState:
         try:
             p = _probes.probes()
             peak, lifetime = p.windows.take(self._window)
-            reading = _probes.read(p, peak, lifetime, p.heap())
-            memory = _probes.memory(reading, _probes.arrow_backend())
+            reading = _memory.read(p, peak, lifetime, p.heap())
+            memory = _memory.memory(reading, _probes.arrow_backend())
             self._last_t = time.monotonic()
             self.emitter.emit(self.setup_meter.end(token, method, error, memory, reading.rss))
             if self.trimmer is not None:
@@ -324,7 +295,7 @@ class UDFState:
         pa = sys.modules.get("pyarrow")  # only if the user imported it: never import it here
         arrow_live, backend = (_probes.arrow_live(), _probes.arrow_backend()) if pa is not None else (0, None)
         limit = p.limit
-        memory = _probes.block(
+        memory = _memory.block(
             rss, shared, peak, lifetime, arrow_live, backend, heap, limit, None if limit is None else p.cgroup_usage()
         )
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
@@ -378,15 +349,3 @@ class UDFState:
     def tick_failed(self, exc: Exception) -> None:
         """The timer's visit raised: one warning; the timer visits again."""
         self.emitter.warn_once("timer-failed", f"the every_s/idle timer failed once and retries: {exc!r}")
-
-
-def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    timer.reset_after_fork()
-    for state in list(_states.values()):
-        state._fresh()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

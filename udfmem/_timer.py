@@ -8,6 +8,7 @@ the trim policy notice an idle UDF. Nothing of it runs on the hot path.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from typing import Protocol
@@ -75,3 +76,5 @@ class Timer:
 
 
 timer = Timer()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=timer.reset_after_fork)  # a fork child has no timer thread

@@ -1,0 +1,42 @@
+"""The memory limit of this process's cgroup (v2, else v1), and where its usage is read."""
+
+from __future__ import annotations
+
+import os
+
+_UNLIMITED = 1 << 60  # cgroup v1 says "no limit" with values near 2**63
+
+
+def cgroup_files(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[str | None, str | None]:
+    """Return (limit file, usage file) of this process's memory cgroup (v2, else v1), if any."""
+    try:
+        with open(proc_cgroup, encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        hier, controllers, path = line.split(":", 2)
+        if hier == "0" and controllers == "":
+            for base in (f"{root}{path}", root):
+                if os.path.exists(f"{base}/memory.max"):
+                    return f"{base}/memory.max", f"{base}/memory.current"
+        elif "memory" in controllers.split(","):
+            for base in (f"{root}/memory{path}", f"{root}/memory"):
+                if os.path.exists(f"{base}/memory.limit_in_bytes"):
+                    return f"{base}/memory.limit_in_bytes", f"{base}/memory.usage_in_bytes"
+    return None, None
+
+
+def read_limit(path: str | None) -> int | None:
+    """A cgroup memory limit in bytes; None for none (``max``, or v1's ~2**63)."""
+    limit = _read_int(path) if path else None
+    return limit if limit is not None and limit < _UNLIMITED else None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read().strip()
+        return None if raw == b"max" else int(raw)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,149 @@
+"""From raw readings (bytes) to the memory block of events and to :class:`MemorySample`.
+
+The one place where the MiB fields are computed: snapshots call :func:`block` with the
+values they read, setup events go through :func:`read` and :func:`memory`, and
+:func:`sample` answers ``udfmem.sample()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import NamedTuple
+
+from ._events import Memory
+from ._probes import MIB, Probes, arrow_backend, arrow_live, probes
+
+_TENTHS = 10 / MIB
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemorySample:
+    """One reading of this process's memory. Sizes are MiB; ``None`` means unknown.
+
+    ``peak_rss_mb`` is the highest RSS since udfmem last reset the kernel's peak counter
+    (each snapshot does), or since the process started when ``peak_is_lifetime``.
+    ``gap_mb`` is RSS that Arrow does not account for: Python objects, native
+    libraries, and memory the allocator holds after it was freed (``heap_free_mb``).
+    ``rss_anon_mb`` is private memory (where leaks show); ``rss_shared_mb`` is
+    file-backed and shared pages (mapped files, Ray's object store).
+    """
+
+    pid: int
+    ts: float
+    rss_mb: float | None
+    peak_rss_mb: float | None
+    peak_is_lifetime: bool
+    arrow_live_mb: float
+    arrow_backend: str | None
+    gap_mb: float | None
+    heap_in_use_mb: float | None
+    heap_free_mb: float | None
+    heap_mmap_mb: float | None
+    limit_mb: float | None
+    headroom_mb: float | None
+    rss_anon_mb: float | None = None
+    rss_shared_mb: float | None = None
+
+
+class Reading(NamedTuple):
+    """Raw probe values in bytes (None: unknown, or not read this time)."""
+
+    rss: int | None
+    shared: int | None
+    peak: int | None
+    peak_is_lifetime: bool
+    arrow_live: int
+    heap: tuple[int, int, int] | None
+    usage: int | None
+    limit: int | None
+
+    @property
+    def anon(self) -> int | None:
+        """Private resident bytes: RSS less shared pages."""
+        return None if self.rss is None or self.shared is None else self.rss - self.shared
+
+
+def read(p: Probes, peak: int | None, peak_is_lifetime: bool, heap: tuple[int, int, int] | None) -> Reading:
+    """Read the cheap probes now; ``peak`` and ``heap`` come from the caller (windowed, budgeted)."""
+    rss, shared = p.resident()
+    if peak is not None and rss is not None and rss > peak:
+        peak = rss  # the kernel's high-water mark lags the current RSS a little
+    usage = p.cgroup_usage() if p.limit is not None else None
+    return Reading(rss, shared, peak, peak_is_lifetime, arrow_live(), heap, usage, p.limit)
+
+
+def memory(r: Reading, backend: str | None) -> Memory:
+    """The event's memory block (MiB, 0.1) of a reading: the one place these fields are computed."""
+    return block(r.rss, r.shared, r.peak, r.peak_is_lifetime, r.arrow_live, backend, r.heap, r.limit, r.usage)
+
+
+def block(
+    rss: int | None,
+    shared: int | None,
+    peak: int | None,
+    lifetime: bool,
+    arrow_live: int,
+    backend: str | None,
+    heap: tuple[int, int, int] | None,
+    limit: int | None,
+    usage: int | None,
+) -> Memory:
+    """:func:`memory` from the raw values (bytes); a snapshot calls it without building a ``Reading``."""
+    k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
+    if rss is not None and shared is not None and peak is not None and heap is not None and limit is None:
+        return Memory(  # the common case on Linux, without a test per field
+            int(rss * k + 0.5) / 10,
+            int((rss - shared) * k + 0.5) / 10,
+            int(shared * k + 0.5) / 10,
+            int(peak * k + 0.5) / 10,
+            True if lifetime else None,
+            int(arrow_live * k + 0.5) / 10,
+            backend,
+            round((rss - arrow_live) / MIB, 1),
+            int(heap[0] * k + 0.5) / 10,
+            int(heap[1] * k + 0.5) / 10,
+            int(heap[2] * k + 0.5) / 10,
+        )
+    return Memory(
+        None if rss is None else int(rss * k + 0.5) / 10,
+        None if (rss is None or shared is None) else int((rss - shared) * k + 0.5) / 10,
+        None if shared is None else int(shared * k + 0.5) / 10,
+        None if peak is None else int(peak * k + 0.5) / 10,
+        True if lifetime else None,
+        int(arrow_live * k + 0.5) / 10,
+        backend,
+        None if rss is None else round((rss - arrow_live) / MIB, 1),
+        None if heap is None else int(heap[0] * k + 0.5) / 10,
+        None if heap is None else int(heap[1] * k + 0.5) / 10,
+        None if heap is None else int(heap[2] * k + 0.5) / 10,
+        None if limit is None else int(limit * k + 0.5) / 10,
+        None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
+    )
+
+
+def sample() -> MemorySample:
+    """Read this process's memory now, every probe at once.
+
+    Does not reset the window peak, so it never disturbs udfmem's own snapshots.
+    """
+    p = probes()
+    peak = p.peak()
+    block = memory(read(p, peak, not p.peak_was_reset, p.heap()), arrow_backend())
+    return MemorySample(
+        pid=p.pid,
+        ts=time.time(),
+        rss_mb=block.rss_mb,
+        peak_rss_mb=block.peak_rss_mb,
+        peak_is_lifetime=bool(block.peak_is_lifetime),
+        arrow_live_mb=block.arrow_live_mb,
+        arrow_backend=block.arrow_backend,
+        gap_mb=block.gap_mb,
+        heap_in_use_mb=block.heap_in_use_mb,
+        heap_free_mb=block.heap_free_mb,
+        heap_mmap_mb=block.heap_mmap_mb,
+        limit_mb=block.limit_mb,
+        headroom_mb=block.headroom_mb,
+        rss_anon_mb=block.rss_anon_mb,
+        rss_shared_mb=block.rss_shared_mb,
+    )
