@@ -65,3 +65,28 @@ def test_report_flame_graph_failure_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert "Is a directory" in line
     (summary,) = json.loads(proc.stdout)
     assert str(profile) == summary["path"] and "flamegraph" not in summary
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--summary-md", "/nonexistent-dir/sub/summary.md"], "udfmem report: cannot write /nonexistent-dir/sub/"),
+        (["--top", "-1"], "must be >= 0"),
+    ],
+)
+def test_report_usage_and_output_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    """An unwritable --summary-md or a negative --top: exit 2, no traceback."""
+    pytest.importorskip("memray")
+    profile = tmp_path / "p.bin"
+    code = f"import memray\nwith memray.Tracker({str(profile)!r}):\n    kept = bytearray(1 << 20)\n"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "udfmem", "report", str(profile), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert 2 == proc.returncode
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -286,3 +286,25 @@ def test_worker_env_memray_settings() -> None:
         "UDFMEM_MEMRAY_NATIVE": "1",
         "UDFMEM_MEMRAY_CALLS": "100",
     } == env
+
+
+def test_generator_udf_with_init_is_profiled(tmp_path: Path) -> None:
+    """A generator __call__ whose __init__ ran first (and bound udfmem) still opens memray at its first call."""
+    run_python(
+        """
+        import udfmem
+
+        @udfmem.tracked(every=1000)
+        class Gen:
+            def __init__(self):
+                self.n = 2
+
+            def __call__(self, x):
+                yield from range(self.n)
+
+        udf = Gen()
+        print("RESULT", [list(udf(i)) for i in range(3)])
+        """,
+        env={"UDFMEM_MEMRAY_DIR": str(tmp_path / "prof")},
+    )
+    assert 1 == len(list((tmp_path / "prof").glob("memray-Gen-*.bin")))

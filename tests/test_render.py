@@ -90,6 +90,8 @@ def test_to_fields_leaves_out_unknowns_and_splices_memory() -> None:
         '{"event": "udfmem.snapshot", "call": 1, "memory": ',  # truncated JSON
         "\x00\xff\xfe event=udfmem.nosuch udf=U",
         "event=udfmem.",
+        "event=udfmem.snapshot udf=U call=5 rss_mb=" + "9" * 400,  # too large for a float
+        '{"event":"udfmem.snapshot","call":5,"rss_mb":' + "9" * 400 + "}",
     ],
 )
 def test_other_lines_are_none_never_an_error(line: str) -> None:

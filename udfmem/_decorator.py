@@ -30,8 +30,8 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
     if inspect.isasyncgenfunction(fn):
 
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if st.settings is None:
-                st.before(0, args)  # bind (and take the baseline) before the first call here
+            if not st.ready:
+                st.before(0, args)  # bind and open memray before the first call here
             try:
                 agen = fn(*args, **kwargs)
                 try:
@@ -56,7 +56,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
                             return
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.due:
+                if n >= st.slow_at:
                     st.after(n)
 
         wrapper: Callable[..., Any] = agen_wrapper
@@ -64,7 +64,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
-            if n >= st.due:
+            if n >= st.slow_at:
                 st.before(n, args)
                 try:
                     return await fn(*args, **kwargs)
@@ -76,13 +76,13 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
     elif inspect.isgeneratorfunction(fn):
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if st.settings is None:
-                st.before(0, args)  # bind (and take the baseline) before the first call here
+            if not st.ready:
+                st.before(0, args)  # bind and open memray before the first call here
             try:
                 return (yield from fn(*args, **kwargs))
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.due:
+                if n >= st.slow_at:
                     st.after(n)
 
         wrapper = gen_wrapper
@@ -90,7 +90,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         def call_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
-            if n >= st.due:
+            if n >= st.slow_at:
                 st.before(n, args)
                 try:
                     return fn(*args, **kwargs)

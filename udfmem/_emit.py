@@ -100,15 +100,17 @@ class _TemplateRenderer:
             ]
             for cls in _events.TYPES
         }  # fmt: skip
-        self._second, self._prefix = -1, ""
+        self._ts_cache = (-1, "")  # (second, its rendered prefix): one tuple, so threads never mix two
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str | tuple[str, ...]:
         event: _events.Event = event_dict["udfmem"]
         t = time.time()
         second = int(t)
-        if second != self._second:
-            self._prefix, self._second = _render.iso_ts(second)[:-5], second
-        ts = f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+        cached, prefix = self._ts_cache
+        if second != cached:
+            prefix = _render.iso_ts(second)[:-5]
+            self._ts_cache = (second, prefix)
+        ts = f"{prefix}.{int((t - second) * 1000):03d}Z"
         if _hooks:
             _show(self.head, ts, event)
         pairs = self._templates[type(event)]
@@ -171,7 +173,7 @@ class Emitter:
         if log_dir is not None:
             sink = _jsonl_sinks.get(log_dir)
             if sink is None:
-                sink = _jsonl_sinks.setdefault(log_dir, JsonlSink(log_dir, host()))
+                sink = _jsonl_sinks.setdefault(log_dir, JsonlSink(log_dir, host(), self._sink_failed))
             sinks.append(sink)
         formats = tuple(dict.fromkeys(s.format for s in sinks))
         logger = structlog.wrap_logger(
@@ -186,6 +188,10 @@ class Emitter:
         )
         self._logger: EventLogger = logger.bind()  # resolve the lazy proxy once
         self.emit = self._logger.emit  # write an event to every sink; never raises
+
+    def _sink_failed(self, sink: str, exc: OSError) -> None:
+        """A sink gave up (it stays off in this process): say so, once, on the others."""
+        self.warn_once("log-dir-failed", f"cannot write {sink}: {exc}; its lines are dropped", var="UDFMEM_LOG_DIR")
 
     def warn_once(self, what: str, message: str, once_key: str | None = None, var: str | None = None) -> None:
         """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``), whichever UDF meets it first."""
@@ -206,13 +212,31 @@ def _first_time(key: str) -> bool:
         return True
 
 
-_default: dict[int, Emitter] = {}
+_default: dict[tuple[int, str], Emitter] = {}
 
 
-def default() -> Emitter:
-    """An emitter named ``udfmem`` for warnings that belong to no UDF (e.g. ``worker_env``)."""
-    pid = os.getpid()
-    emitter = _default.get(pid)
+def default(udf: str = "udfmem") -> Emitter:
+    """An emitter for events before a UDF is bound (or of none: ``worker_env``), to this process's sinks.
+
+    It follows ``UDFMEM_LOG_FORMAT`` and ``UDFMEM_LOG_DIR`` as far as they are valid
+    (their warnings come with the bind).
+    """
+    key = (os.getpid(), udf)
+    emitter = _default.get(key)
     if emitter is None:
-        emitter = _default.setdefault(pid, Emitter("udfmem"))
+        from ._settings import log_target  # the settings table reads the environment
+
+        emitter = _default.setdefault(key, Emitter(udf, *log_target()))
     return emitter
+
+
+def _after_fork_in_child() -> None:
+    global _hooks_lock, _warned_lock
+    _hooks_lock = threading.Lock()
+    _warned_lock = threading.Lock()
+    for sink in _jsonl_sinks.values():
+        sink.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -175,7 +175,10 @@ def _coerce(name: str, kind: type[Any], value: Any) -> Any:
     if type(value) is kind:
         return value
     if kind is float and type(value) is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise SchemaError(f"{name}={value!r} is out of range") from None
     raise SchemaError(f"{name}={value!r} is not a {kind.__name__}")
 
 

@@ -58,11 +58,6 @@ class Reading(NamedTuple):
     usage: int | None
     limit: int | None
 
-    @property
-    def anon(self) -> int | None:
-        """Private resident bytes: RSS less shared pages."""
-        return None if self.rss is None or self.shared is None else self.rss - self.shared
-
 
 def read(p: Probes, peak: int | None, peak_is_lifetime: bool, heap: tuple[int, int, int] | None) -> Reading:
     """Read the cheap probes now; ``peak`` and ``heap`` come from the caller (windowed, budgeted)."""

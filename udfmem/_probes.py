@@ -46,9 +46,14 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _find_mallinfo2() -> Any:
-    """Resolve glibc's ``mallinfo2`` in this process's own symbols (no library name assumed)."""
+    """Resolve glibc's ``mallinfo2`` in this process's own symbols (no library name assumed).
+
+    Through ``PyDLL``: the call keeps the GIL. Released, the walk's thread would spend
+    10-100 µs of CPU getting it back from busy Python threads, and that, not the walk,
+    would dominate the measured cost and make the budget hold the heap fields back.
+    """
     try:
-        libc = ctypes.CDLL(None)
+        libc = ctypes.PyDLL(None)
         fn = libc.mallinfo2
     except (OSError, AttributeError):
         return None  # musl, macOS, Windows, glibc < 2.33
@@ -88,11 +93,6 @@ class Probes:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._statm = self._clear_refs = self._usage = None
-
-    @property
-    def can_reset_peak(self) -> bool:
-        """Whether the kernel's peak-RSS counter can be reset (Linux ``clear_refs``)."""
-        return self._clear_refs is not None
 
     def rss(self) -> int | None:
         """Current resident set size in bytes."""
@@ -157,8 +157,13 @@ class Probes:
         peak, lifetime = self.windows.take(wid)
         if peak is not None and rss is not None and rss > peak:
             peak = rss  # the kernel's high-water mark lags the current RSS a little
-        budget = self.heap_budget
-        return rss, shared, peak, lifetime, budget() if budget.due() else None
+        return rss, shared, peak, lifetime, self.heap_budget()
+
+    def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:
+        """malloc's in-use bytes of a ``heap`` reading: 0 where there is no heap probe, None when it was skipped."""
+        if heap is not None:
+            return heap[0]
+        return 0 if self._mallinfo2 is None else None
 
     def heap(self) -> tuple[int, int, int] | None:
         """glibc malloc: (in use, freed but held, mmapped) bytes, or None off glibc."""
@@ -218,8 +223,9 @@ class PeakWindows:
 
     def open(self) -> int:
         """A new window; its id."""
-        wid = next(self._ids)
-        self._peaks[wid] = 0
+        with self._lock:  # take() iterates the windows
+            wid = next(self._ids)
+            self._peaks[wid] = 0
         return wid
 
     def take(self, wid: int) -> tuple[int | None, bool]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from . import _events
@@ -46,11 +46,6 @@ def json_str(text: str) -> str:
         if len(_json_quoted) < _CACHE_MAX:
             _json_quoted[text] = out
     return out
-
-
-def json_float(value: float) -> str:
-    """A float as JSON (``NaN``/``Infinity`` as Python's json writes them)."""
-    return json.dumps(value)
 
 
 _ts_cache: tuple[int, str] = (-1, "")
@@ -131,7 +126,7 @@ def _compile(cls: type[Any], fmt: str) -> Template:
 
 def _json_number(value: float) -> str:
     text = repr(value)
-    return json_float(value) if text[-1] in "nf" else text  # nan, inf
+    return "null" if text[-1] in "nf" else text  # nan, inf: not JSON; sizes and times are never either
 
 
 TEMPLATES: dict[tuple[type[Any], str], Template] = {
@@ -142,25 +137,6 @@ TEMPLATES: dict[tuple[type[Any], str], Template] = {
 def render(event: _events.Event, head_text: str, ts: str, fmt: str = "logfmt") -> str:
     """One line for ``event`` after its rendered ``head_text`` (see :func:`head`)."""
     return TEMPLATES[type(event), fmt](head_text, ts, event)
-
-
-def render_fields(fields: Mapping[str, Any], fmt: str = "logfmt") -> str:
-    """A generic line from a flat field mapping (head fields first, ``None`` left out)."""
-    order = [k for k in _events.HEAD if k in fields] + [k for k in fields if k not in _events.HEAD]
-    items = [(k, fields[k]) for k in order if fields[k] is not None]
-    if fmt == "json":
-        return json.dumps(dict(items), separators=(",", ":"), default=str)
-    return " ".join(f"{k}={_logfmt_value(v)}" for k, v in items)
-
-
-def _logfmt_value(value: object) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return logfmt_str(str(value))
 
 
 # -- parsing -------------------------------------------------------------------------------

@@ -256,6 +256,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> tup
         names = [row.env] if row.env is not None else []
         if key == "memray_dir" and settings.memray_env != MEMRAY_DIR:
             names.insert(0, settings.memray_env)
+        bad: list[tuple[str, str, str]] = []
         for var in names:
             raw = env.get(var)
             if raw is None:
@@ -264,15 +265,23 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> tup
                 changes[key] = _env_value(key, row, raw)
                 break
             except (TypeError, ValueError) as exc:
-                default = getattr(settings, key)
-                problems.append(EnvProblem(var, raw, str(exc).removeprefix("udfmem: "), str(default)))
+                bad.append((var, raw, str(exc).removeprefix("udfmem: ")))
+        used = str(changes.get(key, getattr(settings, key)))  # the fallback variable's value, or the default
+        problems += [EnvProblem(var, raw, reason, used) for var, raw, reason in bad]
     return dataclasses.replace(settings, **changes), problems
 
 
 def memray_switch(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
-    """The variable that switched memray on for ``settings`` (for messages)."""
+    """The variable that switched memray on for ``settings`` (for messages): the first with a usable value."""
     env = os.environ if environ is None else environ
-    return settings.memray_env if env.get(settings.memray_env) else MEMRAY_DIR
+    raw = env.get(settings.memray_env)
+    return settings.memray_env if raw is not None and raw.strip() else MEMRAY_DIR
+
+
+def log_target(environ: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """``UDFMEM_LOG_FORMAT`` and ``UDFMEM_LOG_DIR`` where valid, else the defaults (before any bind)."""
+    settings, _ = resolve(Settings(), environ)
+    return settings.log_format, settings.log_dir
 
 
 def worker_vars(

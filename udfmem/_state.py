@@ -13,6 +13,7 @@ composition; none of them knows it. It is the one place where readings become ev
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import sys
@@ -20,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from . import _allocator, _memory, _memray, _probes, _settings
+from . import _allocator, _emit, _memory, _memray, _probes, _settings
 from ._emit import Emitter
 from ._events import Snapshot
 from ._setup import SetupMeter
@@ -46,18 +47,18 @@ class UDFState:
         """Forget everything per-process; the next call binds again."""
         self.counter = itertools.count(1)
         self.setup_meter = SetupMeter()
-        self.due = 0  # the hot path takes the slow path when the call number reaches this
+        self.slow_at = 0  # calls from this number on take the slow path (snapshot, trim, memray, binding)
         self._pid = -1
         self._bind_lock = threading.Lock()
         self._snap_lock = threading.Lock()
         self.settings: _settings.Settings | None = None
-        self.emitter = Emitter(self.options.name)
+        self.emitter = _emit.default(self.options.name)  # until bind: warnings of a UDF that could not bind
         self.every = self.options.every
         self.next_snap = self.every
         self._forced = False
         self._armed = False  # the timer asks the next call to say that calls still run
         self._seen = 0  # the highest call number seen on the slow path
-        self._pending = 0  # the highest call that gave up waiting for the snapshot lock
+        self._pending: collections.deque[int] = collections.deque()  # calls that made a snapshot due but gave up
         self._holder = 0  # the thread in a snapshot (re-entry from a finalizer there must not wait)
         self._last_call = 0
         self._last_t = 0.0
@@ -66,7 +67,7 @@ class UDFState:
         self.trimmer: Trimmer | None = None
         self.next_trim = sys.maxsize
         self.memray_stop = sys.maxsize  # stop the memray tracker after this call
-        self._memray_checked = False
+        self.ready = False  # bound, and memray looked at: nothing more to do before a call
 
     def __reduce__(self) -> tuple[Any, tuple[str, _settings.Settings, str | None, str | None]]:
         from ._registry import lookup  # the registry imports this module
@@ -104,7 +105,7 @@ class UDFState:
             )
         self.every = settings.every
         if settings.disable:
-            self.due = sys.maxsize
+            self.slow_at = sys.maxsize
         else:
             if settings.arena_max is not None:
                 applied, caveat = _allocator.set_arena_max(settings.arena_max)
@@ -119,9 +120,9 @@ class UDFState:
             self.next_snap = self._next_multiple(self._last_call)
             every_trim = self.trimmer.policy.every
             self.next_trim = every_trim if every_trim else sys.maxsize
-            self.due = min(self.next_snap, self.next_trim)
-            if settings.memray_dir is not None and not self._memray_checked:
-                self.due = 0  # the first call takes the slow path and opens memray
+            self.slow_at = min(self.next_snap, self.next_trim)
+            if settings.memray_dir is not None and not self.ready:
+                self.slow_at = 0  # the first call takes the slow path and opens memray
         self.settings = settings  # only now: a bind that failed half-way leaves the state unbound
         self._pid = os.getpid()
         if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
@@ -132,11 +133,11 @@ class UDFState:
         """Private (anonymous) resident bytes; RSS where shared pages are unknown."""
         return rss - shared if (rss is not None and shared is not None) else rss
 
-    @staticmethod
-    def _trim_reading() -> tuple[int | None, int | None, int]:
+    @classmethod
+    def _trim_reading(cls) -> tuple[int | None, int | None, int]:
+        """Private RSS, malloc in-use (within the heap budget, else None) and Arrow live bytes now."""
         p = _probes.probes()
-        heap = p.heap()
-        return p.rss(), heap[0] if heap else None, _probes.arrow_live()
+        return cls._private(*p.resident()), p.heap_in_use(p.heap_budget()), _probes.arrow_live()
 
     def _next_multiple(self, n: int) -> int:
         return (n // self.every + 1) * self.every
@@ -149,9 +150,11 @@ class UDFState:
         closed while its memory is still allocated, so the file shows what it held.
         """
         settings = self.settings
-        if self._memray_checked or settings is None or settings.disable:
+        if self.ready or settings is None:
             return
-        self._memray_checked = True
+        self.ready = True
+        if settings.disable:
+            return
         target = _memray.Target(
             self.key, self.name, settings.methods, tuple(m for m in ("__init__", settings.setup) if m), self.source
         )
@@ -159,7 +162,7 @@ class UDFState:
             return
         if settings.memray_calls is not None:
             self.memray_stop = settings.memray_calls
-            self.due = min(self.due, self.memray_stop)
+            self.slow_at = min(self.slow_at, self.memray_stop)
         if self.owner is not None:
             _memray.stop_when_released(instance, self.owner)
 
@@ -194,7 +197,7 @@ class UDFState:
         try:
             p = _probes.probes()
             peak, lifetime = p.windows.take(self._window)
-            reading = _memory.read(p, peak, lifetime, p.heap())
+            reading = _memory.read(p, peak, lifetime, p.heap_budget())
             memory = _memory.memory(reading, _probes.arrow_backend())
             self._last_t = time.monotonic()
             self.emitter.emit(self.setup_meter.end(token, method, error, memory, reading.rss))
@@ -209,18 +212,19 @@ class UDFState:
 
     def before(self, n: int, args: tuple[Any, ...] = ()) -> None:
         """Slow path before call ``n`` (0: a generator call, counted when it ends): bind."""
-        if self._memray_checked:
+        if self.ready:
             return  # bound, and memray looked at: nothing to do before a call
         try:
             self.bind()
-            if not self._memray_checked:
+            if not self.ready:
                 self.start_profiling(args[0] if args else None)
         except Exception as exc:
-            self.due = sys.maxsize  # give up rather than fail every call
+            self.slow_at = sys.maxsize  # give up rather than fail every call
+            self.ready = True  # and never try again before a call
             self.emitter.warn_once("bind-failed", f"udfmem is off for this UDF: {exc!r}")
 
     def after(self, n: int) -> None:
-        """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises, never waits.
+        """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises.
 
         A call that finds another thread in a snapshot waits for it at most ``WAIT_S``
         (a snapshot takes ~20 µs; a trim or a first heap walk can take tens of ms), then
@@ -233,30 +237,42 @@ class UDFState:
         settings = self.settings
         if settings is None or settings.disable:
             return
-        lock, me = self._snap_lock, threading.get_ident()
-        while self._holder != me and (lock.acquire(blocking=False) or lock.acquire(timeout=WAIT_S)):
-            self._holder = me
+        lock, pending = self._snap_lock, self._pending
+        if self._holder == threading.get_ident():  # re-entered from a finalizer inside our own snapshot
+            pending.append(n)
+            return
+        if not (lock.acquire(blocking=False) or lock.acquire(timeout=WAIT_S)):
+            pending.append(n)  # published first, then one more try: the holder re-checks after it releases
+            if not lock.acquire(blocking=False):
+                return
+            n = 0
+        while True:
+            self._holder = threading.get_ident()
             try:
-                self._step(n)
+                if n:
+                    self._step(n)
+                latest = 0
+                while pending:  # only the holder pops: never empty between the test and the pop
+                    latest = max(latest, pending.popleft())
+                if latest:
+                    self._step(latest)
             finally:
                 self._holder = 0
                 lock.release()
-            pending = self._pending  # a call that gave up waiting and crossed a boundary meanwhile
-            if pending < self.next_snap:
-                return
-            self._pending, n = 0, pending
-        if n > self._pending:
-            self._pending = n  # the holder takes the snapshot this call made due
+            if not pending or not lock.acquire(blocking=False):
+                return  # nothing published meanwhile, or its publisher holds the lock now
+            n = 0
 
     def _step(self, n: int) -> None:
         """Under the snapshot lock: what call ``n`` makes due."""
         every = self.every
+        forced, self._forced = self._forced, False
+        self._armed = False
         try:
-            self._armed = False
             if n > self._seen:
                 self._seen = n
             # the label is the multiple of every that was crossed, whichever thread got here first
-            label = n - n % every if n >= self.next_snap else n if self._forced else 0
+            label = n - n % every if n >= self.next_snap else n if forced else 0
             if label > self._last_call:
                 self._snapshot(label)
             if n >= self.next_trim or n >= self.memray_stop:
@@ -264,10 +280,9 @@ class UDFState:
         except Exception as exc:
             self.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
-            last = self._last_call
-            self.next_snap = next_snap = ((n if n > last else last) // every + 1) * every
-            self._forced = False
-            self.due = min(next_snap, self.next_trim, self.memray_stop)
+            self.next_snap = self._next_multiple(max(n, self._last_call))
+            # a force or an arm the timer set meanwhile must reach the next call
+            self.slow_at = 0 if (self._forced or self._armed) else min(self.next_snap, self.next_trim, self.memray_stop)
 
     def _trim_or_stop(self, n: int) -> None:
         """A call reached the trim cadence or the memray call limit."""
@@ -312,14 +327,14 @@ class UDFState:
         self._last_t = now
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
-            trimmer.at_snapshot(rss, heap[0] if heap else None, arrow_live)
+            trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live)
 
     # -- the timer's visits ------------------------------------------------------------------
 
     def force(self) -> None:
         """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
         self._forced = True
-        self.due = 0
+        self.slow_at = 0
 
     def tick(self, now: float) -> float | None:
         """The timer's visit: force an ``every_s`` snapshot, check for idleness; next visit time."""
@@ -342,7 +357,7 @@ class UDFState:
                 finally:
                     self._snap_lock.release()
             self._armed = True
-            self.due = 0  # the next call takes the slow path once, clearing the flag
+            self.slow_at = 0  # the next call takes the slow path once, clearing the flag
             wake.append(now + IDLE_S / 2)
         return min(wake) if wake else None
 

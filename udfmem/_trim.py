@@ -1,14 +1,16 @@
 """When to trim, and trimming: the ``trim=`` policy of a tracked UDF (``"auto"``, ``"off"`` or every N calls).
 
 ``"auto"`` trims only when it pays. At each snapshot it estimates the memory that is
-resident but neither live in malloc nor in Arrow (RSS - malloc in-use - Arrow live,
-minus the same quantity taken as a baseline after setup: code, libraries, mapped files),
-and trims when that exceeds max(64 MiB, 10% of RSS), at most once per
+resident but neither live in malloc nor in Arrow (private RSS - malloc in-use - Arrow
+live, minus the same quantity taken as a baseline after setup: code, libraries), and
+trims when that exceeds max(64 MiB, 10% of private RSS), at most once per
 ``MIN_INTERVAL_S``. After every trim the baseline is taken again, so memory that a trim
 cannot release (a mapped model file, say) never triggers another. When the UDF goes
 idle (no call for ``IDLE_S``) with that much held, it trims once more, so an idle
 worker gives its memory back. A blind cadence instead pays ~0.1 ms per MiB and locks
-each arena every N calls whether or not anything was retained.
+each arena every N calls whether or not anything was retained. Shared pages (mapped
+files, Ray's object store) are left out: no trim can release them. While malloc's
+in-use figure is unknown (the heap probe's budget held it back) no decision is made.
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ class TrimPolicy:
 
     def rebase(self, rss: int | None, heap_in_use: int | None, arrow_live: int) -> None:
         """Take the baseline of memory that is neither malloc's nor Arrow's (after setup or a trim)."""
-        if rss is not None:
-            self._base_other = rss - (heap_in_use or 0) - arrow_live
+        if rss is not None and heap_in_use is not None:
+            self._base_other = rss - heap_in_use - arrow_live
 
     def retained(self, rss: int | None, heap_in_use: int | None, arrow_live: int) -> int | None:
         """Estimated freed-but-resident bytes now (never negative), or None before a baseline."""
-        if rss is None or self._base_other is None:
+        if rss is None or heap_in_use is None or self._base_other is None:
             return None
-        return max(0, rss - (heap_in_use or 0) - arrow_live - self._base_other)
+        return max(0, rss - heap_in_use - arrow_live - self._base_other)
 
     @staticmethod
     def threshold(rss: int | None) -> int:
@@ -148,9 +150,7 @@ class Trimmer:
         return self.rebase()
 
     def at_snapshot(self, rss: int | None, heap_in_use: int | None, arrow_live: int) -> None:
-        """The snapshot's chance to trim (auto policy); no decision without malloc's in-use figure."""
-        if heap_in_use is None:
-            return  # mallinfo2 was skipped to stay within its budget: retention unknown
+        """The snapshot's chance to trim (auto policy); no decision while malloc's in-use figure is unknown."""
         retained = self.policy.retained(rss, heap_in_use, arrow_live)
         if self.policy.should_trim(retained, rss, self._clock()):
             self.trim("auto", retained)

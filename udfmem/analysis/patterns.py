@@ -53,7 +53,6 @@ NOTHING = "nothing retained"
 """Less than ``MIN_RETAINED_MIB`` left in all."""
 ELSEWHERE = "retained outside the UDF's methods"
 """Left, but mostly neither from the per-call methods nor from setup."""
-VERDICTS = (PER_CALL, SETUP_ONLY, NOTHING, ELSEWHERE)
 """Every profile verdict."""
 
 MIN_RETAINED_MIB = 1

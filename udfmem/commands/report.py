@@ -92,6 +92,17 @@ def _error(message: str) -> None:
     print(f"udfmem report: {message}", file=sys.stderr)
 
 
+def _count(text: str) -> int:
+    """An argparse type: an int >= 0 (a bad one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 class ReportCommand:
     """``udfmem report PATH... [--json] [--top N] [--flamegraph] [--summary-md FILE] [--fail-on-per-call]``."""
 
@@ -102,7 +113,7 @@ class ReportCommand:
         """Paths, output choices and ``--fail-on-per-call``."""
         parser.add_argument("paths", nargs="+", help="memray .bin files or directories holding them")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.add_argument("--top", type=int, default=5, help="leaking stacks to show per file (default 5)")
+        parser.add_argument("--top", type=_count, default=5, help="leaking stacks to show per file (default 5)")
         parser.add_argument(
             "--flamegraph", action="store_true", help="render memray's leaks flame graph next to each file"
         )
@@ -139,8 +150,12 @@ class ReportCommand:
                     rendered.append(s)
             summaries = rendered
         if args.summary_md:
-            with open(args.summary_md, "w", encoding="utf-8") as f:
-                f.write(markdown.render(summaries))
+            try:
+                with open(args.summary_md, "w", encoding="utf-8") as f:
+                    f.write(markdown.render(summaries))
+            except OSError as exc:
+                _error(f"cannot write {args.summary_md}: {_why(exc)}")
+                failed = True
         print(json_reporter.render(summaries) if args.json else text.render(summaries))
         if args.fail_on and any(s.verdict == patterns.PER_CALL for s in summaries):
             return 1

@@ -9,29 +9,39 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 
 
 class JsonlSink:
-    """Appends JSON lines to this process's file in ``directory``."""
+    """Appends JSON lines to this process's file in ``directory``.
+
+    If the file cannot be opened or written, ``on_error`` is told once and the sink
+    stays off in this process (no retry per event).
+    """
 
     format = "json"
 
-    def __init__(self, directory: str, host: str) -> None:
+    def __init__(self, directory: str, host: str, on_error: Callable[[str, OSError], None] | None = None) -> None:
         self.directory = directory
         self.host = host
+        self._on_error = on_error
         self._fd: int | None = None
         self._pid = -1
+        self._broken_pid = -1
         self._lock = threading.Lock()
 
     def path(self, pid: int) -> str:
         """The file of process ``pid``."""
         return os.path.join(self.directory, f"udfmem-{self.host}-{pid}.jsonl")
 
-    def _file(self) -> int:
-        pid = os.getpid()
+    def _file(self, pid: int) -> int:
         if self._pid != pid:
             with self._lock:
                 if self._pid != pid:
+                    if self._fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.close(self._fd)  # a fork child's copy of the parent's file
+                        self._fd = None
                     os.makedirs(self.directory, exist_ok=True)
                     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
                     self._fd = os.open(self.path(pid), flags, 0o644)
@@ -40,6 +50,18 @@ class JsonlSink:
         return self._fd
 
     def write(self, line: str) -> None:
-        """Append ``line``; I/O errors are swallowed (telemetry never raises)."""
-        with contextlib.suppress(OSError):
-            os.write(self._file(), (line + "\n").encode())
+        """Append ``line``. Never raises: the first failure is reported once and the sink turns off."""
+        pid = os.getpid()
+        if self._broken_pid == pid:
+            return
+        try:
+            os.write(self._file(pid), (line + "\n").encode())
+        except OSError as exc:
+            self._broken_pid = pid
+            if self._on_error is not None:
+                with contextlib.suppress(Exception):
+                    self._on_error(self.path(pid), exc)
+
+    def after_fork(self) -> None:
+        """In a fork child: a fresh lock (the parent's may have been held)."""
+        self._lock = threading.Lock()
