@@ -16,7 +16,7 @@ from typing import Any
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 TRIM_MODES = ("auto", "off")
-LOG_FORMATS = ("logfmt", "json")
+LOG_FORMATS = ("logfmt", "json", "structlog")
 
 
 # -- checks: a decorator or override value -> the value, or TypeError/ValueError ------------

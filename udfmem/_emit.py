@@ -25,6 +25,7 @@ import structlog
 from . import _events, _render
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
+from .sinks.structlog_sink import StructlogSink
 from .sinks.stderr import StderrSink
 
 Hook = Callable[[dict[str, Any]], None]
@@ -94,15 +95,18 @@ class _TemplateRenderer:
         self.head = head
         self._templates = {
             cls: [
-                (_render.TEMPLATES[cls, fmt], _render.head(fmt, cls.EVENT, head["udf"], head["pid"], head["host"],
-                                                            head["worker"]))
+                (_fields, "") if fmt == "structlog" else (
+                    _render.TEMPLATES[cls, fmt],
+                    _render.head(fmt, cls.EVENT, head["udf"], head["pid"], head["host"], head["worker"]),
+                )
                 for fmt in formats
             ]
             for cls in _events.TYPES
         }  # fmt: skip
+        self._head = head
         self._ts_cache = (-1, "")  # (second, its rendered prefix): one tuple, so threads never mix two
 
-    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str | tuple[str, ...]:
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
         event: _events.Event = event_dict["udfmem"]
         t = time.time()
         second = int(t)
@@ -116,8 +120,17 @@ class _TemplateRenderer:
         pairs = self._templates[type(event)]
         if len(pairs) == 1:
             template, head = pairs[0]
-            return template(head, ts, event)
-        return tuple(template(head, ts, event) for template, head in pairs)
+            line = template(head, ts, event)
+            return {**self._head, **line} if type(line) is dict else line
+        return tuple(
+            {**self._head, **line} if type(line) is dict else line
+            for line in (template(head, ts, event) for template, head in pairs)
+        )
+
+
+def _fields(_: str, __: str, event: _events.Event) -> Any:
+    """The "template" of the structlog format: the event's flat fields (the head is added by the renderer)."""
+    return {"event": event.EVENT, **_events.to_fields(event), "schema": _events.SCHEMA_VERSION}
 
 
 class _Fanout:
@@ -169,7 +182,7 @@ class Emitter:
         self.udf = udf
         pid = os.getpid()
         head = {"udf": udf, "pid": pid, "host": host(), "worker": worker_tag(host(), pid)}
-        sinks: list[Sink] = [StderrSink(log_format)]
+        sinks: list[Sink] = [StructlogSink() if log_format == "structlog" else StderrSink(log_format)]
         if log_dir is not None:
             sink = _jsonl_sinks.get(log_dir)
             if sink is None:

@@ -189,9 +189,9 @@ class Settings:
         "logfmt",
         Row(
             check_format,
-            "line format on stderr",
+            "line format on stderr; `structlog` hands the events to your own structlog configuration instead",
             env="UDFMEM_LOG_FORMAT",
-            values="`logfmt` (default), `json`",
+            values="`logfmt` (default), `json`, `structlog`",
             worker=True,
         ),
     )
