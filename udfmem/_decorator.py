@@ -186,7 +186,7 @@ def _track_class(cls: type[T], settings: _settings.Settings, lenient: bool = Fal
         raise ValueError(f"udfmem: {cls.__name__} has no method {', '.join(missing)}{hint}")
     if not present:
         return cls
-    st = lookup(new_key(f"{cls.__module__}.{cls.__qualname__}"), settings, _source(cls), cls.__qualname__)
+    st = lookup(UDFState, new_key(f"{cls.__module__}.{cls.__qualname__}"), settings, _source(cls), cls.__qualname__)
     for method in present:
         _patch(cls, method, lambda fn: _wrap_call(fn, st))
     for phase in ("__init__", settings.setup):  # engines run __init__; users call setup() themselves
@@ -213,7 +213,7 @@ def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     if inspect.isfunction(target):
         fn = _unwrap(target)
         settings = _settings.from_decorator(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
-        return _wrap_call(fn, lookup(new_key(f"{fn.__module__}.{fn.__qualname__}"), settings, _source(fn)))
+        return _wrap_call(fn, lookup(UDFState, new_key(f"{fn.__module__}.{fn.__qualname__}"), settings, _source(fn)))
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
 

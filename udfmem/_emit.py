@@ -25,8 +25,8 @@ import structlog
 from . import _events, _render
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
-from .sinks.structlog_sink import StructlogSink
 from .sinks.stderr import StderrSink
+from .sinks.structlog_sink import StructlogSink
 
 Hook = Callable[[dict[str, Any]], None]
 _hooks: tuple[Hook, ...] = ()
@@ -225,21 +225,15 @@ def _first_time(key: str) -> bool:
         return True
 
 
-_default: dict[tuple[int, str], Emitter] = {}
+_default: dict[tuple[int, str, str, str | None], Emitter] = {}
 
 
-def default(udf: str = "udfmem") -> Emitter:
-    """An emitter for events before a UDF is bound (or of none: ``worker_env``), to this process's sinks.
-
-    It follows ``UDFMEM_LOG_FORMAT`` and ``UDFMEM_LOG_DIR`` as far as they are valid
-    (their warnings come with the bind).
-    """
-    key = (os.getpid(), udf)
+def default(udf: str = "udfmem", log_format: str = "logfmt", log_dir: str | None = None) -> Emitter:
+    """A shared emitter for events before a UDF is bound (or of none: ``worker_env``), one per process and target."""
+    key = (os.getpid(), udf, log_format, log_dir)
     emitter = _default.get(key)
     if emitter is None:
-        from ._settings import log_target  # the settings table reads the environment
-
-        emitter = _default.setdefault(key, Emitter(udf, *log_target()))
+        emitter = _default.setdefault(key, Emitter(udf, log_format, log_dir))
     return emitter
 
 

@@ -1,4 +1,4 @@
-"""The per-process registry of UDF states: one :class:`~udfmem._state.UDFState` per (process, UDF).
+"""The per-process registry of UDF states: one state per (process, UDF), whatever makes it.
 
 A decorated UDF gets a deterministic key; a pickled copy arriving in another process
 finds (or creates) that process's state by the same key. In a fork child every state
@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from . import _settings
-from ._state import UDFState
 
-_states: dict[str, UDFState] = {}
+
+class PerProcess(Protocol):
+    """What the registry needs of a state: to forget its process (in a fork child)."""
+
+    def fresh(self) -> None:
+        """Forget everything per-process; the next call binds again."""
+
+
+S = TypeVar("S", bound=PerProcess)
+Factory = Callable[[str, _settings.Settings, "str | None", "str | None"], S]
+_states: dict[str, Any] = {}
 _registry_lock = threading.Lock()
 _seen_names: dict[str, int] = {}
 
@@ -31,14 +42,16 @@ def new_key(qualname: str) -> str:
     return qualname if seq == 0 else f"{qualname}#{seq}"
 
 
-def lookup(key: str, settings: _settings.Settings, source: str | None = None, owner: str | None = None) -> UDFState:
-    """This process's state for ``key``, created on first sight (also used by unpickling)."""
-    state = _states.get(key)
+def lookup(
+    factory: Factory[S], key: str, settings: _settings.Settings, source: str | None = None, owner: str | None = None
+) -> S:
+    """This process's state for ``key``, made by ``factory`` on first sight (also used by unpickling)."""
+    state: S | None = _states.get(key)
     if state is None:
         with _registry_lock:
             state = _states.get(key)
             if state is None:
-                state = _states[key] = UDFState(key, settings, source, owner)
+                state = _states[key] = factory(key, settings, source, owner)
     return state
 
 
@@ -46,7 +59,7 @@ def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for state in list(_states.values()):
-        state._fresh()
+        state.fresh()
 
 
 if hasattr(os, "register_at_fork"):

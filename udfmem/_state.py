@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any
 
-from . import _allocator, _emit, _memory, _memray, _probes, _settings
+from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings
 from ._emit import Emitter
 from ._events import Snapshot
 from ._setup import SetupMeter
@@ -41,9 +41,9 @@ class UDFState:
         self.options = settings  # as decorated; the environment is applied at bind
         self.source = source  # the file defining the UDF (memray attribution)
         self.owner = owner  # qualified name of the decorated class; None for a function
-        self._fresh()
+        self.fresh()
 
-    def _fresh(self) -> None:
+    def fresh(self) -> None:
         """Forget everything per-process; the next call binds again."""
         self.counter = itertools.count(1)
         self.setup_meter = SetupMeter()
@@ -52,7 +52,8 @@ class UDFState:
         self._bind_lock = threading.Lock()
         self._snap_lock = threading.Lock()
         self.settings: _settings.Settings | None = None
-        self.emitter = _emit.default(self.options.name)  # until bind: warnings of a UDF that could not bind
+        # until bind: warnings of a UDF that could not bind, to the sinks the environment names
+        self.emitter = _emit.default(self.options.name, *_settings.log_target())
         self.every = self.options.every
         self.next_snap = self.every
         self._forced = False
@@ -69,10 +70,8 @@ class UDFState:
         self.memray_stop = sys.maxsize  # stop the memray tracker after this call
         self.ready = False  # bound, and memray looked at: nothing more to do before a call
 
-    def __reduce__(self) -> tuple[Any, tuple[str, _settings.Settings, str | None, str | None]]:
-        from ._registry import lookup  # the registry imports this module
-
-        return lookup, (self.key, self.options, self.source, self.owner)
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _registry.lookup, (UDFState, self.key, self.options, self.source, self.owner)
 
     @property
     def name(self) -> str:
