@@ -21,7 +21,9 @@ from ._state import UDFState
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-_MARK = "__udfmem_state__"
+_MARK = "__udfmem_state__"  # for introspection only: udfmem recognises its wrappers by their code
+_THIS_FILE = __file__
+_WRAPPERS = frozenset({"agen_wrapper", "async_wrapper", "gen_wrapper", "call_wrapper", "async_setup", "setup_wrapper"})
 _ORDER_HINT = "put @tracked innermost: directly on the class or function, under the engine's decorator"
 
 
@@ -31,7 +33,10 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
             if not st.ready:
-                st.before(0, args)  # bind and open memray before the first call here
+                try:
+                    st.before(0, args)
+                except RecursionError:  # too deep for udfmem here: give way, never change the call
+                    pass
             try:
                 agen = fn(*args, **kwargs)
                 try:
@@ -57,7 +62,10 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
                 if n >= st.slow_at:
-                    st.after(n)
+                    try:
+                        st.after(n)
+                    except RecursionError:  # too deep for udfmem here: give way, never change the call
+                        pass
 
         wrapper: Callable[..., Any] = agen_wrapper
     elif inspect.iscoroutinefunction(fn):
@@ -65,11 +73,17 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
             if n >= st.slow_at:
-                st.before(n, args)
+                try:
+                    st.before(n, args)
+                except RecursionError:  # too deep for udfmem here: give way, never change the call
+                    pass
                 try:
                     return await fn(*args, **kwargs)
                 finally:
-                    st.after(n)
+                    try:
+                        st.after(n)
+                    except RecursionError:  # too deep for udfmem here: give way, never change the call
+                        pass
             return await fn(*args, **kwargs)
 
         wrapper = async_wrapper
@@ -77,13 +91,19 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
             if not st.ready:
-                st.before(0, args)  # bind and open memray before the first call here
+                try:
+                    st.before(0, args)
+                except RecursionError:  # too deep for udfmem here: give way, never change the call
+                    pass
             try:
                 return (yield from fn(*args, **kwargs))
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
                 if n >= st.slow_at:
-                    st.after(n)
+                    try:
+                        st.after(n)
+                    except RecursionError:  # too deep for udfmem here: give way, never change the call
+                        pass
 
         wrapper = gen_wrapper
     else:
@@ -91,11 +111,17 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
         def call_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
             if n >= st.slow_at:
-                st.before(n, args)
+                try:
+                    st.before(n, args)
+                except RecursionError:  # too deep for udfmem here: give way, never change the call
+                    pass
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    st.after(n)
+                    try:
+                        st.after(n)
+                    except RecursionError:  # too deep for udfmem here: give way, never change the call
+                        pass
             return fn(*args, **kwargs)
 
         wrapper = call_wrapper
@@ -107,25 +133,43 @@ def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[.
     if inspect.iscoroutinefunction(fn):
 
         async def async_setup(*args: Any, **kwargs: Any) -> Any:
-            token = st.setup_begin(method, args)
+            try:
+                token = st.setup_begin(method, args)
+            except RecursionError:  # too deep for udfmem here: give way, never change the call
+                token = None
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                st.setup_end(token, method, type(exc).__name__)
+                try:
+                    st.setup_end(token, method, type(exc).__name__)
+                except RecursionError:  # too deep for udfmem here: give way, never change the call
+                    pass
                 raise
-            st.setup_end(token, method, None)
+            try:
+                st.setup_end(token, method, None)
+            except RecursionError:  # too deep for udfmem here: give way, never change the call
+                pass
             return result
 
         return _finish(async_setup, fn, st)
 
     def setup_wrapper(*args: Any, **kwargs: Any) -> Any:
-        token = st.setup_begin(method, args)
+        try:
+            token = st.setup_begin(method, args)
+        except RecursionError:  # too deep for udfmem here: give way, never change the call
+            token = None
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
-            st.setup_end(token, method, type(exc).__name__)
+            try:
+                st.setup_end(token, method, type(exc).__name__)
+            except RecursionError:  # too deep for udfmem here: give way, never change the call
+                pass
             raise
-        st.setup_end(token, method, None)
+        try:
+            st.setup_end(token, method, None)
+        except RecursionError:  # too deep for udfmem here: give way, never change the call
+            pass
         return result
 
     return _finish(setup_wrapper, fn, st)
@@ -137,9 +181,20 @@ def _finish(wrapper: Callable[..., Any], fn: Callable[..., Any], st: UDFState) -
     return wrapper
 
 
+def _is_ours(obj: Any) -> bool:
+    """Whether ``obj`` is one of udfmem's own wrappers, by its code, never by an attribute.
+
+    ``functools.wraps`` copies ``__udfmem_state__`` (and ``__qualname__``) onto a user's
+    decorator around our wrapper; unwrapping through that would drop the user's code.
+    The code object is not copied: ours is compiled in this file, under these names.
+    """
+    code = getattr(obj, "__code__", None)
+    return code is not None and code.co_filename == _THIS_FILE and code.co_name in _WRAPPERS
+
+
 def _unwrap(obj: Any) -> Any:
-    """The original function under one of udfmem's wrappers (or ``obj`` itself)."""
-    while callable(obj) and getattr(obj, _MARK, None) is not None:
+    """The original function under udfmem's own wrappers (or ``obj`` itself); a user's decorator stays."""
+    while _is_ours(obj):
         obj = obj.__wrapped__
     return obj
 
@@ -172,7 +227,7 @@ def _patch(cls: type, name: str, make: Callable[[Callable[..., Any]], Callable[.
     raw, _ = _find(cls, name)
     if isinstance(raw, (staticmethod, classmethod)):
         setattr(cls, name, type(raw)(make(_unwrap(raw.__func__))))
-    elif inspect.isfunction(raw) or getattr(raw, _MARK, None) is not None:
+    elif inspect.isfunction(raw):
         setattr(cls, name, make(_unwrap(raw)))
     else:
         raise TypeError(f"udfmem: {cls.__name__}.{name} is a {type(raw).__name__}, not a method udfmem can wrap")
