@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from conftest import run_python
+from conftest import parse_events, run_python
 
 from udfmem import TrackedUDF, tracked
 
@@ -100,3 +101,57 @@ def test_near_the_recursion_limit_a_tracked_call_behaves_as_the_untracked_one() 
     deepest = int(proc.stdout.split("DEEPEST")[1].split()[0])
     assert deepest > 150
     assert "WRONG []" in proc.stdout
+
+
+def test_a_planted_link_is_never_written_through(tmp_path: Path) -> None:
+    """Links planted at the predictable JSON-lines and memray sidecar names: targets untouched, one warning each."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    logs, prof = tmp_path / "logs", tmp_path / "prof"
+    logs.mkdir()
+    prof.mkdir()
+    proc = run_python(
+        f"""
+        import os, socket
+        import udfmem
+        pid, host = os.getpid(), socket.gethostname()
+        os.symlink({str(target)!r}, os.path.join({str(logs)!r}, f"udfmem-{{host}}-{{pid}}.jsonl"))
+        os.symlink({str(target)!r}, os.path.join({str(prof)!r}, f"memray-Udf-{{pid}}-1.bin.json"))
+        Udf = udfmem.tracked(every=1)(type("Udf", (), {{"__call__": lambda self, x: x + 1}}))
+        print("RESULT", [Udf()(i) for i in range(3)])
+        """,
+        env={"UDFMEM_LOG_DIR": str(logs), "UDFMEM_MEMRAY_DIR": str(prof)},
+    )
+    assert "RESULT [1, 2, 3]" in proc.stdout
+    assert "keep me\n" == target.read_text()
+    warnings = parse_events(proc.stderr, "udfmem.warning")
+    assert ["log-dir-failed", "output-refused"] == sorted(w["what"] for w in warnings)
+    assert 1 == len(list(prof.glob("memray-Udf-*.bin")))  # the profile itself is written
+
+
+def test_reused_descriptor_numbers_are_never_written_to(tmp_path: Path) -> None:
+    """The user closes every fd udfmem kept and opens files of their own: theirs stay untouched, udfmem reopens."""
+    logs = tmp_path / "logs"
+    proc = run_python(
+        f"""
+        import os
+        import udfmem
+        Udf = udfmem.tracked(every=1)(type("Udf", (), {{"__call__": lambda self, x: x + 1}}))
+        Udf()(0)  # udfmem opens statm, clear_refs and the JSON-lines file
+        os.closerange(3, 256)
+        mine = [os.open(os.path.join({str(tmp_path)!r}, f"user-{{i}}.csv"), os.O_RDWR | os.O_CREAT) for i in range(8)]
+        for fd in mine:
+            os.write(fd, b"a,b\\n1,2\\n")
+        print("RESULT", [Udf()(i) for i in range(1, 4)])
+        for fd in mine:
+            os.close(fd)
+        """,
+        env={"UDFMEM_LOG_DIR": str(logs)},
+    )
+    assert "RESULT [2, 3, 4]" in proc.stdout
+    assert ["a,b\n1,2\n"] * 8 == [(tmp_path / f"user-{i}.csv").read_text() for i in range(8)]
+    snaps = parse_events(proc.stderr, "udfmem.snapshot")
+    assert [1, 2, 3, 4] == [s["call"] for s in snaps]
+    assert all(s["rss_mb"] > 10 for s in snaps)  # read from statm, not from a user's CSV
+    (jsonl,) = logs.glob("*.jsonl")
+    assert 4 == sum('"event":"udfmem.snapshot"' in line for line in jsonl.read_text().splitlines())

@@ -31,6 +31,7 @@ from typing import Any
 
 from ._emit import Emitter
 from ._events import Memray
+from ._fds import SAFE_CREATE
 from ._settings import Settings
 
 
@@ -110,12 +111,12 @@ def start(target: Target, settings: Settings, switch: str, emitter: Emitter) -> 
             emitter.warn_once("memray-failed", f"memray could not start ({exc!r}); the UDF runs unprofiled", var=switch)
             return False
         _owner, _emitter, _tracker, _path = target.key, emitter, tracker, path
-        _write_sidecar(path, target, settings)
+        _write_sidecar(path, target, settings, emitter)
     emitter.emit(Memray(action="started", path=path, native=settings.memray_native))
     return True
 
 
-def _write_sidecar(path: str, target: Target, settings: Settings) -> None:
+def _write_sidecar(path: str, target: Target, settings: Settings, emitter: Emitter) -> None:
     sidecar = {
         "udf": target.name,
         "pid": os.getpid(),
@@ -126,11 +127,13 @@ def _write_sidecar(path: str, target: Target, settings: Settings) -> None:
         "calls_limit": settings.memray_calls,
         "started": time.time(),
     }
-    try:
-        with open(path + ".json", "w", encoding="utf-8") as f:
-            json.dump(sidecar, f)
-    except OSError:
-        pass
+    try:  # a new file only: never through a planted link, never over an existing file
+        fd = os.open(path + ".json", os.O_WRONLY | os.O_EXCL | SAFE_CREATE, 0o644)
+    except OSError as exc:
+        emitter.warn_once("output-refused", f"not writing {path}.json: {exc}", once_key=f"output-refused:{path}")
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(sidecar, f)
 
 
 def stop(reason: str) -> None:

@@ -1,7 +1,9 @@
 """The JSON-lines sink (``UDFMEM_LOG_DIR``): ``udfmem-<host>-<pid>.jsonl``, one file per process.
 
 Lines are appended with one ``write`` each on an ``O_APPEND`` descriptor, so lines from
-threads never interleave. A fork child opens its own file on first use.
+threads never interleave. A fork child opens its own file on first use. The file is
+never opened through a symbolic link (``O_NOFOLLOW``) and must be a regular file of this
+user: a name planted in a shared directory is refused, with one warning.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
+
+from .._fds import SAFE_CREATE, KeptFd, check_own_regular_file
 
 
 class JsonlSink:
@@ -25,7 +29,7 @@ class JsonlSink:
         self.directory = directory
         self.host = host
         self._on_error = on_error
-        self._fd: int | None = None
+        self._kept: KeptFd | None = None
         self._pid = -1
         self._broken_pid = -1
         self._lock = threading.Lock()
@@ -35,19 +39,21 @@ class JsonlSink:
         return os.path.join(self.directory, f"udfmem-{self.host}-{pid}.jsonl")
 
     def _file(self, pid: int) -> int:
-        if self._pid != pid:
+        kept = self._kept
+        if self._pid != pid or kept is None:
             with self._lock:
-                if self._pid != pid:
-                    if self._fd is not None:
-                        with contextlib.suppress(OSError):
-                            os.close(self._fd)  # a fork child's copy of the parent's file
-                        self._fd = None
+                if self._pid != pid or self._kept is None:
+                    if self._kept is not None:
+                        self._kept.close()  # a fork child's copy of the parent's file
                     os.makedirs(self.directory, exist_ok=True)
-                    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-                    self._fd = os.open(self.path(pid), flags, 0o644)
-                    self._pid = pid
-        assert self._fd is not None
-        return self._fd
+                    kept = KeptFd(self.path(pid), os.O_WRONLY | os.O_APPEND | SAFE_CREATE, check=check_own_regular_file)
+                    kept.open()
+                    self._kept, self._pid = kept, pid
+        assert self._kept is not None
+        fd = self._kept.get()  # the user may have closed our fd and reused its number
+        if fd is None:
+            raise OSError(f"cannot reopen {self._kept.path}")
+        return fd
 
     def write(self, line: str) -> None:
         """Append ``line``. Never raises: the first failure is reported once and the sink turns off."""
