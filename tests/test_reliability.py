@@ -155,3 +155,94 @@ def test_reused_descriptor_numbers_are_never_written_to(tmp_path: Path) -> None:
     assert all(s["rss_mb"] > 10 for s in snaps)  # read from statm, not from a user's CSV
     (jsonl,) = logs.glob("*.jsonl")
     assert 4 == sum('"event":"udfmem.snapshot"' in line for line in jsonl.read_text().splitlines())
+
+
+def test_classes_with_a_c_level_init_are_tracked() -> None:
+    """dict, list and Exception subclasses work: their C __init__ is simply not measured."""
+
+    @tracked(every=2)
+    class Cache(dict):  # type: ignore[type-arg]
+        def __call__(self, x: int) -> int:
+            return x + len(self)
+
+    @tracked
+    class Failure(Exception):
+        def __call__(self, x: int) -> int:
+            return x
+
+    assert [2, 3] == [Cache(a=1)(1), Cache(a=1)(2)]
+    assert {"a": 1} == dict(Cache(a=1))
+    assert 3 == Failure("boom")(3)
+
+
+def test_an_arena_max_beyond_a_c_int_is_refused() -> None:
+    """UDFMEM_ARENA_MAX=2**32 would wrap to mallopt(M_ARENA_MAX, 0): one warning and the default instead."""
+    proc = run_python(
+        """
+        import udfmem
+        Udf = udfmem.tracked(every=1)(type("Udf", (), {"__call__": lambda self, x: x}))
+        print("RESULT", Udf()(7))
+        """,
+        env={"UDFMEM_ARENA_MAX": str(2**32)},
+    )
+    assert "RESULT 7" in proc.stdout
+    (warning,) = parse_events(proc.stderr, "udfmem.warning")
+    assert ("bad-env", "UDFMEM_ARENA_MAX") == (warning["what"], warning["var"])
+
+
+def test_a_bad_variable_warns_once_per_process_also_with_worker_env() -> None:
+    """A process that runs a UDF and calls worker_env() warns once per bad variable, not twice."""
+    proc = run_python(
+        """
+        import udfmem
+        Udf = udfmem.tracked(every=1)(type("Udf", (), {"__call__": lambda self, x: x}))
+        Udf()(1)
+        print("ENV", udfmem.worker_env())
+        """,
+        env={"UDFMEM_EVERY": "lots"},
+    )
+    assert "ENV {}" in proc.stdout
+    assert 1 == len(parse_events(proc.stderr, "udfmem.warning"))
+
+
+def test_report_skips_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """A FIFO named *.bin in a profile directory is skipped, not read (reading it would hang)."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "stuck.bin")
+    proc = subprocess.run(
+        [sys.executable, "-m", "udfmem", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 2 == proc.returncode  # nothing to report
+    assert "no memray .bin files found" in proc.stderr
+
+
+def test_a_fork_child_of_a_profiled_process_leaves_no_file(tmp_path: Path) -> None:
+    """memray cannot follow a fork here: the child runs unprofiled, warns nothing, writes no file."""
+    prof = tmp_path / "prof"
+    proc = run_python(
+        """
+        import os
+        import udfmem
+        Udf = udfmem.tracked(every=1000)(type("Udf", (), {"__call__": lambda self, x: x}))
+        udf = Udf()
+        udf(1)  # the parent's tracker opens (and stays open while udf lives)
+        pid = os.fork()
+        if pid == 0:
+            udf(2)
+            Udf()(3)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("RESULT ok")
+        """,
+        env={"UDFMEM_MEMRAY_DIR": str(prof)},
+    )
+    assert "RESULT ok" in proc.stdout
+    assert 1 == len(list(prof.glob("*.bin")))
+    assert [] == parse_events(proc.stderr, "udfmem.warning")

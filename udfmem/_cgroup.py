@@ -12,10 +12,13 @@ def cgroup_files(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cg
     try:
         with open(proc_cgroup, encoding="ascii") as f:
             lines = f.read().splitlines()
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or not text
         return None, None
     for line in lines:
-        hier, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue  # not a cgroup line: ignore it rather than fail the probes
+        hier, controllers, path = parts
         if hier == "0" and controllers == "":
             for base in (f"{root}{path}", root):
                 if os.path.exists(f"{base}/memory.max"):

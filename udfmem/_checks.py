@@ -17,6 +17,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 TRIM_MODES = ("auto", "off")
 LOG_FORMATS = ("logfmt", "json", "structlog")
+C_INT_MAX = 2**31 - 1
 
 
 # -- checks: a decorator or override value -> the value, or TypeError/ValueError ------------
@@ -34,6 +35,14 @@ def check_positive_int(value: object, what: str) -> int:
 def check_optional_int(value: object, what: str) -> int | None:
     """None, or a positive int."""
     return None if value is None else check_positive_int(value, what)
+
+
+def check_arena_max(value: object, what: str) -> int | None:
+    """None, or an arena count that fits glibc's C int (a larger one would wrap to 0 in ``mallopt``)."""
+    count = check_optional_int(value, what)
+    if count is not None and count > C_INT_MAX:
+        raise ValueError(f"udfmem: {what} must be <= {C_INT_MAX}, got {count}")
+    return count
 
 
 def check_seconds(value: object, what: str) -> float:

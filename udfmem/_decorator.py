@@ -244,8 +244,11 @@ def _track_class(cls: type[T], settings: _settings.Settings, lenient: bool = Fal
     st = lookup(UDFState, new_key(f"{cls.__module__}.{cls.__qualname__}"), settings, _source(cls), cls.__qualname__)
     for method in present:
         _patch(cls, method, lambda fn: _wrap_call(fn, st))
-    for phase in ("__init__", settings.setup):  # engines run __init__; users call setup() themselves
-        if phase is not None and _find(cls, phase)[1]:
+    phases = ["__init__"] + ([settings.setup] if settings.setup is not None else [])
+    for phase in phases:  # engines run __init__; users call setup() themselves
+        raw, found = _find(cls, phase)
+        # a C-level __init__ (dict, list, Exception bases) is not measured: nothing of the UDF's runs there
+        if found and (inspect.isfunction(raw) or isinstance(raw, (staticmethod, classmethod))):
             _patch(cls, phase, lambda fn, phase=phase: _wrap_setup(fn, st, phase))  # type: ignore[misc]
     return cls
 

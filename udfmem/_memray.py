@@ -170,9 +170,13 @@ def owns(key: str) -> bool:
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _owner, _tracker, _emitter
+    global _lock, _owner, _tracker, _emitter, _started_pid
     _lock = threading.Lock()
-    _owner = _tracker = _emitter = None  # memray does not follow forks (follow_fork is off)
+    if _tracker is not None:
+        # memray cannot profile a fork of a tracked process here: a tracker started in the child
+        # only warns and leaves an empty file behind. The child runs unprofiled, without a file.
+        _started_pid = os.getpid()
+    _owner = _tracker = _emitter = None
 
 
 atexit.register(stop, "exit")

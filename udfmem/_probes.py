@@ -67,7 +67,10 @@ class Probes:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        try:
+            self.page = os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):  # Windows, or an unknown name
+            self.page = 4096
         self._statm = self._open("/proc/self/statm", os.O_RDONLY)
         self._clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)  # checked before every write
         self._mallinfo2 = _find_mallinfo2()

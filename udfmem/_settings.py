@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._checks import (
+    check_arena_max,
     check_bool,
     check_dir,
     check_env_name,
@@ -126,7 +127,7 @@ class Settings:
     arena_max: int | None = setting(
         None,
         Row(
-            check_optional_int,
+            check_arena_max,
             "cap glibc's malloc arenas (`mallopt(M_ARENA_MAX)`) at first use in the process; "
             "`worker_env(arena_max=N)` also sets `MALLOC_ARENA_MAX` for process start",
             env="UDFMEM_ARENA_MAX",
@@ -375,7 +376,7 @@ def worker_env(**overrides: object) -> dict[str, str]:
         _emit.default("udfmem", *log_target()).warn_once(
             "bad-env",
             f"not passing {problem.var}={problem.value!r} to workers ({problem.reason})",
-            once_key=f"worker-env:{problem.var}={problem.value}",
+            once_key=f"bad-env:{problem.var}={problem.value}",  # the same key as at bind: once per process
             var=problem.var,
         )
     return env

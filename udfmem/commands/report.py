@@ -25,12 +25,19 @@ from ..reporters import markdown, text
 
 
 def find_files(paths: Iterable[str]) -> list[str]:
-    """The memray files named by ``paths``: files as given, directories searched for ``*.bin``."""
+    """The memray files named by ``paths``: files as given, directories searched for ``*.bin``.
+
+    In directories only regular files count (a FIFO, or a link to ``/dev/zero``, named
+    ``*.bin`` would hang the reader); a path given explicitly is kept, and refused later
+    if it is not a regular file.
+    """
     found: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             for root, _, names in os.walk(path):
-                found += sorted(os.path.join(root, n) for n in names if n.endswith(".bin"))
+                found += sorted(
+                    os.path.join(root, n) for n in names if n.endswith(".bin") and os.path.isfile(os.path.join(root, n))
+                )
         else:
             found.append(path)
     return found
@@ -134,6 +141,10 @@ class ReportCommand:
         summaries: list[ProfileSummary] = []
         failed = False
         for path in files:
+            if not os.path.isfile(path):
+                _error(f"cannot read {path}: not a regular file")
+                failed = True
+                continue
             try:
                 summaries.append(summarize_file(path, top=args.top))
             except Exception as exc:  # one unreadable file must not hide the others

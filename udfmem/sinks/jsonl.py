@@ -61,7 +61,13 @@ class JsonlSink:
         if self._broken_pid == pid:
             return
         try:
-            os.write(self._file(pid), (line + "\n").encode())
+            fd = self._file(pid)
+            data = (line + "\n").encode()
+            written = os.write(fd, data)
+            if written != len(data):  # a full disk: end the torn line so the next one starts clean
+                with contextlib.suppress(OSError):
+                    os.write(fd, b"\n")
+                raise OSError(f"short write ({written} of {len(data)} bytes)")
         except OSError as exc:
             self._broken_pid = pid
             if self._on_error is not None:
