@@ -133,11 +133,13 @@ def test_summary_numbers_and_top_stacks() -> None:
 
 
 def test_no_sidecar_uses_defaults_and_the_header() -> None:
-    """Without a sidecar: ``__call__``/``setup`` anywhere, the header's pid, and complete even if not ended."""
-    header = ProfileHeader(pid=99, peak_bytes=0, native_traces=True, ended=False)
-    s = profile.summarize("p.bin", {}, header, [leak(8 * MIB, ("__call__", "/x.py", 1))])
+    """Without a sidecar: ``__call__``/``setup`` anywhere, the header's pid; a file never closed has no verdict."""
+    ended = ProfileHeader(pid=99, peak_bytes=0, native_traces=True, ended=True)
+    s = profile.summarize("p.bin", {}, ended, [leak(8 * MIB, ("__call__", "/x.py", 1))])
     assert (None, 99, patterns.PER_CALL, True, True) == (s.udf, s.pid, s.verdict, s.native_traces, s.complete)
-    assert not profile.summarize("p.bin", SIDECAR, header, []).complete
+    killed = ProfileHeader(pid=99, peak_bytes=0, native_traces=True, ended=False)
+    s = profile.summarize("p.bin", {}, killed, [leak(8 * MIB, ("__call__", "/x.py", 1))])
+    assert (patterns.INCOMPLETE, False, 8.0) == (s.verdict, s.complete, s.per_call_leaked_mb)
 
 
 @pytest.mark.parametrize("package", ["analysis", "reporters"])

@@ -96,15 +96,49 @@ def test_stop_after_n_calls(tmp_path: Path) -> None:
     assert summary["per_call_leaked_mb"] == pytest.approx(16 * 8, abs=1)
 
 
-def test_sigkilled_worker_file_is_readable(tmp_path: Path) -> None:
-    """A worker SIGKILLed after 32 calls (no atexit) leaves a readable file with its retention."""
+def test_sigkilled_worker_file_is_readable_and_marked_incomplete(tmp_path: Path) -> None:
+    """A worker SIGKILLed after 32 calls (no atexit) leaves a readable file with its retention, marked incomplete."""
     proc = profile(tmp_path, "Leaky", calls=256, kill_at=32)
     assert -9 == proc.returncode
     events = parse_events(proc.stderr, "udfmem.memray")
     assert ["started"] == [e["action"] for e in events]
     (summary,) = report(tmp_path / "prof")
-    assert summary["verdict"] == "per-call retention"
+    assert ("incomplete profile", False) == (summary["verdict"], summary["complete"])
     assert summary["per_call_leaked_mb"] == pytest.approx(32 * 8, abs=9)
+
+
+def test_a_healthy_udf_killed_mid_call_never_passes_or_fails_as_retention(tmp_path: Path) -> None:
+    """Killed in the middle of a call: no per-call verdict; the CI gate fails on it unless told to allow it."""
+    proc = profile(tmp_path, "Clean", calls=256, kill_at=32)
+    assert -9 == proc.returncode
+    (summary,) = report(tmp_path / "prof")
+    assert ("incomplete profile", False) == (summary["verdict"], summary["complete"])
+
+    def gate(*extra: str) -> subprocess.CompletedProcess[str]:
+        args = [sys.executable, "-m", "udfmem", "report", "--fail-on-per-call", *extra, str(tmp_path / "prof")]
+        return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+    assert 1 == gate().returncode
+    assert 0 == gate("--allow-incomplete").returncode
+
+
+def test_a_profile_cut_in_half_fails_the_gate(tmp_path: Path) -> None:
+    """A truncated profile cannot be judged: one line, and --fail-on-per-call exits 1 (a CI gate must not pass it)."""
+    proc = profile(tmp_path, "Clean", calls=32)
+    assert 0 == proc.returncode, proc.stderr
+    (path,) = (tmp_path / "prof").glob("*.bin")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    gate = subprocess.run(
+        [sys.executable, "-m", "udfmem", "report", "--fail-on-per-call", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert 1 == gate.returncode
+    assert f"udfmem report: cannot read {path}" in gate.stderr
+    assert "Traceback" not in gate.stderr
 
 
 def test_second_udf_in_the_process_runs_unprofiled(tmp_path: Path) -> None:

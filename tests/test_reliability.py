@@ -246,3 +246,45 @@ def test_a_fork_child_of_a_profiled_process_leaves_no_file(tmp_path: Path) -> No
     assert "RESULT ok" in proc.stdout
     assert 1 == len(list(prof.glob("*.bin")))
     assert [] == parse_events(proc.stderr, "udfmem.warning")
+
+
+def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None:
+    """A real __del__, run by the garbage collector inside udfmem's snapshot, calls the same tracked method.
+
+    The call passes straight through (counted, no wait); the run finishes and every call is counted.
+    """
+    proc = run_python(
+        """
+        import gc
+        import udfmem
+
+        inside = []
+
+        class Boom:
+            def __init__(self):
+                self.me = self  # a cycle: only the collector frees it
+
+            def __del__(self):
+                inside.append(state._holder != 0)  # is udfmem in the middle of a snapshot on this thread?
+                udf(0)
+
+        @udfmem.tracked(every=1, every_s=0, trim="off")
+        class Udf:
+            def __call__(self, x):
+                if x:
+                    Boom()  # garbage at once; the next collection runs inside the snapshot of this call
+                return x
+
+        udf = Udf()
+        state = Udf.__dict__["__call__"].__udfmem_state__
+        gc.set_threshold(1, 1, 1)
+        for i in range(1, 300):
+            udf(i)
+        gc.collect()
+        print("RESULT", sum(inside), len(inside), next(state.counter) - 1)
+        """,
+        timeout=60,
+    )
+    inside, finalized, calls = map(int, proc.stdout.split("RESULT")[1].split())
+    assert inside >= 100  # the path is exercised: finalizers ran inside snapshots
+    assert 299 + finalized == calls

@@ -46,7 +46,7 @@ class Target:
     source: str | None
 
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finalizer may stop the tracker on the thread that starts it
 _owner: str | None = None  # the key of the UDF whose tracker is open in this process
 _emitter: Emitter | None = None
 _tracker: Any = None
@@ -171,7 +171,7 @@ def owns(key: str) -> bool:
 
 def _after_fork_in_child() -> None:
     global _lock, _owner, _tracker, _emitter, _started_pid
-    _lock = threading.Lock()
+    _lock = threading.RLock()
     if _tracker is not None:
         # memray cannot profile a fork of a tracked process here: a tracker started in the child
         # only warns and leaves an empty file behind. The child runs unprofiled, without a file.

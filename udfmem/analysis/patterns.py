@@ -47,6 +47,9 @@ PATTERNS = (HEALTHY, HEAP_LEAK, ARROW_LEAK, UNTRACKED_GROWTH, ALLOCATOR_RETENTIO
 # The verdicts of a memray profile, as ``udfmem report`` prints them (users grep these).
 PER_CALL = "per-call retention"
 """Memory kept across calls, allocated under the UDF's per-call methods: the stateful-UDF leak."""
+INCOMPLETE = "incomplete profile"
+"""The tracker never closed (the worker was killed, or still runs): what was still allocated
+includes the call in progress, so no retention verdict is given."""
 SETUP_ONLY = "setup only"
 """What is left was allocated by setup (the model and friends)."""
 NOTHING = "nothing retained"

@@ -180,8 +180,8 @@ def summarize(
         setup_leaked_mb=_mib(totals[SETUP]),
         other_leaked_mb=_mib(totals[OTHER]),
         per_call_share=round(totals[CALL] / leaked, 3) if leaked else 0.0,
-        verdict=patterns.profile_verdict(totals[CALL], totals[SETUP], leaked),
+        verdict=patterns.profile_verdict(totals[CALL], totals[SETUP], leaked) if header.ended else patterns.INCOMPLETE,
         top_stacks=tuple(StackEntry(_mib(size), count, stack) for stack, (size, count) in ranked),
         native_traces=header.native_traces,
-        complete=not sidecar or header.ended,
+        complete=header.ended,
     )

@@ -53,6 +53,23 @@ def read_sidecar(path: str) -> dict[str, Any]:
         return {}
 
 
+_LZ4_FRAME = b"\x04\x22\x4d\x18"
+
+
+def closed_properly(path: str) -> bool:
+    """Whether the tracker that wrote ``path`` closed it.
+
+    memray compresses a file (LZ4) when its tracker closes, which udfmem's trackers always
+    do; a file still in memray's raw format was never closed: the worker was killed (or
+    still runs), and memray's own header figures were never written.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _LZ4_FRAME
+    except OSError:
+        return False
+
+
 def summarize_file(path: str, top: int = 5) -> ProfileSummary:
     """Read one memray file written by udfmem and summarize it (raises if it is not readable)."""
     import memray
@@ -64,7 +81,7 @@ def summarize_file(path: str, top: int = 5) -> ProfileSummary:
             pid=meta.pid,
             peak_bytes=meta.peak_memory,
             native_traces=bool(meta.has_native_traces),
-            ended=bool(meta.end_time),
+            ended=closed_properly(path),
         )
         records = (
             profile.LeakRecord(record.stack_trace(), record.size, record.n_allocations)
@@ -129,27 +146,35 @@ class ReportCommand:
             "--fail-on-per-call",
             dest="fail_on",
             action="store_true",
-            help="exit 1 when a file shows per-call retention",
+            help="exit 1 when a file shows per-call retention, or is incomplete or unreadable",
+        )
+        parser.add_argument(
+            "--allow-incomplete",
+            action="store_true",
+            help="with --fail-on-per-call: do not fail on incomplete (killed) or unreadable files",
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        """Exit 1 on per-call retention when asked; else 2 if a file or flame graph failed; else 0."""
+        """Exit 1 when asked and a file shows per-call retention (or cannot be judged); else 2 on failures; else 0."""
         files = find_files(args.paths)
         if not files:
             _error("no memray .bin files found")
             return 2
         summaries: list[ProfileSummary] = []
-        failed = False
+        failed = unreadable = False
         for path in files:
             if not os.path.isfile(path):
                 _error(f"cannot read {path}: not a regular file")
-                failed = True
+                failed = unreadable = True
                 continue
             try:
                 summaries.append(summarize_file(path, top=args.top))
             except Exception as exc:  # one unreadable file must not hide the others
                 _error(f"cannot read {path}: {_why(exc)}")
-                failed = True
+                failed = unreadable = True
+                continue
+            if not summaries[-1].complete:
+                _error(f"note: {path} is an incomplete profile (its tracker never closed: killed?); no verdict")
         if args.flamegraph:
             rendered: list[ProfileSummary] = []
             for s in summaries:
@@ -168,8 +193,10 @@ class ReportCommand:
                 _error(f"cannot write {args.summary_md}: {_why(exc)}")
                 failed = True
         print(json_reporter.render(summaries) if args.json else text.render(summaries))
-        if args.fail_on and any(s.verdict == patterns.PER_CALL for s in summaries):
-            return 1
+        if args.fail_on:
+            doubtful = unreadable or any(not s.complete for s in summaries)
+            if any(s.verdict == patterns.PER_CALL for s in summaries) or (doubtful and not args.allow_incomplete):
+                return 1  # a CI gate must not pass a profile it could not judge
         return 2 if failed else 0
 
 
