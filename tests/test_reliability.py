@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import parse_events, run_python
+import pytest
+from conftest import identity_udf, parse_events, run_python
 
 from udfmem import TrackedUDF, tracked
 
@@ -288,3 +290,49 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
     inside, finalized, calls = map(int, proc.stdout.split("RESULT")[1].split())
     assert inside >= 100  # the path is exercised: finalizers ran inside snapshots
     assert 299 + finalized == calls
+
+
+def test_a_stderr_without_flush_does_not_cut_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sys.stderr stand-in with write() but no flush(): every snapshot completes (windows stay every calls)."""
+    from udfmem import _emit
+
+    class WriteOnly:
+        """A stream some frameworks install: write() only."""
+
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def write(self, text: str) -> int:
+            """Keep the text."""
+            self.lines.append(text)
+            return len(text)
+
+    stream = WriteOnly()
+    monkeypatch.setattr(sys, "stderr", stream)
+    Udf = identity_udf(every=4, every_s=0)
+    with _emit.capture() as events:
+        udf = Udf()
+        for i in range(16):
+            udf(i)
+    snaps = [e for e in events if e["event"] == "udfmem.snapshot"]
+    assert [4, 8, 12, 16] == [s["call"] for s in snaps]
+    assert [4, 4, 4, 4] == [s["window_calls"] for s in snaps]
+    assert 4 == sum("udfmem.snapshot" in line for line in stream.lines)
+
+
+def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An odd /proc/self/cgroup must not make udfmem.sample() raise: it returns what it could read.
+
+    Simulated (the cgroup lookup raises): this machine's /proc is well-formed.
+    """
+    import udfmem
+    from udfmem import _probes
+
+    def broken() -> tuple[str | None, str | None]:
+        raise ValueError("odd cgroup file")
+
+    monkeypatch.setattr(_probes, "cgroup_files", broken)
+    monkeypatch.setattr(_probes, "_probes", None)  # make the next sample build its probes afresh
+    s = udfmem.sample()
+    assert s.rss_mb is not None and s.rss_mb > 10
+    assert s.limit_mb is None

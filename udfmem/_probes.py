@@ -76,8 +76,12 @@ class Probes:
         self._mallinfo2 = _find_mallinfo2()
         self._psutil: Any = None
         self.peak_was_reset = False
-        limit_file, usage_file = cgroup_files()
-        self.limit = read_limit(limit_file)
+        try:
+            limit_file, usage_file = cgroup_files()
+            self.limit = read_limit(limit_file)
+        except Exception:  # an odd /proc or /sys: no limit known, every other probe still works
+            limit_file = usage_file = None
+            self.limit = None
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
         self.heap_budget = Budget(self.heap)
         self.windows = PeakWindows(self)

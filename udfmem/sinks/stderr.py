@@ -19,5 +19,5 @@ class StderrSink:
                 stream.write(line + "\n")
                 if not getattr(stream, "line_buffering", False):
                     stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken stderr must not break the UDF
+        except Exception:  # closed, broken, or a stand-in without flush(): never cut the snapshot
+            pass
