@@ -10,7 +10,7 @@ import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
 from udfmem import _allocator, _budget, _emit, _probes, _timer
-from udfmem._trim import IDLE_S, MIN_INTERVAL_S, Trimmer, TrimPolicy
+from udfmem._trim import IDLE_S, TRIM_SHARE, Trimmer, TrimPolicy
 
 Reader = Callable[..., Events]
 MIB = 1024 * 1024
@@ -27,38 +27,53 @@ class Clock:
         return self.now
 
 
-def released(mb: float = 100.0) -> _allocator.TrimResult:
+def released(mb: float = 100.0, took_ms: float = 1.0) -> _allocator.TrimResult:
     """What a trim that released ``mb`` MiB reports (the release itself is injected: these are decision tests)."""
-    return _allocator.TrimResult(True, mb, mb, 0.0, 1.0, 500.0, 500.0 - mb)
+    return _allocator.TrimResult(True, mb, mb, 0.0, took_ms, 500.0, 500.0 - mb)
 
 
-def make_trimmer(mode: str | int, reading: list[tuple[int, int, int]], clock: Clock) -> tuple[Trimmer, list[str]]:
+def make_trimmer(
+    mode: str | int, reading: list[tuple[int, int, int]], clock: Clock, took_ms: float = 1.0
+) -> tuple[Trimmer, list[str]]:
     """A trimmer reading ``reading[0]`` (RSS, malloc in-use, Arrow) and counting trims instead of trimming."""
     trims: list[str] = []
 
     def release() -> _allocator.TrimResult:
         trims.append("trim")
-        return released()
+        return released(took_ms=took_ms)
 
     trimmer = Trimmer(TrimPolicy(mode), _emit.Emitter("T"), lambda: reading[0], clock=clock, release=release)
     return trimmer, trims
 
 
-def test_auto_trims_when_retention_passes_the_threshold_then_waits_the_interval() -> None:
-    """auto: trim once RSS - in-use - Arrow passes the baseline by max(64 MiB, 10%); not again for 30 s."""
+def test_auto_trims_past_the_threshold_within_a_time_budget() -> None:
+    """auto: trim once RSS - in-use - Arrow passes the baseline by max(64 MiB, 10%); a 50 ms trim buys 1 s."""
     clock = Clock()
     reading = [(500 * MIB, 300 * MIB, 0)]
-    trimmer, trims = make_trimmer("auto", reading, clock)
+    trimmer, trims = make_trimmer("auto", reading, clock, took_ms=50.0)
     trimmer.rebase()  # baseline: 200 MiB that is neither malloc's nor Arrow's
     trimmer.at_snapshot(560 * MIB, 300 * MIB, 0)  # 60 MiB retained: under 64
     assert [] == trims
     trimmer.at_snapshot(600 * MIB, 300 * MIB, 0)  # 100 MiB retained
     assert ["trim"] == trims
-    clock.now += MIN_INTERVAL_S - 1
+    clock.now += 0.050 / TRIM_SHARE - 0.1
     trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
-    assert ["trim"] == trims  # too soon
-    clock.now += 2
+    assert ["trim"] == trims  # the budget: 2% of the wall time
+    clock.now += 0.2
     trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
+    assert ["trim", "trim"] == trims
+
+
+def test_low_headroom_under_a_limit_ignores_the_budget() -> None:
+    """Near a known memory limit (headroom under 10% of it) auto trims whenever enough is retained."""
+    clock = Clock()
+    trimmer, trims = make_trimmer("auto", [(500 * MIB, 300 * MIB, 0)], clock, took_ms=50.0)
+    trimmer.rebase()
+    limit = 1000 * MIB
+    trimmer.at_snapshot(700 * MIB, 300 * MIB, 0, headroom=300 * MIB, limit=limit)
+    trimmer.at_snapshot(700 * MIB, 300 * MIB, 0, headroom=300 * MIB, limit=limit)  # within the budget's wait
+    assert ["trim"] == trims
+    trimmer.at_snapshot(700 * MIB, 300 * MIB, 0, headroom=50 * MIB, limit=limit)  # 5% headroom left
     assert ["trim", "trim"] == trims
 
 

@@ -309,9 +309,8 @@ class UDFState:
         pa = sys.modules.get("pyarrow")  # only if the user imported it: never import it here
         arrow_live, backend = (_probes.arrow_live(), _probes.arrow_backend()) if pa is not None else (0, None)
         limit = p.limit
-        memory = _memory.block(
-            rss, shared, peak, lifetime, arrow_live, backend, heap, limit, None if limit is None else p.cgroup_usage()
-        )
+        usage = None if limit is None else p.cgroup_usage()
+        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage)
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         self.emitter.emit(
             Snapshot(
@@ -326,7 +325,8 @@ class UDFState:
         self._last_t = now
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
-            trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live)
+            headroom = None if (limit is None or usage is None) else limit - usage
+            trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
 
     # -- the timer's visits ------------------------------------------------------------------
 

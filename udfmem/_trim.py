@@ -3,9 +3,11 @@
 ``"auto"`` trims only when it pays. At each snapshot it estimates the memory that is
 resident but neither live in malloc nor in Arrow (private RSS - malloc in-use - Arrow
 live, minus the same quantity taken as a baseline after setup: code, libraries), and
-trims when that exceeds max(64 MiB, 10% of private RSS), at most once per
-``MIN_INTERVAL_S``. After every trim the baseline is taken again, so memory that a trim
-cannot release (a mapped model file, say) never triggers another. When the UDF goes
+trims when that exceeds max(64 MiB, 10% of private RSS), within a time budget: trimming
+takes at most ``TRIM_SHARE`` (5%) of the wall time, unless the headroom under a known
+memory limit is low, when it trims whenever enough is retained. After every trim the
+baseline is taken again, so memory that a trim cannot release (a mapped model file, say)
+never triggers another. When the UDF goes
 idle (no call for ``IDLE_S``) with that much held, it trims once more, so an idle
 worker gives its memory back. A blind cadence instead pays ~0.1 ms per MiB and locks
 each arena every N calls whether or not anything was retained. Shared pages (mapped
@@ -22,7 +24,8 @@ from . import _allocator, _probes
 from ._emit import Emitter
 from ._events import Trim
 
-MIN_INTERVAL_S = 30.0
+TRIM_SHARE = 0.05  # at most this share of the wall time goes to trimming (a 50 ms trim: once per second)
+LOW_HEADROOM_SHARE = 0.10  # under a known limit with less headroom than this, the budget is ignored
 IDLE_S = 2.0
 THRESHOLD_FLOOR = 64 * _probes.MIB
 THRESHOLD_SHARE = 0.10
@@ -34,7 +37,7 @@ class TrimPolicy:
     def __init__(self, mode: str | int) -> None:
         self.mode = mode
         self._base_other: int | None = None
-        self._last_trim = float("-inf")
+        self._next_ok = float("-inf")  # the budget: no auto trim before this time
 
     @property
     def auto(self) -> bool:
@@ -62,19 +65,28 @@ class TrimPolicy:
         """The retention worth a trim: max(64 MiB, 10% of RSS)."""
         return max(THRESHOLD_FLOOR, int((rss or 0) * THRESHOLD_SHARE))
 
-    def should_trim(self, retained: int | None, rss: int | None, now: float) -> bool:
-        """At a snapshot: trim when enough is retained and the last trim is old enough."""
-        if not self.auto or retained is None:
+    def should_trim(
+        self, retained: int | None, rss: int | None, now: float, headroom: int | None = None, limit: int | None = None
+    ) -> bool:
+        """At a snapshot: trim when enough is retained and the trim budget allows it.
+
+        The budget keeps trimming under ``TRIM_SHARE`` of the wall time: after a trim that
+        took T, the next waits T / ``TRIM_SHARE``. Close to a known memory limit (headroom
+        under ``LOW_HEADROOM_SHARE`` of it) the budget is ignored: that is when retention
+        gets a worker OOM-killed.
+        """
+        if not self.auto or retained is None or retained < self.threshold(rss):
             return False
-        return retained >= self.threshold(rss) and now - self._last_trim >= MIN_INTERVAL_S
+        low = headroom is not None and limit is not None and headroom < LOW_HEADROOM_SHARE * limit
+        return low or now >= self._next_ok
 
     def should_trim_idle(self, retained: int | None, rss: int | None) -> bool:
         """When the UDF has gone idle (the caller asks once per idle period): trim if enough is retained."""
         return self.auto and retained is not None and retained >= self.threshold(rss)
 
-    def trimmed(self, now: float) -> None:
-        """Record a trim at ``now`` (the caller rebases afterwards)."""
-        self._last_trim = now
+    def trimmed(self, now: float, took_s: float = 0.0) -> None:
+        """Record a trim at ``now`` that took ``took_s`` (the caller rebases afterwards)."""
+        self._next_ok = now + took_s / TRIM_SHARE
 
 
 class Trimmer:
@@ -115,7 +127,7 @@ class Trimmer:
     def trim(self, reason: str, retained: int | None = None) -> int | None:
         """Trim now, log it, rebase; return the RSS after. Unsupported: one warning, policy off."""
         result = self._release()
-        self.policy.trimmed(self._clock())
+        self.policy.trimmed(self._clock(), result.took_ms / 1000)
         if not result.supported:
             self.policy.mode = "off"
             self.emitter.warn_once("trim-unsupported", f"cannot release memory here: {result.reason}")
@@ -149,10 +161,17 @@ class Trimmer:
                 return self.trim("setup", retained)
         return self.rebase()
 
-    def at_snapshot(self, rss: int | None, heap_in_use: int | None, arrow_live: int) -> None:
+    def at_snapshot(
+        self,
+        rss: int | None,
+        heap_in_use: int | None,
+        arrow_live: int,
+        headroom: int | None = None,
+        limit: int | None = None,
+    ) -> None:
         """The snapshot's chance to trim (auto policy); no decision while malloc's in-use figure is unknown."""
         retained = self.policy.retained(rss, heap_in_use, arrow_live)
-        if self.policy.should_trim(retained, rss, self._clock()):
+        if self.policy.should_trim(retained, rss, self._clock(), headroom, limit):
             self.trim("auto", retained)
 
     def idle_check(self, active: bool, calls: int) -> None:
