@@ -91,11 +91,11 @@ class _TemplateRenderer:
     """
 
     def __init__(self, formats: tuple[str, ...], head: dict[str, Any]) -> None:
-        self.formats = formats
         self.head = head
-        self._templates = {
+        # per event type: (template, its head) per format; the structlog format's head is the dict itself
+        self._templates: dict[type[Any], list[tuple[Callable[[Any, str, Any], Any], Any]]] = {
             cls: [
-                (_fields, "") if fmt == "structlog" else (
+                (_fields, head) if fmt == "structlog" else (
                     _render.TEMPLATES[cls, fmt],
                     _render.head(fmt, cls.EVENT, head["udf"], head["pid"], head["host"], head["worker"]),
                 )
@@ -103,7 +103,6 @@ class _TemplateRenderer:
             ]
             for cls in _events.TYPES
         }  # fmt: skip
-        self._head = head
         self._ts_cache = (-1, "")  # (second, its rendered prefix): one tuple, so threads never mix two
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -120,17 +119,13 @@ class _TemplateRenderer:
         pairs = self._templates[type(event)]
         if len(pairs) == 1:
             template, head = pairs[0]
-            line = template(head, ts, event)
-            return {**self._head, **line} if type(line) is dict else line
-        return tuple(
-            {**self._head, **line} if type(line) is dict else line
-            for line in (template(head, ts, event) for template, head in pairs)
-        )
+            return template(head, ts, event)
+        return tuple(template(head, ts, event) for template, head in pairs)
 
 
-def _fields(_: str, __: str, event: _events.Event) -> Any:
-    """The "template" of the structlog format: the event's flat fields (the head is added by the renderer)."""
-    return {"event": event.EVENT, **_events.to_fields(event), "schema": _events.SCHEMA_VERSION}
+def _fields(head: dict[str, Any], _: str, event: _events.Event) -> dict[str, Any]:
+    """The "template" of the structlog format: the head and the event's flat fields, as a dict."""
+    return {**head, "event": event.EVENT, **_events.to_fields(event), "schema": _events.SCHEMA_VERSION}
 
 
 class _Fanout:
