@@ -196,7 +196,7 @@ def test_peak_is_flagged_lifetime_where_reset_is_impossible(monkeypatch: pytest.
     monkeypatch.setattr(p, "_clear_refs", None)
     assert p.reset_peak() is False
     peak, lifetime = p.windows.take(p.windows.open())
-    s = _memory.memory(_memory.read(p, peak, lifetime, None), None)
+    s, _ = _memory.read(p, peak, lifetime, None)
     assert s.peak_is_lifetime is True
 
 

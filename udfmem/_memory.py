@@ -1,15 +1,14 @@
 """From raw readings (bytes) to the memory block of events and to :class:`MemorySample`.
 
 The one place where the MiB fields are computed: snapshots call :func:`block` with the
-values they read, setup events go through :func:`read` and :func:`memory`, and
-:func:`sample` answers ``udfmem.sample()``.
+values they read, setup events go through :func:`read`, and :func:`sample` answers
+``udfmem.sample()``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import NamedTuple
 
 from ._events import Memory
 from ._probes import MIB, Probes, arrow_backend, arrow_live, probes
@@ -46,31 +45,14 @@ class MemorySample:
     rss_shared_mb: float | None = None
 
 
-class Reading(NamedTuple):
-    """Raw probe values in bytes (None: unknown, or not read this time)."""
+def read(p: Probes, peak: int | None, lifetime: bool, heap: tuple[int, int, int] | None) -> tuple[Memory, int | None]:
+    """The memory block now, and the RSS it was read with; ``peak`` and ``heap`` come from the caller.
 
-    rss: int | None
-    shared: int | None
-    peak: int | None
-    peak_is_lifetime: bool
-    arrow_live: int
-    heap: tuple[int, int, int] | None
-    usage: int | None
-    limit: int | None
-
-
-def read(p: Probes, peak: int | None, peak_is_lifetime: bool, heap: tuple[int, int, int] | None) -> Reading:
-    """Read the cheap probes now; ``peak`` and ``heap`` come from the caller (windowed, budgeted)."""
+    The caller took the window peak (or the lifetime one) and the heap (budgeted or not).
+    """
     rss, shared = p.resident()
-    if peak is not None and rss is not None and rss > peak:
-        peak = rss  # the kernel's high-water mark lags the current RSS a little
     usage = p.cgroup_usage() if p.limit is not None else None
-    return Reading(rss, shared, peak, peak_is_lifetime, arrow_live(), heap, usage, p.limit)
-
-
-def memory(r: Reading, backend: str | None) -> Memory:
-    """The event's memory block (MiB, 0.1) of a reading: the one place these fields are computed."""
-    return block(r.rss, r.shared, r.peak, r.peak_is_lifetime, r.arrow_live, backend, r.heap, r.limit, r.usage)
+    return block(rss, shared, peak, lifetime, arrow_live(), arrow_backend(), heap, p.limit, usage), rss
 
 
 def block(
@@ -84,8 +66,10 @@ def block(
     limit: int | None,
     usage: int | None,
 ) -> Memory:
-    """:func:`memory` from the raw values (bytes); a snapshot calls it without building a ``Reading``."""
+    """The event's memory block (MiB, 0.1) from raw values in bytes: the one place these fields are computed."""
     k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
+    if peak is not None and rss is not None and rss > peak:
+        peak = rss  # the kernel's high-water mark lags the current RSS a little
     if rss is not None and shared is not None and peak is not None and heap is not None and limit is None:
         return Memory(  # the common case on Linux, without a test per field
             int(rss * k + 0.5) / 10,
@@ -123,22 +107,7 @@ def sample() -> MemorySample:
     Does not reset the window peak, so it never disturbs udfmem's own snapshots.
     """
     p = probes()
-    peak = p.peak()
-    block = memory(read(p, peak, not p.peak_was_reset, p.heap()), arrow_backend())
-    return MemorySample(
-        pid=p.pid,
-        ts=time.time(),
-        rss_mb=block.rss_mb,
-        peak_rss_mb=block.peak_rss_mb,
-        peak_is_lifetime=bool(block.peak_is_lifetime),
-        arrow_live_mb=block.arrow_live_mb,
-        arrow_backend=block.arrow_backend,
-        gap_mb=block.gap_mb,
-        heap_in_use_mb=block.heap_in_use_mb,
-        heap_free_mb=block.heap_free_mb,
-        heap_mmap_mb=block.heap_mmap_mb,
-        limit_mb=block.limit_mb,
-        headroom_mb=block.headroom_mb,
-        rss_anon_mb=block.rss_anon_mb,
-        rss_shared_mb=block.rss_shared_mb,
-    )
+    memory, _ = read(p, p.peak(), not p.peak_was_reset, p.heap())
+    fields = memory._asdict()
+    fields["peak_is_lifetime"] = bool(memory.peak_is_lifetime)
+    return MemorySample(pid=p.pid, ts=time.time(), **fields)

@@ -171,6 +171,8 @@ class Probes:
     def snapshot_reads(self, wid: int) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
         """A snapshot's reads in one call: RSS, shared, window ``wid``'s peak, lifetime flag, budgeted heap.
 
+        The peak is the kernel's; :func:`udfmem._memory.block` lifts it to the RSS where it lags.
+
         The same as :meth:`resident`, ``windows.take(wid)`` and ``heap_budget()`` in turn,
         in one frame: a snapshot runs every K calls and must cost little more than a
         hand-written one (``benchmarks/bench_overhead.py``); the calls it saves are a
@@ -183,8 +185,6 @@ class Probes:
         elif self._statm is None:
             rss, shared = self.resident()
         peak, lifetime = self.windows.take(wid)
-        if peak is not None and rss is not None and rss > peak:
-            peak = rss  # the kernel's high-water mark lags the current RSS a little
         return rss, shared, peak, lifetime, self.heap_budget()
 
     def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:

@@ -83,7 +83,7 @@ class UDFState:
     def bind(self) -> bool:
         """Bind to this process (read env, make the emitter) if not yet; True if enabled.
 
-        A fork child is unbound by the at-fork hook (``_fresh``), so no ``getpid`` per call.
+        A fork child is unbound by the at-fork hook (:meth:`fresh`), so no ``getpid`` per call.
         """
         if self._pid < 0:
             with self._bind_lock:
@@ -196,10 +196,9 @@ class UDFState:
         try:
             p = _probes.probes()
             peak, lifetime = p.windows.take(self._window)
-            reading = _memory.read(p, peak, lifetime, p.heap_budget())
-            memory = _memory.memory(reading, _probes.arrow_backend())
+            memory, rss = _memory.read(p, peak, lifetime, p.heap_budget())
             self._last_t = time.monotonic()
-            self.emitter.emit(self.setup_meter.end(token, method, error, memory, reading.rss))
+            self.emitter.emit(self.setup_meter.end(token, method, error, memory, rss))
             if self.trimmer is not None:
                 self.trimmer.after_setup()
             if self._last_call == 0:  # growth counts from the end of the setups before the first snapshot
