@@ -111,28 +111,25 @@ class Trimmer:
         self._release = release
         self._idle_since: float | None = None
         self._idle_done = False
-        self.trims = 0
 
     def _retained_now(self) -> tuple[int | None, int | None]:
         """The retention estimate now, and the RSS it was read with."""
         rss, heap_in_use, arrow_live = self._read()
         return self.policy.retained(rss, heap_in_use, arrow_live), rss
 
-    def rebase(self) -> int | None:
-        """Take the policy's baseline now; return the RSS read."""
-        rss, heap_in_use, arrow_live = self._read()
-        self.policy.rebase(rss, heap_in_use, arrow_live)
-        return rss
+    def rebase(self) -> None:
+        """Take the policy's baseline now."""
+        self.policy.rebase(*self._read())
 
-    def trim(self, reason: str, retained: int | None = None) -> int | None:
-        """Trim now, log it, rebase; return the RSS after. Unsupported: one warning, policy off."""
+    def trim(self, reason: str, retained: int | None = None) -> None:
+        """Trim now, log it, rebase. Unsupported: one warning, policy off."""
         result = self._release()
         self.policy.trimmed(self._clock(), result.took_ms / 1000)
         if not result.supported:
             self.policy.mode = "off"
             self.emitter.warn_once("trim-unsupported", f"cannot release memory here: {result.reason}")
-            return self.rebase()
-        self.trims += 1
+            self.rebase()
+            return
         self.emitter.emit(
             Trim(
                 reason=reason,
@@ -146,20 +143,23 @@ class Trimmer:
                 skipped=result.reason,
             )
         )
-        return self.rebase()
+        self.rebase()
 
-    def after_setup(self) -> int | None:
-        """Setup transients (downloads, parsing) are freed by now: trim if worth it; return the RSS.
+    def after_setup(self) -> None:
+        """Setup transients (downloads, parsing) are freed by now: trim if worth it, else rebase.
 
-        An integer policy always trims here; ``"auto"`` only when enough is retained.
+        An integer policy always trims here; ``"auto"`` only when enough is retained,
+        decided and rebased from one reading.
         """
         if self.policy.every is not None:
-            return self.trim("setup")
-        if self.policy.auto:
-            retained, rss = self._retained_now()
-            if retained is not None and retained >= self.policy.threshold(rss):
-                return self.trim("setup", retained)
-        return self.rebase()
+            self.trim("setup")
+            return
+        reading = self._read()
+        retained = self.policy.retained(*reading)
+        if self.policy.auto and retained is not None and retained >= self.policy.threshold(reading[0]):
+            self.trim("setup", retained)
+        else:
+            self.policy.rebase(*reading)
 
     def at_snapshot(
         self,
