@@ -111,7 +111,7 @@ class _TemplateRenderer:
         second = int(t)
         cached, prefix = self._ts_cache
         if second != cached:
-            prefix = _render.iso_ts(second)[:-5]
+            prefix = _render.ts_prefix(second)
             self._ts_cache = (second, prefix)
         ts = f"{prefix}.{int((t - second) * 1000):03d}Z"
         if _hooks:

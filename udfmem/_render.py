@@ -4,7 +4,7 @@ Rendering is precompiled: for each event type one function is generated once, wi
 field names and quoting decided ahead of time, so a snapshot line costs a few string
 concatenations instead of a generic per-field loop (structlog's own renderers cost
 8-20 µs a line; a generic loop here cost ~25 µs). The head (``event udf pid host
-worker``) is rendered once per emitter; the timestamp's per-second prefix is cached.
+worker``) is rendered once per emitter; the emitter caches the timestamp's per-second prefix.
 
 Parsing finds an event anywhere in a line (after Ray's, Daft's or kubectl's prefixes),
 in either format, without relying on the byte layout the renderer happens to produce.
@@ -48,18 +48,12 @@ def json_str(text: str) -> str:
     return out
 
 
-_ts_cache: tuple[int, str] = (-1, "")
+def ts_prefix(second: int) -> str:
+    """The UTC ISO-8601 time of ``second`` without its fraction, e.g. ``2026-11-22T21:30:00``.
 
-
-def iso_ts(t: float) -> str:
-    """UTC ISO-8601 time with milliseconds, e.g. ``2026-11-22T21:30:00.123Z`` (prefix cached per second)."""
-    global _ts_cache
-    second = int(t)
-    cached_second, prefix = _ts_cache
-    if second != cached_second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _ts_cache = (second, prefix)
-    return f"{prefix}.{int((t - second) * 1000):03d}Z"
+    The emitter caches it per second and appends ``.mmmZ``.
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def head(fmt: str, event: str, udf: str, pid: int, host: str, worker: str) -> str:
