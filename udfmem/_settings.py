@@ -240,7 +240,7 @@ def from_decorator(**kwargs: Any) -> Settings:
     return settings
 
 
-def _env_value(key: str, row: Row, raw: str) -> Any:
+def _env_value(row: Row, raw: str) -> Any:
     return row.check(row.parse(raw), "value")
 
 
@@ -263,7 +263,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> tup
             if raw is None:
                 continue
             try:
-                changes[key] = _env_value(key, row, raw)
+                changes[key] = _env_value(row, raw)
                 break
             except (TypeError, ValueError) as exc:
                 bad.append((var, raw, str(exc).removeprefix("udfmem: ")))
@@ -304,7 +304,7 @@ def worker_vars(
                 out[row.env] = _override(key, row, overrides[key])
         elif (raw := env.get(row.env)) is not None:
             try:
-                out[row.env] = row.to_env(_env_value(key, row, raw))
+                out[row.env] = row.to_env(_env_value(row, raw))
             except (TypeError, ValueError) as exc:
                 problems.append(EnvProblem(row.env, raw, str(exc).removeprefix("udfmem: "), "(not passed on)"))
     if "UDFMEM_ARENA_MAX" in out:
@@ -325,7 +325,7 @@ def _override(key: str, row: Row, value: object) -> str:
         else str(value)
     )
     try:
-        return row.to_env(_env_value(key, row, raw))
+        return row.to_env(_env_value(row, raw))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"udfmem: worker_env({key}={value!r}) is not a valid {row.env}: {exc}") from None
 
