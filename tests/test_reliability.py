@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -336,3 +337,50 @@ def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyP
     s = udfmem.sample()
     assert s.rss_mb is not None and s.rss_mb > 10
     assert s.limit_mb is None
+
+
+def test_runtime_classes_are_forgotten_with_their_states() -> None:
+    """3,000 tracked classes defined, called and dropped at runtime leave at most RECENT states, windows and watches."""
+    proc = run_python(
+        """
+        import gc, json
+        from udfmem import _probes, _registry, _state, _timer, tracked
+
+        for i in range(3000):
+            cls = tracked(every=1, trim="auto")(type(f"U{i}", (), {"__call__": lambda self, x: x}))
+            cls()(i)
+            del cls
+        gc.collect()
+        live = sum(isinstance(o, _state.UDFState) for o in gc.get_objects())
+        print(json.dumps({
+            "states": live,
+            "registry": len(_registry._states),
+            "windows": len(_probes.probes().windows._peaks),
+            "watched": len(_timer.timer._watched),
+        }))
+        """
+    )
+    counts = json.loads(proc.stdout)
+    assert {"states": 64, "registry": 64, "windows": 64, "watched": 64} == counts
+
+
+def test_an_engine_re_unpickling_a_dropped_class_copy_keeps_the_count() -> None:
+    """The state of a class copy that was dropped is found again by the next unpickling: calls go on from 9."""
+    proc = run_python(
+        """
+        import gc, pickle
+        from udfmem import tracked
+
+        cls = tracked(every=8)(type("Copy", (), {"__call__": lambda self, x: x}))
+        state = cls.__call__.__udfmem_state__
+        blob = pickle.dumps(state)
+        udf = cls()
+        for i in range(8):
+            udf(i)
+        del cls, udf, state
+        gc.collect()
+        again = pickle.loads(blob)
+        print(next(again.counter))
+        """
+    )
+    assert "9" == proc.stdout.strip()

@@ -269,3 +269,86 @@ def test_busy_python_threads_do_not_make_the_heap_probe_look_expensive() -> None
     snaps = parse_events(proc.stderr, "udfmem.snapshot")
     assert 100 == len(snaps)
     assert 95 <= sum("heap_in_use_mb" in s for s in snaps)
+
+
+def test_trims_that_do_not_pay_back_off_and_one_that_pays_resets() -> None:
+    """auto: a trim releasing under a quarter of its estimate doubles the excess the next needs; a paying one resets.
+
+    The estimate counts growth malloc cannot see (pymalloc arenas) as retention; without the backoff a leak
+    of Python objects would cost one futile trim per 64 MiB of growth.
+    """
+    clock = Clock()
+    reading = [(500 * MIB, 300 * MIB, 0)]
+    pays = [0.5]  # MiB released by the next trim
+
+    trims: list[float] = []
+
+    def release() -> _allocator.TrimResult:
+        trims.append(pays[0])
+        return released(mb=pays[0])
+
+    trimmer = Trimmer(TrimPolicy("auto"), _emit.Emitter("T"), lambda: reading[0], clock=clock, release=release)
+    trimmer.rebase()
+    rss = 500 * MIB
+    for _ in range(64 + 128 + 64):  # 1 MiB of "retention" per snapshot that no trim releases
+        rss += MIB
+        reading[0] = (rss, 300 * MIB, 0)
+        clock.now += 10  # the time budget never holds a trim back here
+        trimmer.at_snapshot(rss, 300 * MIB, 0)
+    assert [0.5, 0.5] == trims  # at +64 MiB, then at +141 (twice the threshold), not again within +470
+    assert 4 == trimmer.policy.backoff
+    pays[0] = 600.0  # the next trim releases what it estimated
+    rss += 600 * MIB
+    reading[0] = (rss, 300 * MIB, 0)
+    clock.now += 10
+    trimmer.at_snapshot(rss, 300 * MIB, 0)
+    assert [0.5, 0.5, 600.0] == trims
+    assert 1 == trimmer.policy.backoff
+
+
+def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: a call sleeping 3 s (a retry backoff) is busy; the timer's idle check sees it active throughout.
+
+    A spy around the real idle check records what the real timer thread passes; the call really sleeps.
+    """
+    udf = identity_udf("Sleeper", trim="auto")()
+    udf(1)
+    udf(2)
+    state = _decorator_state(udf)
+    seen: list[tuple[float, bool]] = []
+    real = state.trimmer.idle_check
+
+    def spy(active: bool, calls: int) -> None:
+        seen.append((time.monotonic(), active))
+        real(active, calls)
+
+    monkeypatch.setattr(state.trimmer, "idle_check", spy)
+
+    class Slow:
+        """A call that sleeps in the UDF's own frame, like a retry backoff."""
+
+        def __call__(self, x: int) -> int:
+            time.sleep(IDLE_S + 1.0)
+            return x
+
+    slow = tracked_like(state, Slow())
+    start = time.monotonic()
+    assert 3 == slow(3)
+    end = time.monotonic()
+    during = [active for t, active in seen if start + 0.1 < t < end - 0.1]
+    assert len(during) >= 2  # the timer did visit during the call
+    assert all(during)
+    time.sleep(IDLE_S / 2 + 0.6)
+    assert any(not active for t, active in seen if t > end)  # after the call, no call in progress: idle
+
+
+def _decorator_state(udf: Any) -> Any:
+    """The UDFState behind a tracked instance's ``__call__``."""
+    return type(udf).__call__.__udfmem_state__
+
+
+def tracked_like(state: Any, obj: Any) -> Callable[..., Any]:
+    """A tracked wrapper over ``obj.__call__`` counting in ``state`` (so the sleeping call is udfmem's)."""
+    from udfmem._decorator import _wrap_call
+
+    return _wrap_call(obj.__call__, state)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from types import CodeType
 from typing import Any, ClassVar, TypeVar, overload
 
-from . import _settings
+from . import _settings, _timer
 from ._registry import lookup, new_key
 from ._state import UDFState
 
@@ -173,6 +174,14 @@ def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[.
         return result
 
     return _finish(setup_wrapper, fn, st)
+
+
+def _wrapper_codes(outer: Callable[..., Any]) -> set[CodeType]:
+    """The code objects of the wrappers defined inside ``outer`` (shared by all their closures)."""
+    return {c for c in outer.__code__.co_consts if isinstance(c, CodeType) and c.co_name in _WRAPPERS}
+
+
+_timer.note_call_codes(_wrapper_codes(_wrap_call) | _wrapper_codes(_wrap_setup))
 
 
 def _finish(wrapper: Callable[..., Any], fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:

@@ -257,6 +257,11 @@ class PeakWindows:
             self._peaks[wid] = 0
         return wid
 
+    def close(self, wid: int) -> None:
+        """Forget window ``wid`` (its UDF is gone): ``take`` stays O(live UDFs)."""
+        with self._lock:
+            self._peaks.pop(wid, None)
+
     def take(self, wid: int) -> tuple[int | None, bool]:
         """Peak RSS since window ``wid`` last began, and whether it is the lifetime peak; restart it."""
         p = self._probes

@@ -3,12 +3,20 @@
 A decorated UDF gets a deterministic key; a pickled copy arriving in another process
 finds (or creates) that process's state by the same key. In a fork child every state
 starts afresh.
+
+States are held weakly: a state lives as long as the class or function whose wrappers
+use it, so a process that defines UDF classes at runtime does not keep them all. The
+``RECENT`` states looked up last are also held strongly, so an engine that drops its
+unpickled class copy and unpickles it again (once per task) finds the same state, with
+its counts, and does not start a new series.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -24,7 +32,9 @@ class PerProcess(Protocol):
 
 S = TypeVar("S", bound=PerProcess)
 Factory = Callable[[str, _settings.Settings, "str | None", "str | None"], S]
-_states: dict[str, Any] = {}
+RECENT = 64  # states held strongly after their last lookup, beyond their class's life
+_states: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_recent: collections.deque[Any] = collections.deque(maxlen=RECENT)
 _registry_lock = threading.Lock()
 _seen_names: dict[str, int] = {}
 
@@ -46,12 +56,12 @@ def lookup(
     factory: Factory[S], key: str, settings: _settings.Settings, source: str | None = None, owner: str | None = None
 ) -> S:
     """This process's state for ``key``, made by ``factory`` on first sight (also used by unpickling)."""
-    state: S | None = _states.get(key)
-    if state is None:
-        with _registry_lock:
-            state = _states.get(key)
-            if state is None:
-                state = _states[key] = factory(key, settings, source, owner)
+    with _registry_lock:  # not on the hot path: once per decoration or unpickling
+        state: S | None = _states.get(key)
+        if state is None:
+            state = _states[key] = factory(key, settings, source, owner)
+        if not any(kept is state for kept in _recent):
+            _recent.append(state)
     return state
 
 

@@ -19,13 +19,13 @@ import os
 import sys
 import threading
 import time
+import weakref
 from typing import Any
 
-from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings
+from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings, _timer
 from ._emit import Emitter
 from ._events import Snapshot
 from ._setup import SetupMeter
-from ._timer import timer
 from ._trim import IDLE_S, Trimmer, TrimPolicy
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
@@ -112,6 +112,7 @@ class UDFState:
                     emitter.warn_once("arena-max", f"arena_max={settings.arena_max}: {caveat}")
             self._p = probes = _probes.probes()
             self._window = probes.windows.open()
+            weakref.finalize(self, probes.windows.close, self._window)  # a state lives as long as its UDF
             self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading)
             self.trimmer.rebase()  # before the first call: no retention yet
             self.baseline_mb = _probes.mb(self._private(*probes.resident()))
@@ -125,7 +126,7 @@ class UDFState:
         self.settings = settings  # only now: a bind that failed half-way leaves the state unbound
         self._pid = os.getpid()
         if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
-            timer.watch(self)
+            _timer.timer.watch(self)
 
     @staticmethod
     def _private(rss: int | None, shared: int | None) -> int | None:
@@ -348,7 +349,8 @@ class UDFState:
             wake.append(deadline)
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
-            active = not self._armed  # a call since the previous visit cleared the flag
+            # a call completed since the previous visit (it cleared the flag), or one is running now
+            active = not self._armed or _timer.call_in_progress()
             if self._snap_lock.acquire(blocking=False):
                 try:
                     trimmer.idle_check(active, self._seen)

@@ -9,11 +9,42 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
+import weakref
+from collections.abc import Iterable
+from types import CodeType
 from typing import Protocol
 
 RETRY_S = 1.0
+_call_codes: set[CodeType] = set()  # the code of udfmem's call and setup wrappers
+
+
+def note_call_codes(codes: Iterable[CodeType]) -> None:
+    """Tell :func:`call_in_progress` which code objects are udfmem's wrappers (the decorator does, once)."""
+    _call_codes.update(codes)
+
+
+def call_in_progress() -> bool:
+    """Whether any thread is inside a tracked call or setup now (a wrapper's frame is on its stack).
+
+    Idle means no call in progress, not merely none completed lately: a call sleeping in a
+    retry backoff is busy. The timer asks this only before an idle decision (at most every
+    ``IDLE_S / 2``), walking every thread's stack once, so calls pay nothing for it. A
+    coroutine or generator suspended between steps is on no stack and is not seen.
+    """
+    current_frames = getattr(sys, "_current_frames", None)
+    if current_frames is None:  # not CPython: only completed calls tell
+        return False
+    codes = _call_codes
+    for top in current_frames().values():
+        frame = top
+        while frame is not None:
+            if frame.f_code in codes:
+                return True
+            frame = frame.f_back
+    return False
 
 
 class Watched(Protocol):
@@ -34,7 +65,7 @@ class Timer:
 
     def reset_after_fork(self) -> None:
         """Forget the watched states and the thread (a fork child has neither)."""
-        self._watched: list[Watched] = []
+        self._watched: weakref.WeakSet[Watched] = weakref.WeakSet()  # a state lives as long as its UDF
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -42,8 +73,7 @@ class Timer:
     def watch(self, state: Watched) -> None:
         """Start watching ``state``; start the thread on first use in this process."""
         with self._lock:
-            if state not in self._watched:
-                self._watched.append(state)
+            self._watched.add(state)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="udfmem-timer", daemon=True)
                 self._thread.start()
@@ -67,8 +97,8 @@ class Timer:
         while True:
             now = time.monotonic()
             wait = 60.0
-            for state in list(self._watched):
-                deadline = self.visit(state, now)
+            deadlines = [self.visit(state, now) for state in list(self._watched)]  # no state kept while asleep
+            for deadline in deadlines:
                 if deadline is not None:
                     wait = min(wait, deadline - now)
             self._wake.wait(timeout=max(0.01, wait))

@@ -7,8 +7,13 @@ trims when that exceeds max(64 MiB, 10% of private RSS), within a time budget: t
 takes at most ``TRIM_SHARE`` (5%) of the wall time, unless the headroom under a known
 memory limit is low, when it trims whenever enough is retained. After every trim the
 baseline is taken again, so memory that a trim cannot release (a mapped model file, say)
-never triggers another. When the UDF goes
-idle (no call for ``IDLE_S``) with that much held, it trims once more, so an idle
+never triggers another. Growth that malloc cannot see (small Python objects live in
+pymalloc's mmapped arenas, a native library's own allocator) looks like retention to
+this estimate; so an auto trim that releases less than ``PAYOFF_SHARE`` of what it was
+estimated to release doubles the excess the next one needs (up to ``MAX_BACKOFF``
+times), and one that pays resets it: a real leak costs a few trims, not one per
+threshold's worth of growth. When the UDF goes
+idle (no call for ``IDLE_S`` and none in progress) with that much held, it trims once more, so an idle
 worker gives its memory back. A blind cadence instead pays ~0.1 ms per MiB and locks
 each arena every N calls whether or not anything was retained. Shared pages (mapped
 files, Ray's object store) are left out: no trim can release them. While malloc's
@@ -29,6 +34,8 @@ LOW_HEADROOM_SHARE = 0.10  # under a known limit with less headroom than this, t
 IDLE_S = 2.0
 THRESHOLD_FLOOR = 64 * _probes.MIB
 THRESHOLD_SHARE = 0.10
+PAYOFF_SHARE = 0.25  # a trim releasing less than this share of its estimate did not pay
+MAX_BACKOFF = 64  # the most an unpaid trim streak multiplies the threshold by
 
 
 class TrimPolicy:
@@ -38,6 +45,7 @@ class TrimPolicy:
         self.mode = mode
         self._base_other: int | None = None
         self._next_ok = float("-inf")  # the budget: no auto trim before this time
+        self.backoff = 1  # the threshold's multiplier after trims that did not pay
 
     @property
     def auto(self) -> bool:
@@ -75,7 +83,7 @@ class TrimPolicy:
         under ``LOW_HEADROOM_SHARE`` of it) the budget is ignored: that is when retention
         gets a worker OOM-killed.
         """
-        if not self.auto or retained is None or retained < self.threshold(rss):
+        if not self.auto or retained is None or retained < self.threshold(rss) * self.backoff:
             return False
         low = headroom is not None and limit is not None and headroom < LOW_HEADROOM_SHARE * limit
         return low or now >= self._next_ok
@@ -87,6 +95,13 @@ class TrimPolicy:
     def trimmed(self, now: float, took_s: float = 0.0) -> None:
         """Record a trim at ``now`` that took ``took_s`` (the caller rebases afterwards)."""
         self._next_ok = now + took_s / TRIM_SHARE
+
+    def paid(self, released: int, estimated: int) -> None:
+        """An auto trim estimated to release ``estimated`` bytes released ``released``: adjust the backoff."""
+        if released < PAYOFF_SHARE * estimated:
+            self.backoff = min(self.backoff * 2, MAX_BACKOFF)
+        else:
+            self.backoff = 1
 
 
 class Trimmer:
@@ -130,6 +145,8 @@ class Trimmer:
             self.emitter.warn_once("trim-unsupported", f"cannot release memory here: {result.reason}")
             self.rebase()
             return
+        if reason == "auto" and retained is not None:
+            self.policy.paid(int(result.released_mb * _probes.MIB), retained)
         self.emitter.emit(
             Trim(
                 reason=reason,
