@@ -23,10 +23,14 @@ from udfmem._render import parse_line
 Events = list[dict[str, Any]]
 
 
-def parse_events(text: str, event: str | None = None) -> Events:
-    """Every udfmem event in ``text``, optionally only those named ``event``."""
+def parse_events(text: str, event: str | None = None, finals: bool = True) -> Events:
+    """Every udfmem event in ``text``, optionally only those named ``event``.
+
+    ``finals=False`` leaves out the ``final=true`` snapshots a UDF object's release adds
+    (tests of the every-K cadence that create throwaway instances).
+    """
     found = [e for e in map(parse_line, text.splitlines()) if e is not None]
-    return [e for e in found if event is None or e["event"] == event]
+    return [e for e in found if (event is None or e["event"] == event) and (finals or not e.get("final"))]
 
 
 @pytest.fixture(autouse=True)
@@ -46,10 +50,10 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def stderr_events(capsys: pytest.CaptureFixture[str]) -> Callable[..., Events]:
-    """Return a reader of the udfmem events written to stderr since the last read."""
+    """Return a reader of the udfmem events written to stderr since the last read (finals only if asked)."""
 
-    def read(event: str | None = None) -> Events:
-        return parse_events(capsys.readouterr().err, event)
+    def read(event: str | None = None, finals: bool = False) -> Events:
+        return parse_events(capsys.readouterr().err, event, finals)
 
     return read
 

@@ -212,10 +212,10 @@ def test_json_format_from_env(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     """UDFMEM_LOG_FORMAT=json writes one JSON object per line, same fields as logfmt."""
     monkeypatch.setenv("UDFMEM_LOG_FORMAT", "json")
 
-    Udf = identity_udf(every=2)
+    udf = identity_udf(every=2)()
 
-    Udf()(1)
-    Udf()(2)
+    udf(1)
+    udf(2)
     lines = [line for line in capsys.readouterr().err.splitlines() if "udfmem." in line]
     (obj,) = [json.loads(line) for line in lines]
     assert "udfmem.snapshot" == obj["event"]
@@ -230,8 +230,9 @@ def test_log_dir_appends_json_lines_per_process(
 
     Udf = identity_udf(every=2)
 
+    udf = Udf()
     for i in range(4):
-        Udf()(i)
+        udf(i)
     (path,) = list((tmp_path / "logs").iterdir())
     assert path.name.endswith(".jsonl")
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -464,3 +465,62 @@ def test_structlog_format_goes_through_the_users_structlog_configuration(monkeyp
     (snap,) = [e for e in logs if e["event"] == "udfmem.snapshot"]
     assert ("Udf", 2, 2, 1) == (snap["udf"], snap["call"], snap["window_calls"], snap["schema"])
     assert {"rss_mb", "rss_anon_mb", "peak_rss_mb", "pid", "host", "worker"} <= set(snap)
+
+
+def test_the_last_snapshot_is_final_at_release_and_at_exit() -> None:
+    """A series ends where the work ended: final=true at the UDF object's release and at normal exit.
+
+    13 calls at every=8: the object's release adds call 13; a function's 6 calls at every=4 end with
+    call 6 at exit; a series whose last call was snapshotted gets no extra line.
+    """
+    proc = run_python(
+        """
+        import gc, udfmem
+
+        @udfmem.tracked(every=8)
+        class Obj:
+            def __call__(self, x):
+                return x
+
+        udf = Obj()
+        for i in range(13):
+            udf(i)
+        del udf
+        gc.collect()
+        print("released", flush=True)
+
+        f = udfmem.tracked(every=4)(lambda x: x)
+        for i in range(6):
+            f(i)
+        g = udfmem.tracked(every=4, name="exact")(lambda x: x)
+        for i in range(8):
+            g(i)
+        """
+    )
+    events = parse_events(proc.stderr, "udfmem.snapshot")
+    assert [("Obj", 8, None), ("Obj", 13, True)] == [(e["udf"], e["call"], e.get("final")) for e in events[:2]]
+    assert 5 == events[1]["window_calls"]
+    rest = [(e["udf"], e["call"], e.get("final")) for e in events[2:]]
+    assert [("<lambda>", 4, None), ("exact", 4, None), ("exact", 8, None), ("<lambda>", 6, True)] == rest
+
+
+def test_small_object_growth_shows_in_py_blocks(stderr_events: Reader) -> None:
+    """100,000 small strings kept per call: py_blocks grows by ~200,000 between the first and third snapshot.
+
+    The calls are 0.2 s apart: on a large heap py_blocks is read within a 0.2% time budget.
+    """
+
+    class Keeper:
+        def __init__(self) -> None:
+            self.keep: list[str] = []
+
+        def __call__(self, n: int) -> int:
+            self.keep.extend(f"k{n}-{i}" for i in range(100_000))
+            return len(self.keep)
+
+    udf = tracked(every=1)(Keeper)()
+    for n in range(3):
+        udf(n)
+        time.sleep(0.2)
+    first, _, last = stderr_events("udfmem.snapshot")
+    assert 195_000 <= last["py_blocks"] - first["py_blocks"] <= 220_000

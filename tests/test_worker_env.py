@@ -80,8 +80,9 @@ def test_round_trip_through_a_worker_process() -> None:
         class Udf:
             def __call__(self, x):
                 return x
+        udf = Udf()
         for i in range(6):
-            Udf()(i)
+            udf(i)
         """,
         env={**env, "PATH": os.environ.get("PATH", "")},
     )

@@ -38,6 +38,7 @@ class Memory(NamedTuple):
     heap_mmap_mb: float | None = None
     limit_mb: float | None = None
     headroom_mb: float | None = None
+    py_blocks: int | None = None  # live Python object blocks (sys.getallocatedblocks), read within a budget
 
 
 class _Setup(NamedTuple):
@@ -62,6 +63,7 @@ class _Snapshot(NamedTuple):
     growth_mb: float | None = None  # anonymous RSS since the end of setup
     window_calls: int = 0
     window_s: float = 0.0
+    final: bool | None = None  # only True is written: the last snapshot, at release or normal exit
 
 
 class Snapshot(_Snapshot):

@@ -43,6 +43,7 @@ class MemorySample:
     headroom_mb: float | None
     rss_anon_mb: float | None = None
     rss_shared_mb: float | None = None
+    py_blocks: int | None = None
 
 
 def read(p: Probes, peak: int | None, lifetime: bool, heap: tuple[int, int, int] | None) -> tuple[Memory, int | None]:
@@ -52,7 +53,8 @@ def read(p: Probes, peak: int | None, lifetime: bool, heap: tuple[int, int, int]
     """
     rss, shared = p.resident()
     usage = p.cgroup_usage() if p.limit is not None else None
-    return block(rss, shared, peak, lifetime, arrow_live(), arrow_backend(), heap, p.limit, usage), rss
+    memory = block(rss, shared, peak, lifetime, arrow_live(), arrow_backend(), heap, p.limit, usage, p.blocks())
+    return memory, rss
 
 
 def block(
@@ -65,6 +67,7 @@ def block(
     heap: tuple[int, int, int] | None,
     limit: int | None,
     usage: int | None,
+    py_blocks: int | None = None,
 ) -> Memory:
     """The event's memory block (MiB, 0.1) from raw values in bytes: the one place these fields are computed."""
     k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
@@ -83,6 +86,9 @@ def block(
             int(heap[0] * k + 0.5) / 10,
             int(heap[1] * k + 0.5) / 10,
             int(heap[2] * k + 0.5) / 10,
+            None,
+            None,
+            py_blocks,
         )
     return Memory(
         None if rss is None else int(rss * k + 0.5) / 10,
@@ -98,6 +104,7 @@ def block(
         None if heap is None else int(heap[2] * k + 0.5) / 10,
         None if limit is None else int(limit * k + 0.5) / 10,
         None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
+        py_blocks,
     )
 
 

@@ -84,6 +84,9 @@ class Probes:
             self.limit = None
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
         self.heap_budget = Budget(self.heap)
+        # sys.getallocatedblocks() walks the arenas: 0.5 µs at 37k blocks, 64 µs at 2M; read
+        # at every snapshot while it costs under 2 µs, else within 0.2% of the wall time
+        self.blocks = Budget(sys.getallocatedblocks, share=0.002, free_below=2e-6)
         self.windows = PeakWindows(self)
 
     @staticmethod

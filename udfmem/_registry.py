@@ -65,6 +65,12 @@ def lookup(
     return state
 
 
+def states() -> list[Any]:
+    """The live states of this process."""
+    with _registry_lock:
+        return list(_states.values())
+
+
 def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()

@@ -13,7 +13,9 @@ composition; none of them knows it. It is the one place where readings become ev
 
 from __future__ import annotations
 
+import atexit
 import collections
+import contextlib
 import itertools
 import os
 import sys
@@ -68,6 +70,8 @@ class UDFState:
         self.trimmer: Trimmer | None = None
         self.next_trim = sys.maxsize
         self.memray_stop = sys.maxsize  # stop the memray tracker after this call
+        self._final_call = 0  # the call count of the last final snapshot
+        self._watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
         self.ready = False  # bound, and memray looked at: nothing more to do before a call
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -155,6 +159,8 @@ class UDFState:
         self.ready = True
         if settings.disable:
             return
+        if self.owner is not None:
+            self._final_when_released(instance)
         target = _memray.Target(
             self.key, self.name, settings.methods, tuple(m for m in ("__init__", settings.setup) if m), self.source
         )
@@ -211,8 +217,11 @@ class UDFState:
 
     def before(self, n: int, args: tuple[Any, ...] = ()) -> None:
         """Slow path before call ``n`` (0: a generator call, counted when it ends): bind."""
-        if self.ready:
-            return  # bound, and memray looked at: nothing to do before a call
+        if self.ready:  # bound, and memray looked at: only note a new UDF object
+            watched = self._watched
+            if self.owner is not None and args and (watched is None or watched() is not args[0]):
+                self._final_when_released(args[0])
+            return
         try:
             self.bind()
             if not self.ready:
@@ -297,7 +306,7 @@ class UDFState:
             if _memray.owns(self.key):
                 _memray.stop("calls")
 
-    def _snapshot(self, label: int) -> None:
+    def _snapshot(self, label: int, final: bool | None = None) -> None:
         """Read, emit one ``udfmem.snapshot`` labelled ``label``, let the trimmer look. The hot part of udfmem.
 
         Written flat on purpose (no intermediate reading object): it must cost little more
@@ -310,7 +319,7 @@ class UDFState:
         arrow_live, backend = (_probes.arrow_live(), _probes.arrow_backend()) if pa is not None else (0, None)
         limit = p.limit
         usage = None if limit is None else p.cgroup_usage()
-        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage)
+        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, p.blocks())
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         self.emitter.emit(
             Snapshot(
@@ -319,6 +328,7 @@ class UDFState:
                 None if (private is None or base is None) else round(private - base, 1),
                 label - self._last_call,
                 int((now - self._last_t) * 1000 + 0.5) / 1000,
+                final,
             )
         )
         self._last_call = label
@@ -327,6 +337,49 @@ class UDFState:
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage
             trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
+
+    # -- the end of the work -----------------------------------------------------------------
+
+    def _final_when_released(self, instance: Any) -> None:
+        """Emit the final snapshot when ``instance``, a UDF object seen on the slow path, is released.
+
+        Engines that keep one object per worker (Ray Data actors) release it and exit
+        without running ``atexit``; engines that re-create objects (Daft, per partition)
+        get a final snapshot per object that ran calls past the last snapshot.
+        """
+        self._watched = None
+        mro = type(instance).__mro__ if instance is not None else ()
+        if any(getattr(k, "__qualname__", None) == self.owner for k in mro):
+            with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
+                self._watched = weakref.ref(instance)
+                weakref.finalize(instance, self.final).atexit = False  # exit has its own hook
+
+    def calls(self) -> int:
+        """Calls counted so far in this process (not on the hot path: it reads the counter's repr)."""
+        return int(repr(self.counter)[6:-1]) - 1  # "count(N)": N is the next number
+
+    def final(self) -> None:
+        """Emit the last snapshot (``final=true``): the UDF object was released or the process exits.
+
+        So a series ends where the work ended, not at the last multiple of ``every``: only
+        when calls were counted since the last snapshot. Nothing in a disabled UDF or in a
+        fork child that has not bound. Waits at most 50 ms for a snapshot in progress.
+        Never raises.
+        """
+        settings = self.settings
+        if settings is None or settings.disable or self._pid != os.getpid():
+            return
+        try:
+            calls = self.calls()
+            if calls <= max(self._last_call, self._final_call) or not self._snap_lock.acquire(timeout=0.05):
+                return
+            try:
+                self._final_call = calls
+                self._snapshot(calls, final=True)
+            finally:
+                self._snap_lock.release()
+        except Exception as exc:
+            self.emitter.warn_once("snapshot-failed", f"final snapshot failed: {exc!r}")
 
     # -- the timer's visits ------------------------------------------------------------------
 
@@ -364,3 +417,12 @@ class UDFState:
     def tick_failed(self, exc: Exception) -> None:
         """The timer's visit raised: one warning; the timer visits again."""
         self.emitter.warn_once("timer-failed", f"the every_s/idle timer failed once and retries: {exc!r}")
+
+
+def _final_at_exit() -> None:
+    """At normal exit: every live UDF of this process emits its final snapshot."""
+    for state in _registry.states():
+        state.final()
+
+
+atexit.register(_final_at_exit)
