@@ -43,6 +43,53 @@ INSUFFICIENT_DATA = "insufficient-data"
 """Too few snapshots after setup to judge."""
 PATTERNS = (HEALTHY, HEAP_LEAK, ARROW_LEAK, UNTRACKED_GROWTH, ALLOCATOR_RETENTION, PEAK_TOO_BIG, INSUFFICIENT_DATA)
 """Every series pattern, in the contract's order."""
+GROWTH = (HEAP_LEAK, ARROW_LEAK, UNTRACKED_GROWTH)
+"""The patterns of memory that grows with the calls (they get a slope and calls to the limit)."""
+FIXES = {
+    HEALTHY: "nothing to fix; keep trim='auto' (the default) so freed memory goes back to the OS",
+    HEAP_LEAK: "find what the UDF keeps across calls (a cache on self, a module-level list, closures "
+    "over batches) and bound or clear it; UDFMEM_MEMRAY_DIR + `udfmem report` names the allocation site",
+    ARROW_LEAK: "stop keeping Arrow arrays/tables/batches across calls (on self, in caches or closures); "
+    "copy out only the values you need",
+    UNTRACKED_GROWTH: "memory grows outside malloc, Python objects and Arrow (a native library's own "
+    "allocator, mmap): profile with UDFMEM_MEMRAY_DIR and UDFMEM_MEMRAY_NATIVE=1, check that library's caches",
+    ALLOCATOR_RETENTION: "freed memory is held by the allocator: keep trim='auto' (or trim=N) on, and "
+    "UDFMEM_ARENA_MAX=2 for a UDF that allocates from many threads",
+    PEAK_TOO_BIG: "one call's transient is the danger: use smaller batches (batch_size=...) or process the "
+    "batch in chunks inside the call",
+    INSUFFICIENT_DATA: "run more calls, or lower every= (UDFMEM_EVERY) so there are enough snapshots after setup",
+}
+"""The first fix to try, per pattern, in one line."""
+
+# The series rule (udfmem.analysis.verdict documents how these combine).
+WARMUP_MIN = 2
+"""At least this many snapshots after setup are dropped as warm-up."""
+WARMUP_SHARE = 0.1
+"""At least this share of the snapshots is dropped as warm-up."""
+MIN_POINTS = 8
+"""Snapshots needed after the warm-up to judge a series."""
+SUB_WINDOWS = 4
+"""A measure grows only if it grew in every one of this many sub-windows (CPython's refleak rule)."""
+PLATEAU_SHARE = 0.2
+"""The last sub-window must still rise at this share of the overall slope (else a plateau: a filled cache)."""
+MIN_SLOPE_KIB = 8
+"""A measure in MiB grows only at this many KiB per call or more (slower creep is noise here)."""
+MIN_GROWTH_MIB = 16
+"""... and only if its slope projects at least this much growth over the judged calls."""
+MIN_BLOCKS_PER_CALL = 64
+"""Python object blocks grow only at this many blocks per call or more."""
+MIN_BLOCKS_GROWTH = 100_000
+"""... and only if projected to grow by at least this many blocks over the judged calls."""
+RETENTION_MIN_MIB = 128
+"""Freed-but-held memory from which a flat series is ``allocator-retention`` ..."""
+RETENTION_SHARE = 0.25
+"""... when it is also at least this share of private RSS."""
+PEAK_LIMIT_SHARE = 0.9
+"""A window peak above this share of a known memory limit is ``peak-too-big``."""
+PEAK_MIN_MIB = 1024
+"""Without a limit: a window peak this far above the usual RSS ..."""
+PEAK_SHARE = 1.0
+"""... and at least this multiple of the usual RSS above it is ``peak-too-big``."""
 
 # The verdicts of a memray profile, as ``udfmem report`` prints them (users grep these).
 PER_CALL = "per-call retention"

@@ -1,8 +1,142 @@
-"""Arithmetic over a series of ``(call, value)`` points, e.g. ``growth_mb`` against ``call``."""
+"""Arithmetic over series of snapshots: robust slopes and a compact per-worker series.
+
+A :class:`Series` holds one worker's snapshots of one UDF as :class:`Point` tuples, in
+bounded memory: past ``MAX_POINTS`` every other point is dropped (the first and the
+latest are always kept), so a million snapshots cost what 1,024 do while the shape of
+the curve stays. Trims split a series into segments: memory a trim released is a step
+down, not a trend, so slopes are estimated within segments only.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+MAX_POINTS = 1024
+"""A series keeps at most this many points (then every other one is dropped)."""
+
+
+class Point(NamedTuple):
+    """One snapshot as analysis needs it. Sizes are MiB; ``None`` where the line did not say."""
+
+    call: int
+    rss: float | None  # private (anonymous) RSS where known, else RSS: where leaks show
+    rss_total: float | None  # RSS as the kernel and the OOM killer count it
+    peak: float | None  # peak RSS in the window before this snapshot
+    heap: float | None  # malloc in use: arena in-use + mmapped chunks
+    free: float | None  # malloc's freed-but-held
+    arrow: float | None
+    blocks: int | None  # live Python object blocks
+    limit: float | None
+    headroom: float | None
+    segment: int  # trims seen before this point: slopes never span a trim
+    final: bool = False
+
+
+def _num(fields: Mapping[str, Any], name: str) -> float | None:
+    value = fields.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
+    """A :class:`Point` from a parsed ``udfmem.snapshot`` line's fields; None without a call number."""
+    call = fields.get("call")
+    if not isinstance(call, int) or isinstance(call, bool):
+        return None
+    rss_total = _num(fields, "rss_mb")
+    anon = _num(fields, "rss_anon_mb")
+    in_use, mmapped = _num(fields, "heap_in_use_mb"), _num(fields, "heap_mmap_mb")
+    blocks = fields.get("py_blocks")
+    return Point(
+        call,
+        anon if anon is not None else rss_total,
+        rss_total,
+        _num(fields, "peak_rss_mb"),
+        None if in_use is None else in_use + (mmapped or 0.0),
+        _num(fields, "heap_free_mb"),
+        _num(fields, "arrow_live_mb"),
+        blocks if isinstance(blocks, int) and not isinstance(blocks, bool) else None,
+        _num(fields, "limit_mb"),
+        _num(fields, "headroom_mb"),
+        segment,
+        fields.get("final") is True,
+    )
+
+
+class Series:
+    """One worker's snapshots of one UDF, decimated past ``MAX_POINTS``; trims counted and marked."""
+
+    def __init__(self, max_points: int = MAX_POINTS) -> None:
+        self.points: list[Point] = []
+        self.trims = 0
+        self.trim_calls: list[int] = []  # the call each trim followed (decimated like the points)
+        self.released_mb = 0.0
+        self.setup_gap: float | None = None  # private RSS not malloc's nor Arrow's after setup
+        self.snapshots = 0  # snapshots seen, before decimation
+        self._stride = 1  # keep every this many snapshots
+        self._max = max_points
+
+    def add(self, p: Point) -> None:
+        """Add a snapshot (in log order). A repeated call number replaces the earlier point."""
+        self.snapshots += 1
+        pts = self.points
+        if pts and p.call <= pts[-1].call:  # a final after a snapshot of the same call, or a repeat
+            if p.call == pts[-1].call:
+                pts[-1] = p
+            return
+        if self.snapshots % self._stride and not p.final and len(pts) > 1:
+            pts[-1] = p  # between kept points, the latest replaces its predecessor
+            return
+        pts.append(p)
+        if len(pts) > self._max:
+            kept = pts[::2]
+            if kept[-1] is not pts[-1]:
+                kept.append(pts[-1])
+            self.points = kept
+            self._stride *= 2
+
+    def add_trim(self, released_mb: float) -> None:
+        """A ``udfmem.trim`` line: later points start a new segment."""
+        self.trims += 1
+        self.released_mb += released_mb
+        if self.points and len(self.trim_calls) < self._max:
+            self.trim_calls.append(self.points[-1].call)
+
+    def add_setup(self, fields: Mapping[str, Any]) -> None:
+        """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup."""
+        p = point({**fields, "call": 0})
+        if p is not None and p.rss is not None and p.heap is not None:
+            self.setup_gap = p.rss - p.heap - (p.arrow or 0.0)
+
+    @property
+    def segment(self) -> int:
+        """The segment the next point belongs to (the number of trims so far)."""
+        return self.trims
+
+
+def lag_slope(points: Sequence[Point], value: Callable[[Point], float | None]) -> float | None:
+    """A robust slope of ``value`` against call, per call: Theil-Sen at half the span, within segments.
+
+    The median of the slopes between each point and the point half a segment later: O(n),
+    and like Theil-Sen a single outlier (one noisy snapshot, a spike) cannot move it.
+    Pairs never span a trim. None when fewer than two usable points.
+    """
+    slopes: list[float] = []
+    start = 0
+    n = len(points)
+    while start < n:
+        end = start
+        while end < n and points[end].segment == points[start].segment:
+            end += 1
+        seg = [(p.call, v) for p in points[start:end] if (v := value(p)) is not None]
+        half = len(seg) // 2
+        for i in range(len(seg) - half if half else 0):
+            (x0, y0), (x1, y1) = seg[i], seg[i + half]
+            if x1 > x0:
+                slopes.append((y1 - y0) / (x1 - x0))
+        start = end
+    return statistics.median(slopes) if slopes else None
 
 
 def slope_per_call(points: Sequence[tuple[int, float]]) -> float:

@@ -1,0 +1,241 @@
+"""One worker's series in, one named pattern out: the rule ``udfmem diagnose`` applies.
+
+The rule (thresholds in :mod:`udfmem.analysis.patterns`):
+
+1. **Warm-up.** The first ``WARMUP_SHARE`` of the snapshots (at least ``WARMUP_MIN``) are
+   dropped: caches, pools and lazy imports fill there. Fewer than ``MIN_POINTS`` left is
+   ``insufficient-data``.
+2. **Trend.** For each measure — private RSS, malloc in-use (+ mmapped chunks), Arrow
+   live, Python object blocks, malloc's freed-but-held — a robust slope (Theil-Sen at half
+   the span, :func:`~udfmem.analysis.series.lag_slope`) within the segments between trims,
+   so a trim's step down is never read as a trend and one spike cannot make one.
+3. **Growth** of a measure needs all of: a slope of at least ``MIN_SLOPE_KIB`` per call
+   (``MIN_BLOCKS_PER_CALL`` for blocks); projected growth over the judged calls of at
+   least ``MIN_GROWTH_MIB`` (``MIN_BLOCKS_GROWTH``); growth in every one of
+   ``SUB_WINDOWS`` sub-windows (CPython's refleak rule: a leak grows in each window, noise
+   does not); and a last sub-window still rising at ``PLATEAU_SHARE`` of the overall slope
+   (the plateau rule: a cache that filled and stopped is not a leak).
+4. **Pattern**, the first that holds: Arrow live grows (and explains more than malloc) →
+   ``arrow-leak``; malloc in-use or Python blocks grow → ``heap-leak``; RSS grows with
+   malloc's freed-but-held explaining at least half of it → ``allocator-retention``; RSS
+   grows, nothing explains it → ``untracked-growth``; freed-but-held memory (malloc's
+   free figure, corrected for trims by the memory not malloc's nor Arrow's) at least
+   ``RETENTION_MIN_MIB`` and ``RETENTION_SHARE`` of RSS → ``allocator-retention``; a
+   window peak above ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and
+   ``PEAK_SHARE`` above RSS → ``peak-too-big``; else ``healthy``. A second pattern that
+   also holds is ``also`` (a heap leak with spikes).
+5. **Severity.** With a known limit, ``calls_to_limit`` is the headroom at the last
+   snapshot over the RSS slope: the calls left before the limit at this rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable, Sequence
+
+from . import patterns as P
+from .series import Point, Series, lag_slope
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The judgement of one series. Sizes MiB; slope MiB per 100 calls; None where unknown."""
+
+    pattern: str
+    fix: str
+    evidence: str
+    also: str | None = None
+    slope_mb_per_100_calls: float | None = None
+    calls_to_limit: int | None = None
+    grew: tuple[str, ...] = ()  # the measures that grew: rss, heap, arrow, blocks, free
+
+
+Measure = Callable[[Point], float | None]
+MEASURES: dict[str, Measure] = {
+    "rss": lambda p: p.rss,
+    "heap": lambda p: p.heap,
+    "arrow": lambda p: p.arrow,
+    "blocks": lambda p: None if p.blocks is None else float(p.blocks),
+    "free": lambda p: p.free,
+}
+
+
+def _windows(points: Sequence[Point], n: int) -> list[list[Point]]:
+    """``points`` cut into ``n`` runs of equal call span (empty runs dropped)."""
+    first, last = points[0].call, points[-1].call
+    span = (last - first) / n or 1
+    out: list[list[Point]] = [[] for _ in range(n)]
+    for p in points:
+        out[min(n - 1, int((p.call - first) / span))].append(p)
+    return [w for w in out if w]
+
+
+def _grows(points: Sequence[Point], measure: Measure, min_slope: float, min_growth: float) -> tuple[bool, float | None]:
+    """Whether ``measure`` grows by the rule (module docstring, step 3), and its slope per call."""
+    slope = lag_slope(points, measure)
+    if slope is None or slope < min_slope or slope * (points[-1].call - points[0].call) < min_growth:
+        return False, slope
+    windows = _windows(points, P.SUB_WINDOWS)
+    if len(windows) < P.SUB_WINDOWS:
+        return False, slope
+    for i, window in enumerate(windows):
+        values = [v for p in window if (v := measure(p)) is not None]
+        local = lag_slope(window, measure) if len(values) >= 2 else None
+        # every window grew; the last one still rises (plateau rule)
+        floor = P.PLATEAU_SHARE * slope if i == len(windows) - 1 else 0.0
+        if local is None or local <= floor:
+            return False, slope
+    return True, slope
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _retained(series: Series, points: Sequence[Point]) -> float | None:
+    """Freed-but-held MiB over the last sub-window: malloc's free figure, capped by what is not live.
+
+    glibc's free figure stays after a trim returned the pages, so it is capped by private
+    RSS minus malloc in-use minus Arrow minus the same after setup (code, libraries).
+    """
+    last = _windows(points, P.SUB_WINDOWS)[-1]
+    base = series.setup_gap if series.setup_gap is not None else 0.0
+    held: list[float | None] = []
+    for p in last:
+        if p.free is None or p.rss is None or p.heap is None:
+            held.append(None)
+        else:
+            held.append(min(p.free, max(0.0, p.rss - p.heap - (p.arrow or 0.0) - base)))
+    return _median(held)
+
+
+def _peak_too_big(points: Sequence[Point]) -> tuple[bool, str]:
+    """Whether some window's peak is the danger; the evidence."""
+    worst: Point | None = None
+    for p in points:
+        if p.peak is not None and p.rss_total is not None and (worst is None or p.peak > worst.peak):  # type: ignore[operator]
+            worst = p
+    if worst is None or worst.peak is None or worst.rss_total is None:
+        return False, ""
+    base = _median([p.rss_total for p in points]) or worst.rss_total
+    lift = worst.peak - base
+    text = f"peak {worst.peak:,.0f} MiB at call {worst.call:,} vs RSS ~{base:,.0f} MiB"
+    if worst.limit:
+        text += f", limit {worst.limit:,.0f} MiB"
+        if worst.peak >= P.PEAK_LIMIT_SHARE * worst.limit:
+            return True, text
+    return lift >= P.PEAK_MIN_MIB and lift >= P.PEAK_SHARE * base, text
+
+
+def _delta(points: Sequence[Point], measure: Measure) -> float | None:
+    first = next((v for p in points if (v := measure(p)) is not None), None)
+    last = next((v for p in reversed(points) if (v := measure(p)) is not None), None)
+    return None if first is None or last is None else last - first
+
+
+def judge(series: Series) -> Verdict:
+    """The pattern of ``series`` by the rule in this module's docstring."""
+    pts = series.points
+    skip = max(P.WARMUP_MIN, int(len(pts) * P.WARMUP_SHARE))
+    points = pts[skip:]
+    if len(points) < P.MIN_POINTS or points[-1].call - points[0].call < P.MIN_POINTS:
+        return Verdict(
+            P.INSUFFICIENT_DATA,
+            P.FIXES[P.INSUFFICIENT_DATA],
+            f"{len(points)} snapshots after the warm-up; {P.MIN_POINTS} needed",
+        )
+    mib, kib = P.MIN_GROWTH_MIB, P.MIN_SLOPE_KIB / 1024
+    grows: dict[str, bool] = {}
+    slopes: dict[str, float | None] = {}
+    for name, measure in MEASURES.items():
+        if name == "blocks":
+            grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH)
+        else:
+            grows[name], slopes[name] = _grows(points, measure, kib, mib)
+    rss_slope = slopes["rss"]
+    heap_s, arrow_s = slopes["heap"] or 0.0, slopes["arrow"] or 0.0
+    peak, peak_text = _peak_too_big(points)
+    retained = _retained(series, points)
+    rss_last = points[-1].rss
+    retention = (
+        retained is not None
+        and retained >= P.RETENTION_MIN_MIB
+        and (rss_last is None or retained >= P.RETENTION_SHARE * rss_last)
+    )
+
+    if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
+        pattern = P.ARROW_LEAK
+    elif grows["heap"] or (grows["blocks"] and not grows["arrow"]):
+        pattern = P.HEAP_LEAK
+    elif grows["rss"] and grows["free"] and (slopes["free"] or 0.0) >= 0.5 * (rss_slope or 0.0):
+        pattern = P.ALLOCATOR_RETENTION
+    elif grows["rss"]:
+        pattern = P.UNTRACKED_GROWTH
+    elif retention:
+        pattern = P.ALLOCATOR_RETENTION
+    elif peak:
+        pattern = P.PEAK_TOO_BIG
+    else:
+        pattern = P.HEALTHY
+    also = None
+    if pattern != P.PEAK_TOO_BIG and peak:
+        also = P.PEAK_TOO_BIG
+    elif pattern in P.GROWTH and retention:
+        also = P.ALLOCATOR_RETENTION
+
+    grew = tuple(name for name in MEASURES if grows[name])
+    slope = None
+    ctl = None
+    if pattern in P.GROWTH or (pattern == P.ALLOCATOR_RETENTION and grows["rss"]):
+        per_call = rss_slope if rss_slope is not None and grows["rss"] else max(heap_s, arrow_s)
+        slope = round(per_call * 100, 2)
+        last = points[-1]
+        headroom = last.headroom
+        if headroom is None and last.limit is not None and last.rss_total is not None:
+            headroom = last.limit - last.rss_total
+        if headroom is not None and per_call > 0:
+            ctl = max(0, int(headroom / per_call))
+    return Verdict(
+        pattern,
+        P.FIXES[pattern],
+        _evidence(series, points, grows, slopes, retained, peak_text if (peak or also) else ""),
+        also,
+        slope,
+        ctl,
+        grew,
+    )
+
+
+def _evidence(
+    series: Series,
+    points: Sequence[Point],
+    grows: dict[str, bool],
+    slopes: dict[str, float | None],
+    retained: float | None,
+    peak_text: str,
+) -> str:
+    """One line of the numbers the verdict rests on."""
+    first, last = points[0].call, points[-1].call
+    parts = [f"calls {first:,}-{last:,}"]
+    labels = {"rss": "RSS", "heap": "malloc in-use", "arrow": "Arrow", "free": "malloc free"}
+    for name, label in labels.items():
+        delta = _delta(points, MEASURES[name])
+        if delta is None or (name in ("arrow", "free") and not grows[name] and abs(delta) < 1):
+            continue
+        slope = slopes[name]
+        per100 = f" ({slope * 100:+,.1f}/100 calls)" if slope is not None and grows[name] else ""
+        parts.append(f"{label} {delta:+,.0f} MiB{per100}")
+    blocks = _delta(points, MEASURES["blocks"])
+    if blocks is not None and (grows["blocks"] or abs(blocks) >= P.MIN_BLOCKS_GROWTH):
+        parts.append(f"py_blocks {blocks:+,.0f}")
+    if grows and any(grows.values()):
+        parts.append(f"grew in all {P.SUB_WINDOWS} windows")
+    if retained is not None and retained >= 1:
+        parts.append(f"held {retained:,.0f} MiB")
+    if series.trims:
+        parts.append(f"{series.trims} trims released {series.released_mb:,.0f} MiB")
+    if peak_text:
+        parts.append(peak_text)
+    return "; ".join(parts)

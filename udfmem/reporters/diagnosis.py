@@ -1,0 +1,106 @@
+"""``udfmem diagnose``'s output: a table of workers per UDF, the fixes, a fleet line (text), or JSON."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+
+from ..analysis import patterns as P
+from ..analysis.diagnosis import Diagnosis, WorkerResult
+
+SHOWN_WORKERS = 50
+"""Workers listed per UDF in the text table (worst first); the rest are counted."""
+
+
+def _mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
+
+
+def _row(w: WorkerResult) -> list[str]:
+    v = w.verdict
+    pattern = v.pattern + (f" (+{v.also})" if v.also else "")
+    slope = "" if v.slope_mb_per_100_calls is None else f"{v.slope_mb_per_100_calls:+,.1f}"
+    oom = "" if w.oom_call is None else f"~{w.oom_call:,}"
+    return [
+        f"{w.host} pid {w.pid} {w.worker}",
+        pattern,
+        slope,
+        f"{w.calls:,}",
+        f"{_mb(w.rss_first_mb)}→{_mb(w.rss_last_mb)}",
+        _mb(w.peak_max_mb),
+        oom,
+        str(w.trims),
+    ]
+
+
+HEADER = ["worker", "pattern", "MiB/100 calls", "calls", "RSS MiB", "max peak", "OOM at call", "trims"]
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
+
+
+def fleet_line(udf: str, workers: Sequence[WorkerResult]) -> str:
+    """One line for a UDF's fleet: how many workers show its most common problem, and the first OOM."""
+    problems = [w for w in workers if w.verdict.pattern not in (P.HEALTHY, P.INSUFFICIENT_DATA)]
+    if not problems:
+        judged = sum(w.verdict.pattern == P.HEALTHY for w in workers)
+        return f"{judged} of {len(workers)} `{udf}` workers healthy"
+    counts: dict[str, int] = {}
+    for w in problems:
+        counts[w.verdict.pattern] = counts.get(w.verdict.pattern, 0) + 1
+    pattern = max(counts, key=lambda k: counts[k])
+    same = [w for w in problems if w.verdict.pattern == pattern]
+    text = f"{len(same)} of {len(workers)} `{udf}` workers: {pattern}"
+    slopes = [w.verdict.slope_mb_per_100_calls for w in same if w.verdict.slope_mb_per_100_calls is not None]
+    if slopes:
+        text += f" ~{statistics.median(slopes):,.1f} MiB/100 calls"
+    ooms = [w for w in workers if w.oom_call is not None]
+    if ooms:
+        first = min(ooms, key=lambda w: w.oom_call or 0)
+        text += f"; first projected OOM at call ~{first.oom_call:,} on host {first.host} pid {first.pid}"
+    return text
+
+
+def text(diagnosis: Diagnosis) -> str:
+    """The human-readable diagnosis (no trailing newline)."""
+    out: list[str] = []
+    by_udf: dict[str, list[WorkerResult]] = {}
+    for w in diagnosis.workers:
+        by_udf.setdefault(w.udf, []).append(w)
+    for udf, workers in sorted(by_udf.items()):
+        out.append(f"udf {udf}: {len(workers)} worker{'s' if len(workers) != 1 else ''}")
+        rows = [HEADER] + [_row(w) for w in workers[:SHOWN_WORKERS]]
+        out += _table(rows)
+        if len(workers) > SHOWN_WORKERS:
+            out.append(f"  ... and {len(workers) - SHOWN_WORKERS} more")
+        for w in workers[: min(len(workers), 3)]:
+            if w.verdict.pattern != P.HEALTHY:
+                out.append(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}")
+        seen: list[str] = []
+        for w in workers:
+            for pattern in (w.verdict.pattern, w.verdict.also):
+                if pattern and pattern not in seen and pattern != P.HEALTHY:
+                    seen.append(pattern)
+        for pattern in seen:
+            out.append(f"  fix for {pattern}: {P.FIXES[pattern]}")
+        out.append("  " + fleet_line(udf, workers))
+        out.append("")
+    if not diagnosis.workers:
+        out.append("no udfmem snapshots found")
+    lines = diagnosis.lines
+    note = f"{lines.read:,} lines read, {lines.events:,} udfmem events, {lines.skipped:,} skipped"
+    details = []
+    if lines.unreadable:
+        details.append(f"{lines.unreadable:,} unreadable udfmem lines")
+    if lines.other_schema:
+        details.append(f"{lines.other_schema:,} of another schema version")
+    out.append(note + (f" ({', '.join(details)})" if details else ""))
+    return "\n".join(out)
+
+
+def as_json(diagnosis: Diagnosis) -> str:
+    """The ``--json`` object, indented (no trailing newline)."""
+    return json.dumps(diagnosis.to_dict(), indent=2, ensure_ascii=False)
