@@ -68,6 +68,8 @@ WARMUP_SHARE = 0.1
 """At least this share of the snapshots is dropped as warm-up."""
 MIN_POINTS = 8
 """Snapshots needed after the warm-up to judge a series."""
+FLOOR_CHUNKS = 16
+"""RSS is judged by its floor: the minimum of each of this many runs of snapshots."""
 SUB_WINDOWS = 4
 """A measure grows only if it grew in every one of this many sub-windows (CPython's refleak rule)."""
 PLATEAU_SHARE = 0.2

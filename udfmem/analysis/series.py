@@ -65,43 +65,60 @@ def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
 
 
 class Series:
-    """One worker's snapshots of one UDF, decimated past ``MAX_POINTS``; trims counted and marked."""
+    """One worker's snapshots of one UDF, decimated past ``MAX_POINTS``; trims counted and marked.
+
+    The n-th snapshot is kept while n is a multiple of the stride, which doubles (and
+    every other kept point goes) whenever more than ``MAX_POINTS`` are kept, so kept
+    points stay evenly spread; the latest snapshot is always kept too.
+    """
 
     def __init__(self, max_points: int = MAX_POINTS) -> None:
-        self.points: list[Point] = []
+        self._kept: list[Point] = []
+        self._tail: Point | None = None  # the latest snapshot, when it is not a kept one
         self.trims = 0
-        self.trim_calls: list[int] = []  # the call each trim followed (decimated like the points)
+        self.trim_calls: list[int] = []  # the call each trim followed
         self.released_mb = 0.0
         self.setup_gap: float | None = None  # private RSS not malloc's nor Arrow's after setup
-        self.snapshots = 0  # snapshots seen, before decimation
-        self._stride = 1  # keep every this many snapshots
+        self.snapshots = 0  # snapshots kept or not (repeats of a call number excluded)
+        self._stride = 1
         self._max = max_points
 
+    @property
+    def points(self) -> list[Point]:
+        """The kept points, then the latest, in call order."""
+        return self._kept + [self._tail] if self._tail is not None else list(self._kept)
+
+    def _last(self) -> Point | None:
+        return self._tail if self._tail is not None else (self._kept[-1] if self._kept else None)
+
     def add(self, p: Point) -> None:
-        """Add a snapshot (in log order). A repeated call number replaces the earlier point."""
+        """Add a snapshot (in log order). A repeated call number replaces the earlier point; older ones are dropped."""
+        last = self._last()
+        if last is not None and p.call <= last.call:
+            if p.call == last.call:  # the same snapshot again (two copies of a log), or a final at that call
+                if self._tail is not None:
+                    self._tail = p
+                else:
+                    self._kept[-1] = p
+            return
+        index = self.snapshots
         self.snapshots += 1
-        pts = self.points
-        if pts and p.call <= pts[-1].call:  # a final after a snapshot of the same call, or a repeat
-            if p.call == pts[-1].call:
-                pts[-1] = p
+        if index % self._stride:
+            self._tail = p
             return
-        if self.snapshots % self._stride and not p.final and len(pts) > 1:
-            pts[-1] = p  # between kept points, the latest replaces its predecessor
-            return
-        pts.append(p)
-        if len(pts) > self._max:
-            kept = pts[::2]
-            if kept[-1] is not pts[-1]:
-                kept.append(pts[-1])
-            self.points = kept
+        self._tail = None
+        self._kept.append(p)
+        if len(self._kept) > self._max:
+            self._kept = self._kept[::2]
             self._stride *= 2
 
     def add_trim(self, released_mb: float) -> None:
         """A ``udfmem.trim`` line: later points start a new segment."""
         self.trims += 1
         self.released_mb += released_mb
-        if self.points and len(self.trim_calls) < self._max:
-            self.trim_calls.append(self.points[-1].call)
+        last = self._last()
+        if last is not None and len(self.trim_calls) < self._max:
+            self.trim_calls.append(last.call)
 
     def add_setup(self, fields: Mapping[str, Any]) -> None:
         """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup."""

@@ -8,7 +8,9 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
 2. **Trend.** For each measure — private RSS, malloc in-use (+ mmapped chunks), Arrow
    live, Python object blocks, malloc's freed-but-held — a robust slope (Theil-Sen at half
    the span, :func:`~udfmem.analysis.series.lag_slope`) within the segments between trims,
-   so a trim's step down is never read as a trend and one spike cannot make one.
+   so a trim's step down is never read as a trend and one spike cannot make one. RSS is
+   first turned into a floor series (the minimum of each of ``FLOOR_CHUNKS`` runs of
+   snapshots): retention that regrows between trims is a sawtooth, whose floor is flat.
 3. **Growth** of a measure needs all of: a slope of at least ``MIN_SLOPE_KIB`` per call
    (``MIN_BLOCKS_PER_CALL`` for blocks); projected growth over the judged calls of at
    least ``MIN_GROWTH_MIB`` (``MIN_BLOCKS_GROWTH``); growth in every one of
@@ -89,6 +91,22 @@ def _grows(points: Sequence[Point], measure: Measure, min_slope: float, min_grow
     return True, slope
 
 
+def _floor(points: Sequence[Point]) -> list[Point]:
+    """RSS as a floor series: the minimum of each of ``FLOOR_CHUNKS`` runs of points, in one segment.
+
+    RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
+    its minima rise only when something stays. Each run becomes its last point with the
+    run's lowest RSS.
+    """
+    k = max(1, len(points) // P.FLOOR_CHUNKS)
+    out: list[Point] = []
+    for i in range(0, len(points) - k + 1, k):
+        run = points[i : i + k]
+        low = min((p.rss for p in run if p.rss is not None), default=None)
+        out.append(run[-1]._replace(rss=low, segment=0))
+    return out
+
+
 def _median(values: Sequence[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.median(known) if known else None
@@ -149,8 +167,11 @@ def judge(series: Series) -> Verdict:
     mib, kib = P.MIN_GROWTH_MIB, P.MIN_SLOPE_KIB / 1024
     grows: dict[str, bool] = {}
     slopes: dict[str, float | None] = {}
+    floor = _floor(points)
     for name, measure in MEASURES.items():
-        if name == "blocks":
+        if name == "rss":
+            grows[name], slopes[name] = _grows(floor, measure, kib, mib)
+        elif name == "blocks":
             grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH)
         else:
             grows[name], slopes[name] = _grows(points, measure, kib, mib)
