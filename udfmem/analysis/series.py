@@ -86,7 +86,7 @@ class Series:
     @property
     def points(self) -> list[Point]:
         """The kept points, then the latest, in call order."""
-        return self._kept + [self._tail] if self._tail is not None else list(self._kept)
+        return [*self._kept, self._tail] if self._tail is not None else list(self._kept)
 
     def _last(self) -> Point | None:
         return self._tail if self._tail is not None else (self._kept[-1] if self._kept else None)
