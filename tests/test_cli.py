@@ -15,7 +15,7 @@ from conftest import parse_events
 
 @pytest.mark.parametrize("command", [["udfmem"], [sys.executable, "-m", "udfmem"]], ids=["script", "module"])
 def test_demo_shows_snapshots_and_names_the_leaky_udf(command: list[str]) -> None:
-    """The demo prints snapshot lines for both UDFs and a summary saying which one grew."""
+    """The demo prints snapshot lines for both UDFs, diagnose's pattern for each, and points at diagnose and plot."""
     if command[0] == "udfmem":
         script = shutil.which("udfmem", path=os.path.dirname(sys.executable))
         if script is None:
@@ -25,12 +25,13 @@ def test_demo_shows_snapshots_and_names_the_leaky_udf(command: list[str]) -> Non
     assert 0 == proc.returncode, proc.stderr
     snaps = parse_events(proc.stderr, "udfmem.snapshot")
     assert {"HealthyEmbed", "LeakyEmbed"} == {s["udf"] for s in snaps}
-    assert [32 * i for i in range(1, 11)] == [s["call"] for s in snaps if s["udf"] == "LeakyEmbed"]
+    assert [16 * i for i in range(1, 21)] == [s["call"] for s in snaps if s["udf"] == "LeakyEmbed"]
     lines = proc.stdout.splitlines()
     leaky = next(line for line in lines if line.startswith("LeakyEmbed:"))
     healthy = next(line for line in lines if line.startswith("HealthyEmbed:"))
-    assert "per-call retention" in leaky
-    assert "flat" in healthy
+    assert leaky.startswith("LeakyEmbed: heap-leak")
+    assert healthy.startswith("HealthyEmbed: healthy")
+    assert "udfmem diagnose" in proc.stdout and "udfmem plot" in proc.stdout
     last_leaky = [s for s in snaps if s["udf"] == "LeakyEmbed"][-1]
     assert last_leaky["growth_mb"] == pytest.approx(160, abs=16)
 

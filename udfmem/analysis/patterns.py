@@ -9,11 +9,10 @@ all named here:
   ``MIN_RETAINED_MIB`` in all, of which at least ``PER_CALL_MIN_SHARE`` from the per-call
   methods for :data:`PER_CALL`, or at least ``SETUP_MIN_SHARE`` from setup for
   :data:`SETUP_ONLY`.
-- A series of snapshots (``udfmem demo``) gives RSS growth, which is noisy: allocator
-  arenas, page granularity and one-off caches move it by megabytes. A per-call leak needs
-  both a least-squares slope of at least ``LEAK_PER_CALL_KIB`` per call (the same 64 KiB
-  per call the planned ``udfmem.testing.assert_no_growth`` uses by default) and a total
-  growth of at least ``MIN_GROWTH_MIB``, so that a short healthy run is never flagged.
+- A series of snapshots (``udfmem diagnose``, ``udfmem demo``) is noisy: allocator
+  arenas, page granularity and one-off caches move RSS by megabytes. Its rule, with the
+  thresholds below (``WARMUP_*`` to ``PEAK_SHARE``), is documented in
+  :mod:`udfmem.analysis.verdict`; each pattern's first fix is in :data:`FIXES`.
 
 Pattern names for the series classifier (``udfmem diagnose``, ``udfmem.suspect``,
 ``udfmem.testing``) are the contract's vocabulary, collected in :data:`PATTERNS`.
@@ -105,6 +104,7 @@ NOTHING = "nothing retained"
 """Less than ``MIN_RETAINED_MIB`` left in all."""
 ELSEWHERE = "retained outside the UDF's methods"
 """Left, but mostly neither from the per-call methods nor from setup."""
+PROFILE_VERDICTS = (PER_CALL, INCOMPLETE, SETUP_ONLY, NOTHING, ELSEWHERE)
 """Every profile verdict."""
 
 MIN_RETAINED_MIB = 1
@@ -113,10 +113,6 @@ PER_CALL_MIN_SHARE = 0.25
 """Share of the retained bytes from the per-call methods that makes a per-call verdict."""
 SETUP_MIN_SHARE = 0.5
 """Share of the retained bytes from setup that makes a setup-only verdict."""
-LEAK_PER_CALL_KIB = 64
-"""Least-squares growth per call from which a snapshot series counts as a per-call leak (with ``MIN_GROWTH_MIB``)."""
-MIN_GROWTH_MIB = 16
-"""Total growth a leaking snapshot series must also reach: RSS noise is megabytes, so a short run is not judged."""
 
 
 def profile_verdict(per_call: int, setup: int, leaked: int) -> str:
@@ -129,8 +125,3 @@ def profile_verdict(per_call: int, setup: int, leaked: int) -> str:
     if setup >= SETUP_MIN_SHARE * leaked:
         return SETUP_ONLY
     return ELSEWHERE
-
-
-def grows_per_call(slope_mib_per_call: float, growth_mib: float) -> bool:
-    """Whether a snapshot series with this slope and total growth shows per-call retention."""
-    return slope_mib_per_call * KIB >= LEAK_PER_CALL_KIB and growth_mib >= MIN_GROWTH_MIB

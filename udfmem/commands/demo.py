@@ -8,12 +8,13 @@ from typing import Any, TextIO
 
 from .. import _emit
 from .._decorator import tracked
-from ..analysis import patterns, series
+from ..analysis.series import Series, point
+from ..analysis.verdict import judge
 
 MIB = 1024 * 1024
 
 
-@tracked(every=32, name="HealthyEmbed")
+@tracked(every=16, name="HealthyEmbed")
 class HealthyEmbed:
     """Loads a 16 MiB "model" once; each call uses 4 MiB of scratch and frees it."""
 
@@ -27,7 +28,7 @@ class HealthyEmbed:
         return sum(batch) + scratch[-1]
 
 
-@tracked(every=32, name="LeakyEmbed")
+@tracked(every=16, name="LeakyEmbed")
 class LeakyEmbed:
     """Same work, but keeps 512 KiB of every batch on ``self``: a per-call leak."""
 
@@ -44,17 +45,17 @@ class LeakyEmbed:
 
 
 def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
-    """One human line: how much the UDF grew over its calls, and whether that is a leak."""
+    """One human line: the pattern ``udfmem diagnose`` would name for these snapshots, and why."""
     if not snapshots:
         return f"{name}: no snapshot"
-    last = snapshots[-1]
-    calls, growth = int(last["call"]), float(last.get("growth_mb") or 0.0)
-    slope = series.slope_per_call([(int(s["call"]), float(s.get("growth_mb") or 0.0)) for s in snapshots])
-    if patterns.grows_per_call(slope, growth):
-        verdict = f"GREW {growth:.1f} MiB over {calls} calls (~{slope * 1024:.0f} KiB per call): {patterns.PER_CALL}"
-    else:
-        verdict = f"flat: growth {growth:.1f} MiB after {calls} calls"
-    return f"{name}: {verdict}"
+    s = Series()
+    for fields in snapshots:
+        p = point(fields, s.segment)
+        if p is not None:
+            s.add(p)
+    v = judge(s)
+    slope = "" if v.slope_mb_per_100_calls is None else f" {v.slope_mb_per_100_calls:+.1f} MiB/100 calls"
+    return f"{name}: {v.pattern}{slope} ({v.evidence})"
 
 
 def run(out: TextIO, calls: int = 320) -> int:
@@ -69,7 +70,11 @@ def run(out: TextIO, calls: int = 320) -> int:
     for name in ("HealthyEmbed", "LeakyEmbed"):
         snaps = [e for e in events if e.get("event") == "udfmem.snapshot" and e.get("udf") == name]
         out.write(summarize(name, snaps) + "\n")
-    out.write("Next: put @tracked on your own UDF class and grep the worker logs for udfmem.snapshot.\n")
+    out.write(
+        "Next: put @tracked on your own UDF class; then, on the worker logs of a run:\n"
+        "  udfmem diagnose LOGS...          names each worker's pattern and the first fix\n"
+        "  udfmem plot LOGS... -o mem.png   draws the curves (pip install 'udfmem[plot]')\n"
+    )
     return 0
 
 
