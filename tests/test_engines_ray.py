@@ -94,6 +94,22 @@ def test_both_workers_reach_the_driver_despite_dedup(ray_run: RayRun, kind: str)
     assert worker_calls == driver_calls
 
 
+def test_each_workers_series_ends_where_its_work_ended(ray_run: RayRun) -> None:
+    """every=5 over 48 batches on 2 actors: Ray releases each actor's UDF object, whose final snapshot is the last call.
+
+    48 is no multiple of 5, so at least one worker's last calls come after its last regular snapshot;
+    the final snapshots make the workers' last calls add up to all 48 batches.
+    """
+    snaps = ray_run.series("Finals")
+    assert 2 == len(snaps)
+    assert 48 == sum(events[-1]["call"] for events in snaps.values())
+    finals = [e for events in snaps.values() for e in events if e.get("final")]
+    assert finals
+    for events in snaps.values():
+        assert [e["call"] for e in events] == sorted({e["call"] for e in events})
+        assert all(e is events[-1] for e in events if e.get("final"))  # only the last one is final
+
+
 def test_threaded_plain_actor_counts_exactly(ray_run: RayRun) -> None:
     """@ray.remote(max_concurrency=4) over @tracked(methods=("process",)): 400 calls, last snapshot at 400."""
     (events,) = ray_run.series("ThreadedActor").values()

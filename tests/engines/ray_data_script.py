@@ -67,11 +67,12 @@ def main() -> None:
             ops.append((f"Embed{kind.capitalize()}{word}", concurrency, {}))
     ops.append(("EveryFromEnv", 1, {"runtime_env": {"env_vars": udfmem.worker_env(every=4)}}))
     ops.append(("Silenced", 1, {"runtime_env": {"env_vars": udfmem.worker_env(disable=True)}}))
+    ops.append(("Finals", 2, {}))  # every=5 over 48 batches on 2 actors: the last calls are past a snapshot
 
     v_ok = ids_ok = True
     for name, concurrency, extra in ops:  # one operator at a time: at most 2 actors alive
         kind = next((k for k in ("sync", "gen", "async", "agen") if name.lower().startswith(f"embed{k}")), "sync")
-        every = 1000 if name == "EveryFromEnv" else 3 - concurrency  # every call with 2 actors
+        every = {"EveryFromEnv": 1000, "Finals": 5}.get(name, 3 - concurrency)  # every call with 2 actors
         udf = make_udf(name, kind, every)
         ds = ray.data.range(480, override_num_blocks=48).map(lambda r: {"id": r["id"], "v": r["id"]})
         rows = ds.map_batches(udf, concurrency=concurrency, num_cpus=0.25, batch_size=10, **extra).take_all()
