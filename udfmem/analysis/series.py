@@ -24,7 +24,7 @@ class Point(NamedTuple):
     rss: float | None  # private (anonymous) RSS where known, else RSS: where leaks show
     rss_total: float | None  # RSS as the kernel and the OOM killer count it
     peak: float | None  # peak RSS in the window before this snapshot
-    heap: float | None  # malloc in use: arena in-use + mmapped chunks
+    heap: float | None  # malloc in use (``heap_in_use_mb`` counts mmapped chunks too)
     free: float | None  # malloc's freed-but-held
     arrow: float | None
     blocks: int | None  # live Python object blocks
@@ -46,14 +46,13 @@ def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
         return None
     rss_total = _num(fields, "rss_mb")
     anon = _num(fields, "rss_anon_mb")
-    in_use, mmapped = _num(fields, "heap_in_use_mb"), _num(fields, "heap_mmap_mb")
     blocks = fields.get("py_blocks")
     return Point(
         call,
         anon if anon is not None else rss_total,
         rss_total,
         _num(fields, "peak_rss_mb"),
-        None if in_use is None else in_use + (mmapped or 0.0),
+        _num(fields, "heap_in_use_mb"),
         _num(fields, "heap_free_mb"),
         _num(fields, "arrow_live_mb"),
         blocks if isinstance(blocks, int) and not isinstance(blocks, bool) else None,

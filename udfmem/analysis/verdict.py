@@ -5,7 +5,7 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
 1. **Warm-up.** The first ``WARMUP_SHARE`` of the snapshots (at least ``WARMUP_MIN``) are
    dropped: caches, pools and lazy imports fill there. Fewer than ``MIN_POINTS`` left is
    ``insufficient-data``.
-2. **Trend.** For each measure — private RSS, malloc in-use (+ mmapped chunks), Arrow
+2. **Trend.** For each measure — private RSS, malloc in-use (mmapped chunks included), Arrow
    live, Python object blocks, malloc's freed-but-held — a robust slope (Theil-Sen at half
    the span, :func:`~udfmem.analysis.series.lag_slope`) within the segments between trims,
    so a trim's step down is never read as a trend and one spike cannot make one. RSS is

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .. import __version__
-from . import demo, diagnose, report
+from . import demo, diagnose, plot, report
 
 
 class Command(Protocol):
@@ -29,7 +29,7 @@ class Command(Protocol):
         """Run with the parsed arguments; return the exit code."""
 
 
-COMMANDS: tuple[Command, ...] = (diagnose.COMMAND, report.COMMAND, demo.COMMAND)
+COMMANDS: tuple[Command, ...] = (diagnose.COMMAND, plot.COMMAND, report.COMMAND, demo.COMMAND)
 """Every subcommand, in ``--help`` order."""
 
 

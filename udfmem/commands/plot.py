@@ -1,0 +1,90 @@
+"""``udfmem plot``: worker logs in, a PNG of each worker's memory against its calls out.
+
+Reading and judging are ``udfmem diagnose``'s (:func:`udfmem.commands.diagnose.load`:
+files, directories, ``.gz``, stdin; ``--udf`` keeps one UDF's workers), drawing is
+:mod:`udfmem.reporters.png` (matplotlib, the ``plot`` extra: ``pip install 'udfmem[plot]'``).
+One panel per worker, the worst ``--worst`` (default 6) first, each titled with its
+pattern; a line on stdout says what was written.
+
+Exit 0 when the PNG was written; 2, with one line on stderr and no PNG written, when
+matplotlib is missing, a path cannot be read, the logs hold no snapshot (of ``--udf``'s
+UDF, when given: nothing to draw is a failure, as an empty picture would hide a wrong
+path or name), or the PNG cannot be written. A bad ``--worst`` is a usage error (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import _logread
+from ..reporters import png
+from . import diagnose
+
+EXTRA_HINT = "pip install 'udfmem[plot]'"
+"""How to get matplotlib, named in the error when it is missing."""
+
+
+def positive(text: str) -> int:
+    """An argparse type: an int >= 1 (a bad one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _error(message: str) -> int:
+    print(f"udfmem plot: {message}", file=sys.stderr)
+    return 2
+
+
+class PlotCommand:
+    """``udfmem plot PATH... -o FILE.png [--udf NAME] [--worst N]``."""
+
+    name = "plot"
+    help = "draw each worker's memory against its calls (PNG; needs the plot extra)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Paths, ``-o``, ``--udf`` and ``--worst``."""
+        parser.add_argument(
+            "paths", nargs="+", help="log files, directories (searched recursively), .gz files, or - for stdin"
+        )
+        parser.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the PNG to write")
+        parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")
+        parser.add_argument(
+            "--worst",
+            type=positive,
+            default=png.WORST,
+            metavar="N",
+            help=f"draw the worst N workers, one panel each (default {png.WORST})",
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Write the PNG and say so; exit 2 with one line on any failure (module docstring)."""
+        try:
+            png.require()
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] == "matplotlib":
+                return _error(f"needs matplotlib: {EXTRA_HINT}")
+            return _error(f"needs matplotlib, which failed to import ({exc}): {EXTRA_HINT}")
+        try:
+            result = diagnose.load(args.paths, args.udf)
+        except _logread.LogError as exc:
+            return _error(str(exc))
+        if not result.workers:
+            of = f" of UDF {args.udf!r}" if args.udf is not None else ""
+            return _error(f"no udfmem snapshots{of} in {' '.join(args.paths)}; nothing to plot")
+        try:
+            titles = png.write(result, args.output, args.worst)
+        except OSError as exc:
+            return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+        n, total = len(titles), len(result.workers)
+        print(f"wrote {args.output}: {n} panel{'s' * (n != 1)} of {total} worker{'s' * (total != 1)}, worst first")
+        return 0
+
+
+COMMAND = PlotCommand()
+"""The ``plot`` subcommand."""
