@@ -15,6 +15,7 @@ from .. import _logread
 from ..analysis import patterns
 from ..analysis.diagnosis import Diagnosis, Lines, diagnose
 from ..reporters import diagnosis as reporter
+from ._args import error
 
 
 def patterns_list(text: str) -> set[str]:
@@ -62,8 +63,7 @@ class DiagnoseCommand:
         try:
             result = load(args.paths, args.udf)
         except _logread.LogError as exc:
-            print(f"udfmem diagnose: {exc}", file=sys.stderr)
-            return 2
+            return error("diagnose", str(exc))
         print(reporter.as_json(result) if args.json else reporter.text(result))
         if args.fail_on and result.matching(args.fail_on):
             return 1

@@ -15,30 +15,18 @@ path or name), or the PNG cannot be written. A bad ``--worst`` is a usage error 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .. import _logread
 from ..reporters import png
 from . import diagnose
+from ._args import at_least, error
 
 EXTRA_HINT = "pip install 'udfmem[plot]'"
 """How to get matplotlib, named in the error when it is missing."""
 
 
-def positive(text: str) -> int:
-    """An argparse type: an int >= 1 (a bad one is a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _error(message: str) -> int:
-    print(f"udfmem plot: {message}", file=sys.stderr)
-    return 2
+    return error("plot", message)
 
 
 class PlotCommand:
@@ -56,7 +44,7 @@ class PlotCommand:
         parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")
         parser.add_argument(
             "--worst",
-            type=positive,
+            type=at_least(1),
             default=png.WORST,
             metavar="N",
             help=f"draw the worst N workers, one panel each (default {png.WORST})",

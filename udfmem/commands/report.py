@@ -22,6 +22,7 @@ from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
+from ._args import at_least, error
 
 
 def find_files(paths: Iterable[str]) -> list[str]:
@@ -113,18 +114,7 @@ def _why(exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
-    print(f"udfmem report: {message}", file=sys.stderr)
-
-
-def _count(text: str) -> int:
-    """An argparse type: an int >= 0 (a bad one is a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    error("report", message)
 
 
 class ReportCommand:
@@ -137,7 +127,7 @@ class ReportCommand:
         """Paths, output choices and ``--fail-on-per-call``."""
         parser.add_argument("paths", nargs="+", help="memray .bin files or directories holding them")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
-        parser.add_argument("--top", type=_count, default=5, help="leaking stacks to show per file (default 5)")
+        parser.add_argument("--top", type=at_least(0), default=5, help="leaking stacks to show per file (default 5)")
         parser.add_argument(
             "--flamegraph", action="store_true", help="render memray's leaks flame graph next to each file"
         )

@@ -1,0 +1,28 @@
+"""Argument types and the one-line error shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (a bad one is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def error(command: str, message: str) -> int:
+    """Say ``message`` on one stderr line, prefixed ``udfmem COMMAND:``; the exit code 2."""
+    print(f"udfmem {command}: {message}", file=sys.stderr)
+    return 2
