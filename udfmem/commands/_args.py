@@ -26,3 +26,11 @@ def error(command: str, message: str) -> int:
     """Say ``message`` on one stderr line, prefixed ``udfmem COMMAND:``; the exit code 2."""
     print(f"udfmem {command}: {message}", file=sys.stderr)
     return 2
+
+
+def add_log_inputs(parser: argparse.ArgumentParser) -> None:
+    """The log paths and ``--udf`` of ``diagnose`` and ``plot``."""
+    parser.add_argument(
+        "paths", nargs="+", help="log files, directories (searched recursively), .gz files, or - for stdin"
+    )
+    parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")

@@ -15,7 +15,7 @@ from .. import _logread
 from ..analysis import patterns
 from ..analysis.diagnosis import Diagnosis, Lines, diagnose
 from ..reporters import diagnosis as reporter
-from ._args import error
+from ._args import add_log_inputs, error
 
 
 def patterns_list(text: str) -> set[str]:
@@ -46,11 +46,8 @@ class DiagnoseCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Paths, ``--json``, ``--udf`` and ``--fail-on``."""
-        parser.add_argument(
-            "paths", nargs="+", help="log files, directories (searched recursively), .gz files, or - for stdin"
-        )
+        add_log_inputs(parser)
         parser.add_argument("--json", action="store_true", help="machine-readable output (one JSON object)")
-        parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")
         parser.add_argument(
             "--fail-on",
             type=patterns_list,

@@ -19,7 +19,7 @@ import argparse
 from .. import _logread
 from ..reporters import png
 from . import diagnose
-from ._args import at_least, error
+from ._args import add_log_inputs, at_least, error
 
 EXTRA_HINT = "pip install 'udfmem[plot]'"
 """How to get matplotlib, named in the error when it is missing."""
@@ -37,11 +37,8 @@ class PlotCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Paths, ``-o``, ``--udf`` and ``--worst``."""
-        parser.add_argument(
-            "paths", nargs="+", help="log files, directories (searched recursively), .gz files, or - for stdin"
-        )
+        add_log_inputs(parser)
         parser.add_argument("-o", "--output", required=True, metavar="FILE.png", help="the PNG to write")
-        parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")
         parser.add_argument(
             "--worst",
             type=at_least(1),
