@@ -279,3 +279,22 @@ def test_json_contract_and_exit_codes(
     text = capsys.readouterr()
     assert "unknown pattern leaky" in text.err
     assert "1 of 1 `Leak` workers: heap-leak" in text.out
+
+
+def test_retention_that_trims_keep_down_is_healthy() -> None:
+    """Held 600 MiB at every snapshot, but the trim after each releases 550 MiB: healthy, trims named."""
+    s = Series()
+    for i in range(1, 61):
+        s.add(point(8 * i, 800, heap=100, free=600, segment=s.segment))
+        s.add_trim(550.0)
+    verdict = judge(s)
+    assert P.HEALTHY == verdict.pattern
+    assert "60 trims released 33,000 MiB" in verdict.evidence
+
+
+def test_shared_pages_are_named_but_never_judged_as_growth() -> None:
+    """Total RSS grows by shared pages (Ray's object store, mapped files) while private RSS is flat: healthy."""
+    pts = [point(8 * i, 300, rss_total=320 + 3 * i) for i in range(1, 61)]
+    verdict = judge(series_of(pts))
+    assert P.HEALTHY == verdict.pattern
+    assert "shared pages +159 MiB" in verdict.evidence

@@ -84,7 +84,9 @@ MIN_BLOCKS_GROWTH = 100_000
 RETENTION_MIN_MIB = 128
 """Freed-but-held memory from which a flat series is ``allocator-retention`` ..."""
 RETENTION_SHARE = 0.25
-"""... when it is also at least this share of private RSS."""
+"""... when it is also at least this share of private RSS ..."""
+KEPT_DOWN_SHARE = 0.5
+"""... unless the last sub-window's trims release at least this share of it (trims keep it down)."""
 PEAK_LIMIT_SHARE = 0.9
 """A window peak above this share of a known memory limit is ``peak-too-big``."""
 PEAK_MIN_MIB = 1024

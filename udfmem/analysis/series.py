@@ -9,6 +9,7 @@ down, not a trend, so slopes are estimated within segments only.
 
 from __future__ import annotations
 
+import collections
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -75,7 +76,7 @@ class Series:
         self._kept: list[Point] = []
         self._tail: Point | None = None  # the latest snapshot, when it is not a kept one
         self.trims = 0
-        self.trim_calls: list[int] = []  # the call each trim followed
+        self.recent_trims: collections.deque[tuple[int, float]] = collections.deque(maxlen=max_points)
         self.released_mb = 0.0
         self.setup_gap: float | None = None  # private RSS not malloc's nor Arrow's after setup
         self.snapshots = 0  # snapshots kept or not (repeats of a call number excluded)
@@ -112,12 +113,17 @@ class Series:
             self._stride *= 2
 
     def add_trim(self, released_mb: float) -> None:
-        """A ``udfmem.trim`` line: later points start a new segment."""
+        """A ``udfmem.trim`` line (MiB it released): later points start a new segment."""
         self.trims += 1
         self.released_mb += released_mb
         last = self._last()
-        if last is not None and len(self.trim_calls) < self._max:
-            self.trim_calls.append(last.call)
+        if last is not None:
+            self.recent_trims.append((last.call, released_mb))
+
+    @property
+    def trim_calls(self) -> list[int]:
+        """The call each of the recent trims followed (the latest ``MAX_POINTS`` trims)."""
+        return [call for call, _ in self.recent_trims]
 
     def add_setup(self, fields: Mapping[str, Any]) -> None:
         """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup."""

@@ -22,10 +22,13 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    malloc's freed-but-held explaining at least half of it → ``allocator-retention``; RSS
    grows, nothing explains it → ``untracked-growth``; freed-but-held memory (malloc's
    free figure, corrected for trims by the memory not malloc's nor Arrow's) at least
-   ``RETENTION_MIN_MIB`` and ``RETENTION_SHARE`` of RSS → ``allocator-retention``; a
+   ``RETENTION_MIN_MIB`` and ``RETENTION_SHARE`` of RSS → ``allocator-retention``,
+   unless the trims of the last sub-window each release ``KEPT_DOWN_SHARE`` of it (the
+   snapshot comes before its trim: trims that keep retention down mean healthy); a
    window peak above ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and
    ``PEAK_SHARE`` above RSS → ``peak-too-big``; else ``healthy``. A second pattern that
-   also holds is ``also`` (a heap leak with spikes).
+   also holds is ``also`` (a heap leak with spikes). Shared pages (mapped files, Ray's
+   object store) are never judged as growth; their growth is named in the evidence.
 5. **Severity.** With a known limit, ``calls_to_limit`` is the headroom at the last
    snapshot over the RSS slope: the calls left before the limit at this rate.
 """
@@ -112,6 +115,17 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
+def _kept_down(series: Series, points: Sequence[Point], held: float) -> bool:
+    """Whether trims in the last sub-window release at least ``KEPT_DOWN_SHARE`` of what is held.
+
+    Snapshots come before a trim (``trim="auto"`` decides at the snapshot), so a worker
+    whose trims keep retention down still shows it held at its snapshots.
+    """
+    first = _windows(points, P.SUB_WINDOWS)[-1][0].call
+    released = [mb for call, mb in series.recent_trims if call >= first]
+    return bool(released) and statistics.median(released) >= P.KEPT_DOWN_SHARE * held
+
+
 def _retained(series: Series, points: Sequence[Point]) -> float | None:
     """Freed-but-held MiB over the last sub-window: malloc's free figure, capped by what is not live.
 
@@ -184,6 +198,7 @@ def judge(series: Series) -> Verdict:
         retained is not None
         and retained >= P.RETENTION_MIN_MIB
         and (rss_last is None or retained >= P.RETENTION_SHARE * rss_last)
+        and not _kept_down(series, points, retained)
     )
 
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
@@ -248,6 +263,9 @@ def _evidence(
         slope = slopes[name]
         per100 = f" ({slope * 100:+,.1f}/100 calls)" if slope is not None and grows[name] else ""
         parts.append(f"{label} {delta:+,.0f} MiB{per100}")
+    shared = _delta(points, lambda p: None if p.rss_total is None or p.rss is None else p.rss_total - p.rss)
+    if shared is not None and shared >= P.MIN_GROWTH_MIB:
+        parts.append(f"shared pages {shared:+,.0f} MiB (mapped files, Ray's object store: not judged as growth)")
     blocks = _delta(points, MEASURES["blocks"])
     if blocks is not None and (grows["blocks"] or abs(blocks) >= P.MIN_BLOCKS_GROWTH):
         parts.append(f"py_blocks {blocks:+,.0f}")
@@ -256,7 +274,7 @@ def _evidence(
     if retained is not None and retained >= 1:
         parts.append(f"held {retained:,.0f} MiB")
     if series.trims:
-        parts.append(f"{series.trims} trims released {series.released_mb:,.0f} MiB")
+        parts.append(f"{series.trims} trim{'s' * (series.trims != 1)} released {series.released_mb:,.0f} MiB")
     if peak_text:
         parts.append(peak_text)
     return "; ".join(parts)
