@@ -73,8 +73,9 @@ def worker_result(key: tuple[str, int, str, str], series: Series) -> WorkerResul
     """Judge one series and collect its figures."""
     host, pid, worker, udf = key
     pts = series.points
-    rss = [p.rss_total for p in pts if p.rss_total is not None]
-    peaks = [p.peak for p in pts if p.peak is not None]
+    working = [p for p in pts if not p.final]  # a final snapshot's memory is read after the release
+    rss = [p.rss_total for p in working if p.rss_total is not None]
+    peaks = [p.peak for p in working if p.peak is not None]
     return WorkerResult(
         host,
         pid,

@@ -81,6 +81,8 @@ MIN_BLOCKS_PER_CALL = 64
 """Python object blocks grow only at this many blocks per call or more."""
 MIN_BLOCKS_GROWTH = 100_000
 """... and only if projected to grow by at least this many blocks over the judged calls."""
+EXPLAINED_SHARE = 0.5
+"""RSS growth is retention growing when malloc's free figure grows at least this share as fast."""
 RETENTION_MIN_MIB = 128
 """Freed-but-held memory from which a flat series is ``allocator-retention`` ..."""
 RETENTION_SHARE = 0.25

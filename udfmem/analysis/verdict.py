@@ -3,7 +3,9 @@
 The rule (thresholds in :mod:`udfmem.analysis.patterns`):
 
 1. **Warm-up.** The first ``WARMUP_SHARE`` of the snapshots (at least ``WARMUP_MIN``) are
-   dropped: caches, pools and lazy imports fill there. Fewer than ``MIN_POINTS`` left is
+   dropped: caches, pools and lazy imports fill there. A ``final=true`` snapshot counts
+   calls but its memory is not judged: at a UDF object's release it is read after the
+   object let go of what it held. Fewer than ``MIN_POINTS`` left is
    ``insufficient-data``.
 2. **Trend.** For each measure — private RSS, malloc in-use (mmapped chunks included), Arrow
    live, Python object blocks, malloc's freed-but-held — a robust slope (Theil-Sen at half
@@ -19,7 +21,8 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    (the plateau rule: a cache that filled and stopped is not a leak).
 4. **Pattern**, the first that holds: Arrow live grows (and explains more than malloc) →
    ``arrow-leak``; malloc in-use or Python blocks grow → ``heap-leak``; RSS grows with
-   malloc's freed-but-held explaining at least half of it → ``allocator-retention``; RSS
+   malloc's freed-but-held (its floor too) growing at ``EXPLAINED_SHARE`` of its slope →
+   ``allocator-retention`` (``healthy`` when trims keep it down, below); RSS
    grows, nothing explains it → ``untracked-growth``; freed-but-held memory (malloc's
    free figure, corrected for trims by the memory not malloc's nor Arrow's) at least
    ``RETENTION_MIN_MIB`` and ``RETENTION_SHARE`` of RSS → ``allocator-retention``,
@@ -95,18 +98,19 @@ def _grows(points: Sequence[Point], measure: Measure, min_slope: float, min_grow
 
 
 def _floor(points: Sequence[Point]) -> list[Point]:
-    """RSS as a floor series: the minimum of each of ``FLOOR_CHUNKS`` runs of points, in one segment.
+    """RSS and malloc's free figure as floor series: the minima of ``FLOOR_CHUNKS`` runs of points.
 
     RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
     its minima rise only when something stays. Each run becomes its last point with the
-    run's lowest RSS.
+    run's lowest RSS and free figure, all in one segment.
     """
     k = max(1, len(points) // P.FLOOR_CHUNKS)
     out: list[Point] = []
     for i in range(0, len(points) - k + 1, k):
         run = points[i : i + k]
         low = min((p.rss for p in run if p.rss is not None), default=None)
-        out.append(run[-1]._replace(rss=low, segment=0))
+        free = min((p.free for p in run if p.free is not None), default=None)
+        out.append(run[-1]._replace(rss=low, free=free, segment=0))
     return out
 
 
@@ -169,7 +173,8 @@ def _delta(points: Sequence[Point], measure: Measure) -> float | None:
 
 def judge(series: Series) -> Verdict:
     """The pattern of ``series`` by the rule in this module's docstring."""
-    pts = series.points
+    # a final snapshot at a UDF object's release reads memory after the object let go of it
+    pts = [p for p in series.points if not p.final]
     skip = max(P.WARMUP_MIN, int(len(pts) * P.WARMUP_SHARE))
     points = pts[skip:]
     if len(points) < P.MIN_POINTS or points[-1].call - points[0].call < P.MIN_POINTS:
@@ -183,7 +188,7 @@ def judge(series: Series) -> Verdict:
     slopes: dict[str, float | None] = {}
     floor = _floor(points)
     for name, measure in MEASURES.items():
-        if name == "rss":
+        if name in ("rss", "free"):
             grows[name], slopes[name] = _grows(floor, measure, kib, mib)
         elif name == "blocks":
             grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH)
@@ -194,19 +199,22 @@ def judge(series: Series) -> Verdict:
     peak, peak_text = _peak_too_big(points)
     retained = _retained(series, points)
     rss_last = points[-1].rss
+    kept_down = retained is not None and _kept_down(series, points, retained)
     retention = (
         retained is not None
         and retained >= P.RETENTION_MIN_MIB
         and (rss_last is None or retained >= P.RETENTION_SHARE * rss_last)
-        and not _kept_down(series, points, retained)
+        and not kept_down
     )
+    # RSS growth that malloc's growing free figure explains is retention growing, not a leak
+    held_growth = grows["rss"] and (slopes["free"] or 0.0) >= P.EXPLAINED_SHARE * (rss_slope or 0.0)
 
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
         pattern = P.ARROW_LEAK
     elif grows["heap"] or (grows["blocks"] and not grows["arrow"]):
         pattern = P.HEAP_LEAK
-    elif grows["rss"] and grows["free"] and (slopes["free"] or 0.0) >= 0.5 * (rss_slope or 0.0):
-        pattern = P.ALLOCATOR_RETENTION
+    elif held_growth:
+        pattern = P.HEALTHY if kept_down else P.ALLOCATOR_RETENTION
     elif grows["rss"]:
         pattern = P.UNTRACKED_GROWTH
     elif retention:
