@@ -298,3 +298,37 @@ def test_shared_pages_are_named_but_never_judged_as_growth() -> None:
     verdict = judge(series_of(pts))
     assert P.HEALTHY == verdict.pattern
     assert "shared pages +159 MiB" in verdict.evidence
+
+
+def test_the_fast_path_reads_what_the_general_parser_reads(leak_logs: dict[str, str]) -> None:
+    """Every real snapshot line, logfmt and JSON, with fields in udfmem's order or reversed: the same point."""
+    from udfmem._render import parse_line
+    from udfmem.analysis.series import point as point_of
+
+    for fmt, text in leak_logs.items():
+        for line in (x for x in text.splitlines() if "udfmem.snapshot" in x):
+            expected = point_of(parse_line(line) or {})
+            head, _, rest = line.partition(" ts=") if fmt == "logfmt" else line.partition(',"ts":')
+            sep = " " if fmt == "logfmt" else ","
+            fields = rest.rstrip("}").split(sep)
+            reordered = head + (" ts=" if fmt == "logfmt" else ',"ts":') + sep.join([fields[0], *fields[:0:-1]])
+            for variant in (line, reordered + ("}" if fmt == "json" else "")):
+                reader = _logread.LogReader()
+                reader.feed(variant.encode())
+                (series,) = reader.series.values()
+                assert [expected] == series.points, variant
+
+
+def test_a_spike_in_a_dropped_snapshot_is_kept_by_the_next_kept_point() -> None:
+    """10,000 snapshots decimated to MAX_POINTS: the one 3 GiB window peak among them is still in the points."""
+    reader = _logread.LogReader()
+    for i in range(1, 10_001):
+        peak = 3000.0 if i == 7_777 else 120.0
+        reader.feed(
+            f"event=udfmem.snapshot udf=U pid=7 host=h worker=w ts=2026-11-27T18:00:00.000Z call={8 * i} "
+            f"rss_mb=100.0 rss_anon_mb=90.0 peak_rss_mb={peak} heap_in_use_mb=50.0 schema=1\n".encode()
+        )
+    (series,) = reader.series.values()
+    assert len(series.points) <= MAX_POINTS + 1
+    assert 3000.0 == max(p.peak or 0.0 for p in series.points)
+    assert P.PEAK_TOO_BIG == judge(series).pattern

@@ -9,10 +9,14 @@ to the OS, and the ``trim=`` policy of ``@tracked`` does so when it pays.
 
 from __future__ import annotations
 
-from ._allocator import TrimResult, trim
-from ._decorator import TrackedUDF, tracked
-from ._memory import MemorySample, sample
-from ._settings import worker_env
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._allocator import TrimResult, trim
+    from ._decorator import TrackedUDF, tracked
+    from ._memory import MemorySample, sample
+    from ._settings import worker_env
 
 __version__ = "0.1.0"
 
@@ -26,3 +30,27 @@ __all__ = [
     "trim",
     "worker_env",
 ]
+
+_HOME = {
+    "MemorySample": "._memory",
+    "TrackedUDF": "._decorator",
+    "TrimResult": "._allocator",
+    "sample": "._memory",
+    "tracked": "._decorator",
+    "trim": "._allocator",
+    "worker_env": "._settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use: the command line (``udfmem diagnose``) needs none of the runtime."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'udfmem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -6,42 +6,45 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from .. import _emit
-from .._decorator import tracked
 from ..analysis.series import Series, point
 from ..analysis.verdict import judge
 
 MIB = 1024 * 1024
 
 
-@tracked(every=16, name="HealthyEmbed")
-class HealthyEmbed:
-    """Loads a 16 MiB "model" once; each call uses 4 MiB of scratch and frees it."""
+def make_udfs() -> tuple[type, type]:
+    """The demo's two tracked UDF classes (made on first use: the runtime is imported only for the demo)."""
+    from .._decorator import tracked
 
-    def setup(self) -> None:
-        """Load the model (once per worker)."""
-        self.model = bytearray(b"\x01") * (16 * MIB)
+    @tracked(every=16, name="HealthyEmbed")
+    class HealthyEmbed:
+        """Loads a 16 MiB "model" once; each call uses 4 MiB of scratch and frees it."""
 
-    def __call__(self, batch: list[int]) -> int:
-        """Process one batch with temporary scratch memory."""
-        scratch = bytearray(b"\x02") * (4 * MIB)
-        return sum(batch) + scratch[-1]
+        def setup(self) -> None:
+            """Load the model (once per worker)."""
+            self.model = bytearray(b"\x01") * (16 * MIB)
 
+        def __call__(self, batch: list[int]) -> int:
+            """Process one batch with temporary scratch memory."""
+            scratch = bytearray(b"\x02") * (4 * MIB)
+            return sum(batch) + scratch[-1]
 
-@tracked(every=16, name="LeakyEmbed")
-class LeakyEmbed:
-    """Same work, but keeps 512 KiB of every batch on ``self``: a per-call leak."""
+    @tracked(every=16, name="LeakyEmbed")
+    class LeakyEmbed:
+        """Same work, but keeps 512 KiB of every batch on ``self``: a per-call leak."""
 
-    def setup(self) -> None:
-        """Load the model (once per worker)."""
-        self.model = bytearray(b"\x01") * (16 * MIB)
-        self.seen: list[bytearray] = []
+        def setup(self) -> None:
+            """Load the model (once per worker)."""
+            self.model = bytearray(b"\x01") * (16 * MIB)
+            self.seen: list[bytearray] = []
 
-    def __call__(self, batch: list[int]) -> int:
-        """Process one batch, and (the bug) keep a copy of its scratch."""
-        scratch = bytearray(b"\x02") * (MIB // 2)
-        self.seen.append(scratch)
-        return sum(batch) + scratch[-1]
+        def __call__(self, batch: list[int]) -> int:
+            """Process one batch, and (the bug) keep a copy of its scratch."""
+            scratch = bytearray(b"\x02") * (MIB // 2)
+            self.seen.append(scratch)
+            return sum(batch) + scratch[-1]
+
+    return HealthyEmbed, LeakyEmbed
 
 
 def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
@@ -60,8 +63,10 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
 
 def run(out: TextIO, calls: int = 320) -> int:
     """Run both UDFs ``calls`` times; snapshot lines go to stderr, the summary to ``out``."""
+    from .. import _emit
+
     with _emit.capture() as events:
-        for cls in (HealthyEmbed, LeakyEmbed):
+        for cls in make_udfs():
             udf = cls()
             udf.setup()
             for i in range(calls):
