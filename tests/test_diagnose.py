@@ -6,6 +6,7 @@ import gzip
 import itertools
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,23 @@ def test_a_spike_in_a_dropped_snapshot_is_kept_by_the_next_kept_point() -> None:
     assert len(series.points) <= MAX_POINTS + 1
     assert 3000.0 == max(p.peak or 0.0 for p in series.points)
     assert P.PEAK_TOO_BIG == judge(series).pattern
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path, leak_logs: dict[str, str]) -> None:
+    """``udfmem diagnose --json ... | head -c 10``: no traceback when the reader stops early.
+
+    300 workers (the real lines under 300 pids) make ~200 KiB of JSON, more than a pipe holds.
+    """
+    pid = re.search(r" pid=(\d+) ", leak_logs["logfmt"])
+    assert pid is not None
+    log = tmp_path / "w.log"
+    log.write_text("".join(leak_logs["logfmt"].replace(f" pid={pid[1]} ", f" pid={n} ") for n in range(300)))
+    proc = subprocess.run(
+        f"{sys.executable} -m udfmem diagnose --json {log} | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr
+    assert 10 == len(proc.stdout)

@@ -7,6 +7,8 @@ command and returns its exit code (argparse itself exits 2 on a usage error).
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -46,7 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``udfmem`` command; return its exit code."""
+    """Run the ``udfmem`` command; return its exit code.
+
+    Output piped into a reader that stops early (``| head``) ends the command quietly,
+    exit 1, instead of with a traceback.
+    """
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit: not into the closed pipe
+        return 1
     return code
