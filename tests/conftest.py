@@ -43,6 +43,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in _settings.ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
     _probes.probes().heap_budget.reset()  # a slow read in an earlier test must not hide heap fields here
+    _probes.probes().blocks.reset()
     _allocator.trim()  # memory an earlier test freed but glibc held would be reused here and hide growth
     _emit._warned.clear()  # warnings are once per process; each test checks its own
     yield

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import Events, identity_udf
+from conftest import Events, identity_udf, parse_events, run_python
 
 Reader = Callable[..., Events]
 
@@ -112,3 +112,35 @@ def test_a_force_during_a_snapshot_is_not_lost(monkeypatch: pytest.MonkeyPatch) 
         for i in range(101):
             udf(i)
     assert [100, 101] == [e["call"] for e in events if e["event"] == "udfmem.snapshot"]
+
+
+def test_final_snapshots_of_released_objects_never_go_back_in_calls() -> None:
+    """8 threads, each with its own object of one UDF (every=1), released while others still call: calls only rise.
+
+    A released object's final snapshot is counted under the snapshot lock, so it never carries a call
+    number below a snapshot already written (Daft's threads drop objects mid-run this way).
+    """
+    proc = run_python(
+        """
+        import threading, udfmem
+
+        @udfmem.tracked(every=1)
+        class U:
+            def __call__(self, x):
+                return x
+
+        def work(n):
+            udf = U()
+            for i in range(n):
+                udf(i)
+
+        threads = [threading.Thread(target=work, args=(50 + 40 * k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        """
+    )
+    calls = [e["call"] for e in parse_events(proc.stderr, "udfmem.snapshot")]
+    assert calls == sorted(set(calls))
+    assert sum(50 + 40 * k for k in range(8)) == calls[-1]

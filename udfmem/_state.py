@@ -369,13 +369,16 @@ class UDFState:
         settings = self.settings
         if settings is None or settings.disable or self._pid != os.getpid():
             return
+        if self._holder == threading.get_ident():  # released inside our own snapshot: never wait
+            return
         try:
-            calls = self.calls()
-            if calls <= max(self._last_call, self._final_call) or not self._snap_lock.acquire(timeout=0.05):
+            if not self._snap_lock.acquire(timeout=0.05):
                 return
-            try:
-                self._final_call = calls
-                self._snapshot(calls, final=True)
+            try:  # counted under the lock: a snapshot of a later call may have come first
+                calls = self.calls()
+                if calls > max(self._last_call, self._final_call):
+                    self._final_call = calls
+                    self._snapshot(calls, final=True)
             finally:
                 self._snap_lock.release()
         except Exception as exc:
