@@ -306,6 +306,7 @@ def tracked(
     setup: str | None = ...,
     trim: str | int = ...,
     arena_max: int | None = ...,
+    suspect: bool = ...,
     memray_env: str = ...,
 ) -> Callable[[F], F]: ...
 
@@ -330,6 +331,8 @@ def tracked(obj: Any = None, /, **kwargs: Any) -> Any:
         arena_max: cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``) when the UDF is
             first used in a process; a ``udfmem.warning`` says when that is too late.
             For spawned workers prefer ``worker_env(arena_max=N)``.
+        suspect: the online detector (``udfmem.suspect`` events); ``UDFMEM_SUSPECT``
+            overrides. Default on.
         memray_env: the environment variable whose value, a directory, switches memray
             on in the worker (``UDFMEM_MEMRAY_DIR`` by default, and as a fallback).
 

@@ -137,6 +137,21 @@ class Settings:
             worker=True,
         ),
     )
+    suspect: bool = setting(
+        True,
+        Row(
+            check_bool,
+            "the online detector: each worker judges its own series and logs `udfmem.suspect` when a leak, "
+            "retention or a dangerous peak starts, changes or ends "
+            "(see [Online detection](#online-detection-udfmemsuspect))",
+            env="UDFMEM_SUSPECT",
+            parse=parse_bool,
+            values="`1`/`0` (`true`, `off` …)",
+            decorator=True,
+            worker=True,
+            to_env=format_bool,
+        ),
+    )
     memray_env: str = setting(
         MEMRAY_DIR, Row(check_env_name, "the variable whose directory switches memray on", decorator=True)
     )

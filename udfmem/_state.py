@@ -21,13 +21,15 @@ import os
 import sys
 import threading
 import time
+import types
 import weakref
 from typing import Any
 
 from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings, _timer
 from ._emit import Emitter
-from ._events import Snapshot
+from ._events import Memory, Snapshot
 from ._setup import SetupMeter
+from ._suspect import Detector
 from ._trim import IDLE_S, Trimmer, TrimPolicy
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
@@ -68,6 +70,7 @@ class UDFState:
         self._window = 0
         self.baseline_mb: float | None = None  # private RSS (MiB) at the end of setup: growth counts from here
         self.trimmer: Trimmer | None = None
+        self.detector: Detector | None = None
         self.next_trim = sys.maxsize
         self.memray_stop = sys.maxsize  # stop the memray tracker after this call
         self._final_call = 0  # the call count of the last final snapshot
@@ -117,7 +120,9 @@ class UDFState:
             self._p = probes = _probes.probes()
             self._window = probes.windows.open()
             weakref.finalize(self, probes.windows.close, self._window)  # a state lives as long as its UDF
-            self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading)
+            self.detector = Detector(self._inspected) if settings.suspect else None
+            on_trim = self.detector.trimmed if self.detector is not None else None
+            self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading, on_trim=on_trim)
             self.trimmer.rebase()  # before the first call: no retention yet
             self.baseline_mb = _probes.mb(self._private(*probes.resident()))
             self._last_t = time.monotonic()
@@ -333,10 +338,32 @@ class UDFState:
         )
         self._last_call = label
         self._last_t = now
+        detector = self.detector
+        if detector is not None:
+            self._detect(detector, label, memory, final)
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage
             trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
+
+    def _detect(self, detector: Detector, label: int, memory: Memory, final: bool | None) -> None:
+        """Feed the online detector; emit its ``udfmem.suspect``. A failure turns it off, with one warning."""
+        try:
+            event = detector.observe(label, memory, bool(final))
+        except Exception as exc:
+            self.detector = None
+            self.emitter.warn_once("suspect-failed", f"the online detector failed and is off: {exc!r}")
+            return
+        if event is not None:
+            self.emitter.emit(event)
+
+    def _inspected(self) -> tuple[Any, types.ModuleType | None]:
+        """The UDF object (while alive) and its module, for the detector's attribute inspection."""
+        watched = self._watched
+        instance = watched() if watched is not None else None
+        name = self.key.partition("#")[0]
+        module = name[: -len(self.owner) - 1] if self.owner else name.rpartition(".")[0]
+        return instance, sys.modules.get(module)
 
     # -- the end of the work -----------------------------------------------------------------
 

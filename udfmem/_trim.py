@@ -108,7 +108,8 @@ class Trimmer:
     """Runs a UDF's :class:`TrimPolicy`: trims, rebases, emits ``udfmem.trim`` events.
 
     ``read`` gives (RSS, malloc in-use, Arrow live) bytes now; ``clock`` and ``release``
-    are injectable so the policy's decisions are tested without sleeping or trimming.
+    are injectable so the policy's decisions are tested without sleeping or trimming;
+    ``on_trim`` is told what each trim released.
     """
 
     def __init__(
@@ -118,8 +119,10 @@ class Trimmer:
         read: Callable[[], tuple[int | None, int | None, int]],
         clock: Callable[[], float] = time.monotonic,
         release: Callable[[], _allocator.TrimResult] = _allocator.trim,
+        on_trim: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy
+        self.on_trim = on_trim  # told the MiB each trim released (the online detector)
         self.emitter = emitter
         self._read = read
         self._clock = clock
@@ -147,6 +150,8 @@ class Trimmer:
             return
         if reason == "auto" and retained is not None:
             self.policy.paid(int(result.released_mb * _probes.MIB), retained)
+        if self.on_trim is not None:
+            self.on_trim(result.released_mb)
         self.emitter.emit(
             Trim(
                 reason=reason,

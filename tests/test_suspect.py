@@ -1,0 +1,175 @@
+"""The online detector: ``udfmem.suspect`` names the pattern, early, and what grows; silent when healthy."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from conftest import Events, parse_events, run_python
+
+from udfmem import _inspect
+from udfmem.commands.diagnose import load
+
+SHAPES = """
+import random, sys, time
+import udfmem
+
+KEEP = []
+MIB = 1 << 20
+shape, calls = sys.argv[1], int(sys.argv[2])
+
+@udfmem.tracked(every=8)
+class Embed:
+    def __init__(self):
+        self.cache = {}
+        self.batches = []
+        self.callbacks = []
+        self.model = bytearray(b"m") * (8 * MIB)
+        self.n = 0
+
+    def __call__(self, x):
+        self.n += 1
+        time.sleep(0.0005)  # some work: the detector's time budget is a share of the UDF's time
+        if shape == "cache":
+            self.cache[f"key-{self.n}"] = bytearray(b"x") * MIB
+        elif shape == "batches":
+            self.batches.append(bytearray(b"x") * MIB)
+        elif shape == "closures":
+            batch = bytearray(b"x") * MIB
+            self.callbacks.append(lambda: len(batch))
+        elif shape == "module":
+            KEEP.append(bytearray(b"x") * MIB)
+        elif shape == "bounded":
+            if len(self.cache) < 48:
+                self.cache[self.n] = bytearray(b"x") * MIB
+        elif shape == "stops":
+            if self.n <= 200:
+                self.batches.append(bytearray(b"x") * (MIB // 4))
+        elif shape == "noisy":
+            scratch = bytearray(b"x") * random.randint(0, 200 * MIB)
+            del scratch
+        elif shape == "arrow":
+            import pyarrow as pa
+            self.batches.append(pa.array(range(MIB // 8), type=pa.int64()))
+        return x
+
+udf = Embed()
+for i in range(calls):
+    udf(i)
+"""
+
+
+def run(shape: str, calls: int = 160, env: dict[str, str] | None = None) -> str:
+    """Run the shape in a fresh interpreter; its stderr."""
+    return run_python(f"import sys; sys.argv = ['x', {shape!r}, '{calls}']\n" + SHAPES, env=env).stderr
+
+
+def suspects(stderr: str) -> Events:
+    """The ``udfmem.suspect`` events in ``stderr``."""
+    return parse_events(stderr, "udfmem.suspect")
+
+
+@pytest.mark.parametrize(
+    ("shape", "named"),
+    [("cache", "self.cache"), ("batches", "self.batches"), ("closures", "self.callbacks"), ("module", "module KEEP")],
+)
+def test_a_heap_leak_is_flagged_by_call_96_naming_what_grows(shape: str, named: str) -> None:
+    """1 MiB per call at every=8, in each common shape: heap-leak by call 96, the right attribute named first."""
+    first = suspects(run(shape))[0]
+    assert "heap-leak" == first["pattern"]
+    assert first["since_call"] <= 96
+    assert first["growing"].startswith(f"{named} +")
+    assert first["slope_mb_per_100_calls"] == pytest.approx(100, rel=0.2)
+
+
+def test_an_arrow_leak_is_flagged_as_such() -> None:
+    """1 MiB of Arrow arrays kept per call: arrow-leak by call 96."""
+    first = suspects(run("arrow"))[0]
+    assert ("arrow-leak", True) == (first["pattern"], first["since_call"] <= 96)
+
+
+@pytest.mark.parametrize("shape", ["noisy", "bounded"])
+def test_healthy_runs_say_nothing(shape: str) -> None:
+    """0-200 MiB transients per call, or a cache that fills 48 MiB and stops: not one suspect event in 400 calls."""
+    assert [] == suspects(run(shape, calls=400))
+
+
+def test_a_leak_that_stops_is_said_to_be_over_once() -> None:
+    """256 KiB per call for 200 calls, then nothing for 600: heap-leak, then pattern=healthy once."""
+    patterns = [e["pattern"] for e in suspects(run("stops", calls=800))]
+    assert "heap-leak" == patterns[0]
+    assert ["healthy"] == [p for p in patterns if p == "healthy"]
+    assert "healthy" == patterns[-1]
+
+
+def test_online_and_offline_verdicts_agree(tmp_path: Path) -> None:
+    """The last suspect pattern of a leaking run is diagnose's verdict on its log; a healthy run: both healthy."""
+    for shape, expected in (("cache", "heap-leak"), ("noisy", "healthy")):
+        stderr = run(shape, calls=400)
+        log = tmp_path / f"{shape}.log"
+        log.write_text(stderr)
+        (worker,) = load([str(log)]).workers
+        said = [e["pattern"] for e in suspects(stderr)]
+        assert expected == worker.verdict.pattern
+        assert expected == (said[-1] if said else "healthy")
+
+
+def test_switched_off_by_env_or_decorator() -> None:
+    """UDFMEM_SUSPECT=0 in the worker's environment: the leak runs without a suspect event."""
+    assert [] == suspects(run("cache", env={"UDFMEM_SUSPECT": "0"}))
+    stderr = run_python(
+        SHAPES.replace("@udfmem.tracked(every=8)", "@udfmem.tracked(every=8, suspect=False)").replace(
+            "shape, calls = sys.argv[1], int(sys.argv[2])", "shape, calls = 'cache', 160"
+        )
+    ).stderr
+    assert [] == suspects(stderr)
+    assert parse_events(stderr, "udfmem.snapshot")
+
+
+class Hostile(list[Any]):
+    """A container whose every method but __len__ raises (and counts calls)."""
+
+    calls: ClassVar[list[str]] = []
+
+    def __iter__(self) -> Any:
+        Hostile.calls.append("__iter__")
+        raise RuntimeError("no iterating me")
+
+    def __getitem__(self, i: Any) -> Any:
+        Hostile.calls.append("__getitem__")
+        raise RuntimeError("no indexing me")
+
+    def __sizeof__(self) -> int:
+        Hostile.calls.append("__sizeof__")
+        raise RuntimeError("no sizing me")
+
+
+def test_the_inspection_calls_only_len_keeps_no_reference_and_stops_at_its_budget() -> None:
+    """A hostile container is measured by len alone; the object dies when dropped; a zero budget measures nothing."""
+
+    class Udf:
+        def __init__(self) -> None:
+            self.cache = Hostile([1, 2, 3])
+            self.data = bytearray(1000)
+
+    udf = Udf()
+    measures = _inspect.inspect(udf, None)
+    assert (3, Hostile.__basicsize__) == measures["self.cache"]
+    assert (None, 1000) == measures["self.data"]
+    assert [] == Hostile.calls
+    ref = weakref.ref(udf)
+    del udf
+    gc.collect()
+    assert ref() is None
+    assert {} == _inspect.inspect(Udf(), None, budget_s=0.0)
+
+
+def test_growing_names_the_largest_growth_first() -> None:
+    """Two inspections: the attribute that grew most bytes is named first, with items and bytes."""
+    before = {"self.cache": (10, 10 * 1024 * 1024), "self.small": (5, 500), "module KEEP": (1, 100)}
+    now = {"self.cache": (20, 20 * 1024 * 1024), "self.small": (6, 600), "module KEEP": (1, 100)}
+    assert "self.cache +10 items (~10.0 MiB); self.small +1 items (~100 B)" == _inspect.growing(before, now)
+    assert _inspect.growing(now, now) is None

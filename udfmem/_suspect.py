@@ -1,0 +1,166 @@
+"""The online detector: each worker judges its own series as it goes (``udfmem.suspect``).
+
+The state feeds every snapshot to a :class:`Detector`, which keeps a bounded series
+(``MAX_POINTS``, decimated like ``udfmem diagnose``'s) and judges it with the same rule
+(:func:`udfmem.analysis.verdict.judge`): the same series gives the same pattern online
+and offline. Judging costs ~0.1-0.2 ms, so it is not done at every snapshot: a snapshot
+costs O(1) — a few comparisons with the point of the last judgement — and a judgement
+comes when something moved (a measure rose ``TRIGGER_MIB`` since the last one, a
+peak or freed-but-held memory is large) or ``RECHECK_EVERY`` snapshots passed, within
+a time budget (``SHARE`` of the wall time).
+
+It speaks when its verdict starts or changes, when the slope changes by
+``SLOPE_CHANGE`` or every ``REPEAT_EVERY`` snapshots while a problem persists, and once
+with ``pattern=healthy`` when one ends (a cache that filled and stopped). When a growth
+pattern is judged, the UDF object's attributes and its module's containers are measured
+(:mod:`udfmem._inspect`, ≤ 1 ms) and compared with the previous inspection (the first
+one is taken at the second snapshot, after setup): ``growing`` names what grew.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from typing import Any
+
+from . import _inspect
+from ._budget import Budget
+from ._events import Memory, Suspect
+from .analysis import patterns as P
+from .analysis.series import Point, Series
+from .analysis.verdict import Verdict, judge
+
+MAX_POINTS = 64
+"""Points the detector keeps (then every other one, evenly)."""
+RECHECK_EVERY = 16
+"""Snapshots after which the detector judges again even if nothing moved."""
+TRIGGER_MIB = 4.0
+"""A measure (RSS, malloc in-use, Arrow) risen this much since the last judgement brings the next one."""
+TRIGGER_BLOCKS = 50_000
+"""Python object blocks risen this much since the last judgement bring the next one."""
+REPEAT_EVERY = 64
+"""Snapshots after which a persisting problem is said again."""
+SLOPE_CHANGE = 0.5
+"""A persisting growth whose slope changed by this share of the last said one is said again."""
+SHARE = 0.02
+"""Judging (with its inspection) takes at most this share of the wall time."""
+
+Target = Callable[[], tuple[Any, types.ModuleType | None]]
+"""Gives the UDF object (or None) and its module, for the attribute inspection."""
+
+
+def point(call: int, memory: Memory, segment: int, final: bool = False) -> Point:
+    """A snapshot's memory block as the analysis's :class:`Point`."""
+    anon = memory.rss_anon_mb
+    return Point(
+        call,
+        anon if anon is not None else memory.rss_mb,
+        memory.rss_mb,
+        memory.peak_rss_mb,
+        memory.heap_in_use_mb,
+        memory.heap_free_mb,
+        memory.arrow_live_mb,
+        memory.py_blocks,
+        memory.limit_mb,
+        memory.headroom_mb,
+        segment,
+        final,
+    )
+
+
+class Detector:
+    """One UDF's online verdicts in one process. Never raises into the snapshot (the state guards it)."""
+
+    def __init__(self, target: Target) -> None:
+        self.series = Series(max_points=MAX_POINTS)
+        self._target = target
+        self._judge = Budget(self._judge_now, share=SHARE)
+        self._last: Point | None = None  # the point of the last judgement
+        self._since_judged = 0
+        self.said = P.HEALTHY  # the pattern last said (healthy until a problem is)
+        self._said_slope: float | None = None
+        self._since_call = 0
+        self._since_said = 0
+        self._measures: _inspect.Measures | None = None
+        self._grown: str | None = None
+
+    def trimmed(self, released_mb: float) -> None:
+        """A trim happened: later points start a new segment (the trimmer calls this)."""
+        self.series.add_trim(released_mb)
+
+    def _due(self, p: Point) -> bool:
+        """O(1): whether this snapshot should bring a judgement."""
+        if self.series.snapshots < P.MIN_POINTS + P.WARMUP_MIN:
+            return False  # nothing can be judged yet: keep the time budget for when it can
+        last = self._last
+        if last is None or self._since_judged >= RECHECK_EVERY:
+            return True
+        for now, then in ((p.rss, last.rss), (p.heap, last.heap), (p.arrow, last.arrow)):
+            if now is not None and then is not None and now - then >= TRIGGER_MIB:
+                return True
+        if p.blocks is not None and last.blocks is not None and p.blocks - last.blocks >= TRIGGER_BLOCKS:
+            return True
+        if p.peak is not None and p.rss_total is not None and p.peak - p.rss_total >= P.PEAK_MIN_MIB:
+            return True
+        return p.free is not None and p.free >= P.RETENTION_MIN_MIB and self.said == P.HEALTHY
+
+    def _inspect(self) -> _inspect.Measures | None:
+        instance, module = self._target()
+        return _inspect.inspect(instance, module) if (instance is not None or module is not None) else None
+
+    def _judge_now(self) -> tuple[Verdict, str | None]:
+        """Judge the series; on a growth pattern, say what grew since the previous inspection."""
+        verdict = judge(self.series)
+        grown = None
+        if verdict.pattern in P.GROWTH:
+            measures = self._inspect()
+            if measures is not None:
+                if self._measures is not None:
+                    grown = _inspect.growing(self._measures, measures)
+                self._measures = measures
+        return verdict, grown
+
+    def observe(self, call: int, memory: Memory, final: bool = False) -> Suspect | None:
+        """Feed one snapshot; the ``udfmem.suspect`` event to emit, if any."""
+        p = point(call, memory, self.series.segment, final)
+        self.series.add(p)
+        self._since_judged += 1
+        self._since_said += 1
+        if self.series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
+            self._measures = self._inspect()
+        if final or not self._due(p):
+            return None
+        judged = self._judge()
+        if judged is None:  # over the time budget: the next snapshot tries again
+            return None
+        self._last, self._since_judged = p, 0
+        verdict, grown = judged
+        if grown is not None:
+            self._grown = grown
+        return self._say(verdict, call)
+
+    def _say(self, v: Verdict, call: int) -> Suspect | None:
+        """The event for verdict ``v`` at ``call``, if it is news (module docstring)."""
+        if v.pattern == P.INSUFFICIENT_DATA:
+            return None
+        if v.pattern == P.HEALTHY:
+            if self.said == P.HEALTHY:
+                return None
+            self.said, self._said_slope, self._grown = P.HEALTHY, None, None
+            self._since_said = 0
+            return Suspect(P.HEALTHY, call, evidence=v.evidence, fix=v.fix)
+        slope = v.slope_mb_per_100_calls
+        if v.pattern != self.said:
+            self._since_call = call
+        elif not (
+            self._since_said >= REPEAT_EVERY
+            or (
+                slope is not None
+                and self._said_slope
+                and abs(slope - self._said_slope) > SLOPE_CHANGE * abs(self._said_slope)
+            )
+        ):
+            return None
+        self.said, self._said_slope, self._since_said = v.pattern, slope, 0
+        growing = self._grown if v.pattern in P.GROWTH else None
+        return Suspect(v.pattern, self._since_call, slope, v.calls_to_limit, growing, v.evidence, v.fix)
