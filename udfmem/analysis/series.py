@@ -200,19 +200,20 @@ class Series:
         return self.trims
 
 
-def lag_slope(points: Sequence[Point], value: Callable[[Point], float | None]) -> float | None:
+def lag_slope(points: Sequence[Point], value: Callable[[Point], float | None], segmented: bool = True) -> float | None:
     """A robust slope of ``value`` against call, per call: Theil-Sen at half the span, within segments.
 
     The median of the slopes between each point and the point half a segment later: O(n),
     and like Theil-Sen a single outlier (one noisy snapshot, a spike) cannot move it.
-    Pairs never span a trim. None when fewer than two usable points.
+    Pairs never span a trim (unless ``segmented`` is False: for what is live, which a trim
+    does not move). None when fewer than two usable points.
     """
     slopes: list[float] = []
     start = 0
     n = len(points)
     while start < n:
         end = start
-        while end < n and points[end].segment == points[start].segment:
+        while end < n and (not segmented or points[end].segment == points[start].segment):
             end += 1
         seg = [(p.call, v) for p in points[start:end] if (v := value(p)) is not None]
         half = len(seg) // 2

@@ -79,17 +79,33 @@ def _windows(points: Sequence[Point], n: int) -> list[list[Point]]:
     return [w for w in out if w]
 
 
-def _grows(points: Sequence[Point], measure: Measure, min_slope: float, min_growth: float) -> tuple[bool, float | None]:
-    """Whether ``measure`` grows by the rule (module docstring, step 3), and its slope per call."""
-    slope = lag_slope(points, measure)
-    if slope is None or slope < min_slope or slope * (points[-1].call - points[0].call) < min_growth:
+def _grows(
+    points: Sequence[Point], measure: Measure, min_slope: float, min_growth: float, segmented: bool = True
+) -> tuple[bool, float | None]:
+    """Whether ``measure`` grows by the rule (module docstring, step 3), and its slope per call.
+
+    Only the points that carry the measure count (``py_blocks`` is left out of snapshots
+    over its time budget); each sub-window's slope also takes the previous window's last
+    value, so a window with a single value still shows whether it rose. ``segmented``:
+    slopes stay within the segments between trims (RSS and malloc's free figure; what
+    is live does not move at a trim).
+    """
+    known = [p for p in points if measure(p) is not None]
+    if len(known) < 2:
+        return False, None
+    slope = lag_slope(known, measure, segmented)
+    if slope is None or slope < min_slope or slope * (known[-1].call - known[0].call) < min_growth:
         return False, slope
-    windows = _windows(points, P.SUB_WINDOWS)
+    windows = _windows(known, P.SUB_WINDOWS)
     if len(windows) < P.SUB_WINDOWS:
         return False, slope
+    previous: Point | None = None
     for i, window in enumerate(windows):
-        values = [v for p in window if (v := measure(p)) is not None]
-        local = lag_slope(window, measure) if len(values) >= 2 else None
+        run = [previous, *window] if previous is not None and len(window) < 2 else window
+        previous = window[-1]
+        if len(run) < 2:
+            continue  # the first window holds one value: the next one's slope starts from it
+        local = lag_slope(run, measure, segmented)
         # every window grew; the last one still rises (plateau rule)
         floor = P.PLATEAU_SHARE * slope if i == len(windows) - 1 else 0.0
         if local is None or local <= floor:
@@ -191,9 +207,9 @@ def judge(series: Series) -> Verdict:
         if name in ("rss", "free"):
             grows[name], slopes[name] = _grows(floor, measure, kib, mib)
         elif name == "blocks":
-            grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH)
+            grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH, False)
         else:
-            grows[name], slopes[name] = _grows(points, measure, kib, mib)
+            grows[name], slopes[name] = _grows(points, measure, kib, mib, False)
     rss_slope = slopes["rss"]
     heap_s, arrow_s = slopes["heap"] or 0.0, slopes["arrow"] or 0.0
     peak, peak_text = _peak_too_big(points)
