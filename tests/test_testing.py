@@ -1,0 +1,189 @@
+"""``udfmem.testing`` and the pytest plugin: a per-call leak fails a unit test; clean UDFs pass, every time."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from udfmem import tracked
+from udfmem.testing import GrowthReport, assert_no_growth, check_growth, parse_size
+
+pytest_plugins = ["pytester"]
+KIB = 1024
+MIB = 1024 * KIB
+KEEP: list[Any] = []
+
+
+class Cache:
+    """Keeps 64 KiB per call in a dict on self."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, bytearray] = {}
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        self.cache[i] = bytearray(b"x") * (64 * KIB)
+        return i
+
+
+class Closures:
+    """Keeps a closure over each 64 KiB batch."""
+
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        batch = bytearray(b"x") * (64 * KIB)
+        self.callbacks.append(lambda: len(batch))
+        return i
+
+
+class ArrowKept:
+    """Keeps 64 KiB of Arrow arrays per call."""
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        import pyarrow as pa
+
+        self.batches.append(pa.array(range(8 * KIB), type=pa.int64()))
+        return i
+
+
+class Noisy:
+    """Keeps nothing; 0-20 MiB of scratch per call."""
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        scratch = bytearray(b"x") * random.randint(0, 20 * MIB)
+        return len(scratch)
+
+
+class Bounded:
+    """A cache that fills 40 entries of 256 KiB and stops."""
+
+    def __init__(self) -> None:
+        self.cache: dict[int, bytearray] = {}
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        if len(self.cache) < 40:
+            self.cache[i] = bytearray(b"x") * (256 * KIB)
+        return i
+
+
+def test_sizes_use_binary_multipliers() -> None:
+    """A size of "64 KB" is 65,536 bytes, "1.5 MB" 1,572,864; ints are bytes; nonsense is a ValueError."""
+    assert (65_536, 1_572_864, 100, 1 << 30) == tuple(map(parse_size, ("64 KB", "1.5 MB", 100, "1GiB")))
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("lots")
+
+
+@pytest.mark.parametrize(
+    ("udf", "pattern", "named"),
+    [
+        (Cache, "heap-leak", "self.cache"),
+        (Closures, "heap-leak", "self.callbacks"),
+        (ArrowKept, "arrow-leak", "self.batches"),
+    ],
+)
+def test_each_leak_shape_is_caught_with_what_grew(udf: type, pattern: str, named: str) -> None:
+    """64 KiB per call, each shape: the pattern, ~64 KiB per call, the attribute named first; the check fails."""
+    report = check_growth(udf, range(10_000))
+    assert (pattern, False) == (report.pattern, report.passed("32 KB"))
+    assert report.per_call_kib == pytest.approx(64, rel=0.25)
+    assert report.growing is not None and report.growing.startswith(named + " +")
+
+
+def test_a_module_level_list_is_named() -> None:
+    """A function UDF appending to a module-level list: module KEEP named."""
+
+    class Appender:
+        def __call__(self, i: int) -> int:
+            KEEP.append(bytearray(b"x") * (64 * KIB))
+            return i
+
+    Appender.__module__ = __name__
+    try:
+        report = check_growth(Appender, range(10_000))
+        assert report.growing is not None and report.growing.startswith("module KEEP +")
+    finally:
+        KEEP.clear()
+
+
+@pytest.mark.parametrize("udf", [Noisy, Bounded])
+def test_clean_udfs_pass_every_time(udf: type) -> None:
+    """Noisy transients and a cache that fills and stops: healthy in 5 repeats out of 5."""
+    reports = [check_growth(udf, range(10_000), calls=128, warmup=16) for _ in range(5)]
+    assert ["healthy"] * 5 == [r.pattern for r in reports]
+    assert all(r.passed() for r in reports)
+
+
+def test_tracked_classes_factories_and_callable_inputs_work() -> None:
+    """A tracked class, a zero-argument factory and inputs given as i -> input all work; the report says so."""
+    Tracked = tracked(every=1000)(Cache)
+    report: GrowthReport = check_growth(lambda: Tracked(), lambda i: i, calls=64, warmup=8)
+    assert ("heap-leak", 64) == (report.pattern, report.calls)
+
+
+def test_assert_no_growth_names_pattern_figure_and_attribute() -> None:
+    """The AssertionError says heap-leak, the KiB per call and self.cache."""
+    with pytest.raises(AssertionError, match=r"heap-leak: 6\d\.\d ± .* KiB per call .*growing: self\.cache \+"):
+        assert_no_growth(Cache, range(10_000), max_per_call="16 KB")
+    assert assert_no_growth(Noisy, range(10_000), calls=64).passed()
+
+
+def test_the_marker_fails_a_leaking_test_body_and_passes_a_clean_one(pytester: pytest.Pytester) -> None:
+    """In a real pytest run: the leaking body fails with the one-line reason and the udfmem-growth section."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        class Udf:
+            def __init__(self):
+                self.cache = []
+
+            def __call__(self, batch):
+                self.cache.append(bytearray(b"x") * (64 * 1024))
+                return batch
+
+        @pytest.fixture(scope="module")
+        def udf():
+            return Udf()
+
+        @pytest.mark.limit_growth_per_call("16 KB", calls=64, warmup=8)
+        def test_leaks(udf):
+            udf([1, 2, 3])
+
+        @pytest.mark.limit_growth_per_call("16 KB", calls=64, warmup=8)
+        def test_clean():
+            scratch = bytearray(1 << 20)
+            del scratch
+
+        def test_unmarked_runs_once(udf):
+            assert len(udf.cache) == 72  # 8 + 64 runs of test_leaks, none from here
+        """
+    )
+    result = pytester.runpytest_subprocess("-rA")  # a fresh pytest: the plugin loads itself (pytest11)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*udfmem: heap-leak: *KiB per call over 64 calls (limit 16.0 KiB); growing: udf.cache +64 items*"]
+    )
+    result.stdout.fnmatch_lines(["*udfmem-growth*"])
+
+
+def test_the_fixture_is_check_growth(pytester: pytest.Pytester) -> None:
+    """``udfmem_growth`` is check_growth."""
+    pytester.makepyfile(
+        """
+        def test_fixture(udfmem_growth):
+            report = udfmem_growth(lambda: (lambda i: i), range(100), calls=32, warmup=4)
+            assert report.pattern == "healthy"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -1,0 +1,229 @@
+"""Catch a per-call leak in a unit test: :func:`check_growth` and :func:`assert_no_growth`.
+
+A UDF that keeps 4 MiB of one batch passes a one-batch test and holds 40 GiB eight
+hours into a backfill. These helpers call the UDF many times, the way a worker does, and
+measure what stays per call: malloc in-use + Arrow live + Python object blocks — not RSS,
+which allocator retention and warm-up move — with a warm-up first, the counted calls cut
+into sub-windows, CPython's refleak rule (a leak grows in every window) and a plateau rule
+(a bounded cache that fills passes). ``growing`` names the attribute that grew, as
+``udfmem.suspect`` does.
+
+Python object blocks (``sys.getallocatedblocks()``; small objects live in pymalloc's
+arenas, which malloc's figures do not see) count at ``BLOCK_BYTES`` each, the size of a
+typical small object: the per-call figure of a small-object leak is an estimate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import itertools
+import math
+import re
+import statistics
+import sys
+import types
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import _inspect, _probes
+from .analysis import patterns as P
+
+__all__ = ["BLOCK_BYTES", "GrowthReport", "assert_no_growth", "check_growth", "measure", "parse_size"]
+
+BLOCK_BYTES = 64
+"""Bytes counted per live Python object block (a typical small object)."""
+WINDOWS = 4
+"""Counted calls are cut into this many windows (CPython's refleak rule: a leak grows in each)."""
+PLATEAU_SHARE = 0.2
+"""The last window must still grow at this share of the mean window, else it is a plateau."""
+NOISE_BYTES = 16 * 1024
+"""Growth per window under this is noise (page and arena granularity), whatever its sign."""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(size: str | int) -> int:
+    """Bytes in ``size``: an int, or ``"<N> [KMGT]B"`` with binary multipliers (``"64 KB"`` is 65,536)."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        if size < 0:
+            raise ValueError(f"a size must be >= 0, got {size}")
+        return size
+    match = _SIZE.match(size) if isinstance(size, str) else None
+    if match is None:
+        raise ValueError(f'not a size: {size!r} (expected e.g. "64 KB", "1.5 MB" or an int of bytes)')
+    return int(float(match[1]) * _UNITS[match[2].upper()])
+
+
+@dataclasses.dataclass(frozen=True)
+class GrowthReport:
+    """What :func:`check_growth` measured. ``per_call_kib`` ± ``uncertainty_kib`` is the growth per counted call."""
+
+    per_call_kib: float
+    uncertainty_kib: float
+    pattern: str
+    growing: str | None
+    calls: int
+    evidence: str
+    window_kib: tuple[float, ...]  # growth per call in each window
+
+    def passed(self, limit: str | int = "64 KB") -> bool:
+        """Whether the UDF stays under ``limit`` bytes per call (a plateau or noise always passes)."""
+        return self.pattern == P.HEALTHY or self.per_call_kib * 1024 <= parse_size(limit)
+
+    def reason(self, limit: str | int = "64 KB") -> str:
+        """One line: the pattern, the per-call figure against the limit, what grew."""
+        text = (
+            f"{self.pattern}: {self.per_call_kib:,.1f} ± {self.uncertainty_kib:,.1f} KiB per call over "
+            f"{self.calls} calls (limit {parse_size(limit) / 1024:,.1f} KiB)"
+        )
+        return text + (f"; growing: {self.growing}" if self.growing else "")
+
+
+def _live() -> tuple[int, int, int]:
+    """(malloc in-use, Arrow live, Python blocks) now, after a full collection."""
+    gc.collect()
+    p = _probes.probes()
+    heap = p.heap()
+    return (0 if heap is None else heap[0]), _probes.arrow_live(), sys.getallocatedblocks()
+
+
+def _instance(udf: Any) -> Any:
+    """An instance from an instance, a class or a zero-argument factory."""
+    if isinstance(udf, type):
+        return udf()
+    if isinstance(udf, types.FunctionType | types.LambdaType) and not _takes_args(udf):
+        return udf()
+    return udf
+
+
+def _takes_args(fn: Callable[..., Any]) -> bool:
+    code = getattr(fn, "__code__", None)
+    return code is not None and code.co_argcount > 0
+
+
+def _inputs(inputs: Iterable[Any] | Callable[[int], Any]) -> Callable[[int], Any]:
+    if callable(inputs) and not isinstance(inputs, list | tuple):
+        return inputs
+    it = iter(inputs)
+    cached: list[Any] = []
+
+    def nth(i: int) -> Any:
+        try:
+            value = next(it)
+        except StopIteration:
+            if not cached:
+                raise ValueError("inputs is empty") from None
+            return cached[i % len(cached)]
+        if len(cached) < 1024:
+            cached.append(value)
+        return value
+
+    return nth
+
+
+def check_growth(
+    udf: Any,
+    inputs: Iterable[Any] | Callable[[int], Any],
+    *,
+    calls: int = 256,
+    warmup: int = 32,
+    method: str = "__call__",
+) -> GrowthReport:
+    """Call ``udf`` ``warmup + calls`` times and measure what stays per counted call.
+
+    ``udf`` is an instance, a class or a zero-argument factory (tracked or not); ``inputs``
+    an iterable (recycled when shorter than the calls) or a callable ``i -> input``, so
+    every call can get a fresh input as in a backfill. ``method`` is called with the
+    input; a generator's items are consumed. The pattern is ``heap-leak``,
+    ``arrow-leak`` or ``healthy`` (no growth, a plateau, or noise).
+    """
+    obj = _instance(udf)
+    fn = getattr(obj, method)
+    nth = _inputs(inputs)
+
+    def call(i: int) -> None:
+        out = fn(nth(i))
+        if isinstance(out, types.GeneratorType):
+            for _ in out:
+                pass
+
+    return measure(call, range(warmup + calls), calls, warmup, {"self": obj}, type(obj).__module__)
+
+
+def measure(
+    call: Callable[[int], Any],
+    indices: Iterable[int],
+    calls: int,
+    warmup: int,
+    targets: dict[str, Any],
+    module: str | None,
+) -> GrowthReport:
+    """The core of :func:`check_growth` (and the pytest marker): ``call(i)`` for each index, measured.
+
+    ``targets`` are the objects whose attributes are inspected for ``growing`` (named
+    ``<key>.<attribute>``), ``module`` the module whose containers are.
+    """
+    if calls < WINDOWS or warmup < 0:
+        raise ValueError(f"calls must be >= {WINDOWS} and warmup >= 0")
+    order = iter(indices)
+    for _ in range(warmup):
+        call(next(order))
+    mod = sys.modules.get(module) if module else None
+    before = _inspected(targets, mod)
+    marks = [_live()]
+    per_window = calls // WINDOWS
+    for _ in range(WINDOWS):
+        for _ in range(per_window):
+            call(next(order))
+        marks.append(_live())
+    grown = _inspect.growing(before, _inspected(targets, mod))
+    return _report(marks, per_window, per_window * WINDOWS, grown)
+
+
+def _inspected(targets: dict[str, Any], module: types.ModuleType | None) -> _inspect.Measures:
+    """The attributes of every target (``<key>.<attribute>``) and the module's containers."""
+    out: _inspect.Measures = {}
+    for key, target in targets.items():
+        for name, value in _inspect.inspect(target, None, budget_s=0.01).items():
+            out[key + name[len("self") :]] = value
+    if module is not None:
+        out.update(_inspect.inspect(None, module, budget_s=0.01))
+    return out
+
+
+def _report(marks: list[tuple[int, int, int]], per_window: int, counted: int, grown: str | None) -> GrowthReport:
+    """The report from the live figures at each window boundary."""
+
+    def total(m: tuple[int, int, int]) -> int:
+        return m[0] + m[1] + m[2] * BLOCK_BYTES
+
+    deltas = [total(b) - total(a) for a, b in itertools.pairwise(marks)]
+    rates = [d / per_window / 1024 for d in deltas]
+    per_call = (total(marks[-1]) - total(marks[0])) / counted / 1024
+    spread = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else 0.0
+    every = all(d > NOISE_BYTES for d in deltas)  # the refleak rule
+    plateau = deltas[-1] < PLATEAU_SHARE * (sum(deltas) / len(deltas))
+    heap = marks[-1][0] - marks[0][0] + (marks[-1][2] - marks[0][2]) * BLOCK_BYTES
+    arrow = marks[-1][1] - marks[0][1]
+    growth = P.ARROW_LEAK if arrow > heap else P.HEAP_LEAK
+    pattern = P.HEALTHY if not every or plateau else growth
+    evidence = (
+        f"{counted} calls in {len(deltas)} windows: KiB per call "
+        + ", ".join(f"{r:,.1f}" for r in rates)
+        + f"; malloc in-use {heap / 1024 / counted:+,.1f}, Arrow {arrow / 1024 / counted:+,.1f} KiB per call"
+        + f"; py_blocks {marks[-1][2] - marks[0][2]:+,}"
+    )
+    return GrowthReport(round(per_call, 2), round(spread, 2), pattern, grown, counted, evidence, tuple(rates))
+
+
+def assert_no_growth(
+    udf: Any, inputs: Iterable[Any] | Callable[[int], Any], max_per_call: str | int = "64 KB", **kw: Any
+) -> GrowthReport:
+    """:func:`check_growth`, and ``AssertionError`` naming the pattern, the figure and what grew when over the limit."""
+    limit = parse_size(max_per_call)
+    report = check_growth(udf, inputs, **kw)
+    if not report.passed(limit):
+        raise AssertionError(f"udfmem: {report.reason(limit)}. {report.evidence}")
+    return report
