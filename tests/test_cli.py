@@ -32,6 +32,7 @@ def test_demo_shows_snapshots_and_names_the_leaky_udf(command: list[str]) -> Non
     assert leaky.startswith("LeakyEmbed: heap-leak")
     assert healthy.startswith("HealthyEmbed: healthy")
     assert "udfmem diagnose" in proc.stdout and "udfmem plot" in proc.stdout
+    assert "udfmem.testing.assert_no_growth" in proc.stdout
     last_leaky = [s for s in snaps if s["udf"] == "LeakyEmbed"][-1]
     assert last_leaky["growth_mb"] == pytest.approx(160, abs=16)
 

@@ -79,6 +79,7 @@ def run(out: TextIO, calls: int = 320) -> int:
         "Next: put @tracked on your own UDF class; then, on the worker logs of a run:\n"
         "  udfmem diagnose LOGS...          names each worker's pattern and the first fix\n"
         "  udfmem plot LOGS... -o mem.png   draws the curves (pip install 'udfmem[plot]')\n"
+        "and before the run, in a unit test: udfmem.testing.assert_no_growth(YourUDF, inputs)\n"
     )
     return 0
 
