@@ -19,6 +19,8 @@ from typing import Protocol
 
 RETRY_S = 1.0
 _call_codes: set[CodeType] = set()  # the code of udfmem's call and setup wrappers
+BUSY_FOR_S = 0.1  # a stack walk's answer serves this long
+_busy = (float("-inf"), False)  # when the stacks were last walked, and whether a call was in progress
 
 
 def note_call_codes(codes: Iterable[CodeType]) -> None:
@@ -34,17 +36,21 @@ def call_in_progress() -> bool:
     ``IDLE_S / 2``), walking every thread's stack once, so calls pay nothing for it. A
     coroutine or generator suspended between steps is on no stack and is not seen.
     """
+    global _busy
+    now = time.monotonic()
+    if now - _busy[0] < BUSY_FOR_S:  # one walk serves every state the timer visits in a pass
+        return _busy[1]
     current_frames = getattr(sys, "_current_frames", None)
-    if current_frames is None:  # not CPython: only completed calls tell
-        return False
-    codes = _call_codes
-    for top in current_frames().values():
-        frame = top
-        while frame is not None:
-            if frame.f_code in codes:
-                return True
-            frame = frame.f_back
-    return False
+    busy = False
+    if current_frames is not None:  # else not CPython: only completed calls tell
+        codes = _call_codes
+        for top in current_frames().values():
+            frame = top
+            while frame is not None and not busy:
+                busy = frame.f_code in codes
+                frame = frame.f_back
+    _busy = (now, busy)
+    return busy
 
 
 class Watched(Protocol):
@@ -65,7 +71,7 @@ class Timer:
 
     def reset_after_fork(self) -> None:
         """Forget the watched states and the thread (a fork child has neither)."""
-        self._watched: weakref.WeakSet[Watched] = weakref.WeakSet()  # a state lives as long as its UDF
+        self._watched: set[weakref.ref[Watched]] = set()  # weakly: a state lives as long as its UDF
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -73,7 +79,7 @@ class Timer:
     def watch(self, state: Watched) -> None:
         """Start watching ``state``; start the thread on first use in this process."""
         with self._lock:
-            self._watched.add(state)
+            self._watched.add(weakref.ref(state, self._watched.discard))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="udfmem-timer", daemon=True)
                 self._thread.start()
@@ -97,8 +103,10 @@ class Timer:
         while True:
             now = time.monotonic()
             wait = 60.0
-            deadlines = [self.visit(state, now) for state in list(self._watched)]  # no state kept while asleep
-            for deadline in deadlines:
+            for ref in list(self._watched):  # weak references: one state at a time is held, never while asleep
+                state = ref()
+                deadline = None if state is None else self.visit(state, now)
+                del state
                 if deadline is not None:
                     wait = min(wait, deadline - now)
             self._wake.wait(timeout=max(0.01, wait))
