@@ -187,3 +187,19 @@ def test_the_fixture_is_check_growth(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_stacks_name_the_allocating_line_and_never_start_a_second_tracker(tmp_path: Any) -> None:
+    """stacks=True: memray names Cache.__call__'s line; inside another active tracker, no stacks (and no error)."""
+    import inspect
+
+    import memray
+
+    line = next(i for i, text in enumerate(inspect.getsourcelines(Cache)[0]) if "self.cache[i] =" in text)
+    where = f"__call__ (test_testing.py:{inspect.getsourcelines(Cache)[1] + line})"
+    report = check_growth(Cache, range(10_000), calls=64, warmup=8, stacks=True)
+    assert where in report.stacks[0]
+    assert where in report.reason("16 KB")
+    with memray.Tracker(str(tmp_path / "outer.bin")):
+        inside = check_growth(Cache, range(10_000), calls=64, warmup=8, stacks=True)
+    assert ("heap-leak", ()) == (inside.pattern, inside.stacks)

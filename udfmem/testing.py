@@ -67,6 +67,7 @@ class GrowthReport:
     calls: int
     evidence: str
     window_kib: tuple[float, ...]  # growth per call in each window
+    stacks: tuple[str, ...] = ()  # with stacks=True: where what stayed was allocated (memray), largest first
 
     def passed(self, limit: str | int = "64 KB") -> bool:
         """Whether the UDF stays under ``limit`` bytes per call (a plateau or noise always passes)."""
@@ -78,7 +79,8 @@ class GrowthReport:
             f"{self.pattern}: {self.per_call_kib:,.1f} ± {self.uncertainty_kib:,.1f} KiB per call over "
             f"{self.calls} calls (limit {parse_size(limit) / 1024:,.1f} KiB)"
         )
-        return text + (f"; growing: {self.growing}" if self.growing else "")
+        text += f"; growing: {self.growing}" if self.growing else ""
+        return text + (f"; allocated at: {self.stacks[0]}" if self.stacks else "")
 
 
 def _live() -> tuple[int, int, int]:
@@ -130,6 +132,7 @@ def check_growth(
     calls: int = 256,
     warmup: int = 32,
     method: str = "__call__",
+    stacks: bool = False,
 ) -> GrowthReport:
     """Call ``udf`` ``warmup + calls`` times and measure what stays per counted call.
 
@@ -138,6 +141,11 @@ def check_growth(
     every call can get a fresh input as in a backfill. ``method`` is called with the
     input; a generator's items are consumed. The pattern is ``heap-leak``,
     ``arrow-leak`` or ``healthy`` (no growth, a plateau, or noise).
+
+    ``stacks=True``: when a leak is found and memray is installed, ``calls // 4`` more
+    calls run under a memray tracker and the report names where what they left was
+    allocated (:attr:`GrowthReport.stacks`). Never while another tracker is active
+    (pytest-memray's, say): then the stacks are left out.
     """
     obj = _instance(udf)
     fn = getattr(obj, method)
@@ -149,7 +157,42 @@ def check_growth(
             for _ in out:
                 pass
 
-    return measure(call, range(warmup + calls), calls, warmup, {"self": obj}, type(obj).__module__)
+    report = measure(call, range(warmup + calls), calls, warmup, {"self": obj}, type(obj).__module__)
+    if stacks and report.pattern != P.HEALTHY:
+        found = _stacks(call, range(warmup + calls, warmup + calls + max(1, calls // 4)))
+        report = dataclasses.replace(report, stacks=found)
+    return report
+
+
+def _stacks(call: Callable[[int], Any], indices: Iterable[int], top: int = 3) -> tuple[str, ...]:
+    """Where the memory left by ``call`` over ``indices`` was allocated (memray), largest first; () if unknowable."""
+    import os
+    import tempfile
+
+    try:
+        import memray
+    except ImportError:
+        return ()
+    from .analysis.profile import user_frames
+
+    with tempfile.TemporaryDirectory(prefix="udfmem-testing-") as tmp:
+        path = os.path.join(tmp, "growth.bin")
+        try:
+            with memray.Tracker(path, trace_python_allocators=True):
+                for i in indices:
+                    call(i)
+        except RuntimeError:  # another tracker is active (pytest-memray's): never two
+            return ()
+        reader = memray.FileReader(path)
+        try:
+            records = sorted(reader.get_leaked_allocation_records(merge_threads=True), key=lambda r: -r.size)
+            out = []
+            for record in records[:top]:
+                where = " <- ".join(user_frames(record.stack_trace())[:3])
+                out.append(f"{record.size / 1024:,.0f} KiB in {record.n_allocations} allocations: {where}")
+            return tuple(out)
+        finally:
+            reader.close()
 
 
 def measure(
