@@ -20,7 +20,8 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    does not); and a last sub-window still rising at ``PLATEAU_SHARE`` of the overall slope
    (the plateau rule: a cache that filled and stopped is not a leak).
 4. **Pattern**, the first that holds: Arrow live grows (and explains more than malloc) →
-   ``arrow-leak``; malloc in-use or Python blocks grow → ``heap-leak``; RSS grows with
+   ``arrow-leak``; malloc in-use or Python blocks grow (or RSS grows while the blocks,
+   read too seldom for the window rule, rose at the same thresholds) → ``heap-leak``; RSS grows with
    malloc's freed-but-held (its floor too) growing at ``EXPLAINED_SHARE`` of its slope →
    ``allocator-retention`` (``healthy`` when trims keep it down, below); RSS
    grows, nothing explains it → ``untracked-growth``; freed-but-held memory (malloc's
@@ -225,9 +226,18 @@ def judge(series: Series) -> Verdict:
     # RSS growth that malloc's growing free figure explains is retention growing, not a leak
     held_growth = grows["rss"] and (slopes["free"] or 0.0) >= P.EXPLAINED_SHARE * (rss_slope or 0.0)
 
+    # RSS grows by the whole rule and Python blocks rose with it: Python objects, even where
+    # py_blocks was read too seldom (its time budget) for the sub-window rule of its own
+    blocks_s = slopes["blocks"] or 0.0
+    known = [p.call for p in points if p.blocks is not None]
+    blocks_rose = (
+        len(known) >= 2
+        and blocks_s >= P.MIN_BLOCKS_PER_CALL
+        and blocks_s * (known[-1] - known[0]) >= P.MIN_BLOCKS_GROWTH
+    )
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
         pattern = P.ARROW_LEAK
-    elif grows["heap"] or (grows["blocks"] and not grows["arrow"]):
+    elif grows["heap"] or (grows["blocks"] and not grows["arrow"]) or (grows["rss"] and blocks_rose):
         pattern = P.HEAP_LEAK
     elif held_growth:
         pattern = P.HEALTHY if kept_down else P.ALLOCATOR_RETENTION
