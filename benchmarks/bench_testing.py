@@ -99,12 +99,15 @@ def main() -> None:
     parser.add_argument("--leak-repeats", type=int, default=20)
     parser.add_argument("--clean-repeats", type=int, default=50)
     parser.add_argument("--memray-repeats", type=int, default=5, help="limit_leaks tests per case and variant")
+    parser.add_argument("--cases", help="comma-separated UDF class names (default: all)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="udfmem-bench-testing-") as tmp:
         cases = (("leak", growth_udfs.LEAKS, args.leak_repeats), ("clean", growth_udfs.CLEAN, args.clean_repeats))
         for kind, classes, repeats in cases:
             for cls in classes:
+                if args.cases and cls.__name__ not in args.cases.split(","):
+                    continue
                 failures, check_s, bare_s = udfmem_case(cls, repeats)
                 m = min(repeats, args.memray_repeats)
                 one, one_s = memray_case(cls, m, False, Path(tmp))
