@@ -2,9 +2,9 @@
 
 udfmem's lines are found anywhere in a line, after any prefix (Ray's driver console,
 Ray's worker files, Daft's worker tags, ``kubectl logs --timestamps``), in logfmt or
-JSON, among any other output. The fast path costs one ``bytes.find`` for a foreign line
-and a ``str.split`` for a logfmt event without quoted values; anything else goes through
-the general parser (``_render.parse_line``). Lines that are not udfmem events of this
+JSON, among any other output. A foreign line costs one ``bytes.find``; a snapshot line
+as udfmem writes it is read by its call, peak and schema only (the fast path, below);
+anything else goes through the general parser (``_render.parse_line``). Lines that are not udfmem events of this
 schema — other output, truncated lines, binary garbage, other schema versions — are
 counted, never fatal. Memory stays bounded by the per-worker series
 (:class:`udfmem.analysis.series.Series` decimates), never by the log's size.
@@ -60,49 +60,6 @@ def _open(path: str) -> BinaryIO:
     if f.peek(2)[:2] == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
     return f
-
-
-def _fast_logfmt(line: str) -> dict[str, str] | None:
-    """The ``key=value`` pairs from ``event=udfmem.`` on, when no value is quoted; else None."""
-    start = line.find("event=udfmem.")
-    if start < 0 or '"' in line[start:]:
-        return None
-    fields: dict[str, str] = {}
-    for pair in line[start:].split():
-        key, sep, value = pair.partition("=")
-        if not sep:
-            return None  # not logfmt after all (a truncated line glued to text)
-        fields[key] = value
-    return fields
-
-
-_INTS = ("call", "pid", "py_blocks", "schema", "window_calls")
-_NUMS = (
-    "rss_mb",
-    "rss_anon_mb",
-    "peak_rss_mb",
-    "heap_in_use_mb",
-    "heap_free_mb",
-    "heap_mmap_mb",
-    "arrow_live_mb",
-    "limit_mb",
-    "headroom_mb",
-    "released_mb",
-)
-
-
-def _typed(fields: dict[str, str]) -> dict[str, Any]:
-    """The fast path's strings as the numbers and flags analysis reads (ValueError if malformed)."""
-    out: dict[str, Any] = dict(fields)
-    for name in _INTS:
-        if name in fields:
-            out[name] = int(fields[name])
-    for name in _NUMS:
-        if name in fields:
-            out[name] = float(fields[name])
-    if "final" in fields:
-        out["final"] = fields["final"] == "true"
-    return out
 
 
 _SCHEMA = str(_events.SCHEMA_VERSION).encode()
@@ -180,10 +137,8 @@ class LogReader:
         if raw.startswith(b"snapshot", at + 7) and self._snapshot(raw, at):
             return
         line = raw.decode("utf-8", "replace")
-        fields: dict[str, Any] | None
-        try:
-            fast = _fast_logfmt(line)
-            fields = _typed(fast) if fast is not None else _render.parse_line(line)
+        try:  # setups, trims, warnings, suspects and odd snapshots: rare enough for the general parser
+            fields = _render.parse_line(line)
         except (ValueError, OverflowError):
             fields = None
         if fields is None:
