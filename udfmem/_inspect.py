@@ -81,8 +81,10 @@ def measure(obj: Any) -> tuple[int | None, int]:
     return None, _sizeof(obj)
 
 
-def inspect(instance: Any, module: types.ModuleType | None, budget_s: float = BUDGET_S) -> Measures:
-    """Measure ``instance``'s attributes (``self.X``) and ``module``'s containers (``module X``) within the budget."""
+def inspect(
+    instance: Any, module: types.ModuleType | None, budget_s: float = BUDGET_S, prefix: str = "self"
+) -> Measures:
+    """Measure ``instance``'s attributes (``<prefix>.X``) and ``module``'s containers (``module X``), within budget."""
     out: Measures = {}
     deadline = time.perf_counter() + budget_s
     try:
@@ -91,7 +93,7 @@ def inspect(instance: Any, module: types.ModuleType | None, budget_s: float = BU
             if time.perf_counter() > deadline:
                 return out
             if not isinstance(value, _SKIP):
-                out[f"self.{name}"] = measure(value)
+                out[f"{prefix}.{name}"] = measure(value)
         if module is not None:
             for name, value in list(vars(module).items())[:MAX_NAMES]:
                 if time.perf_counter() > deadline:

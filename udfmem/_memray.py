@@ -18,7 +18,6 @@ Without the variable memray is never imported.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import itertools
 import json
@@ -152,16 +151,13 @@ def stop(reason: str) -> None:
     emitter.emit(Memray(action="stopped", path=path, reason=reason))
 
 
-def stop_when_released(instance: Any, owner: str) -> None:
-    """Close the tracker when ``instance``, an object of the class named ``owner``, is released.
+def stop_when_released(instance: Any) -> None:
+    """Close the tracker when ``instance``, the UDF object (weakly referable: the caller checked), is released.
 
     Ray tears actors down before ``atexit``; Daft drops instances per partition: closing
     while the UDF's memory is still allocated makes the file show what it held.
     """
-    mro = type(instance).__mro__ if instance is not None else ()
-    if any(getattr(k, "__qualname__", None) == owner for k in mro):
-        with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
-            weakref.finalize(instance, stop, "instance-released").atexit = False
+    weakref.finalize(instance, stop, "instance-released").atexit = False
 
 
 def owns(key: str) -> bool:

@@ -174,8 +174,9 @@ class UDFState:
         if settings.memray_calls is not None:
             self.memray_stop = settings.memray_calls
             self.slow_at = min(self.slow_at, self.memray_stop)
-        if self.owner is not None:
-            _memray.stop_when_released(instance, self.owner)
+        watched = self._watched() if self._watched is not None else None
+        if watched is not None and watched is instance:  # the UDF object _final_when_released found
+            _memray.stop_when_released(watched)
 
     # -- setup phases --------------------------------------------------------------------
 

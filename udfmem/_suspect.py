@@ -104,7 +104,7 @@ class Detector:
             return True
         return p.free is not None and p.free >= P.RETENTION_MIN_MIB and self.said == P.HEALTHY
 
-    def _inspect(self) -> _inspect.Measures | None:
+    def _measure(self) -> _inspect.Measures | None:
         instance, module = self._target()
         return _inspect.inspect(instance, module) if (instance is not None or module is not None) else None
 
@@ -113,7 +113,7 @@ class Detector:
         verdict = judge(self.series)
         grown = None
         if verdict.pattern in P.GROWTH:
-            measures = self._inspect()
+            measures = self._measure()
             if measures is not None:
                 if self._measures is not None:
                     grown = _inspect.growing(self._measures, measures)
@@ -127,7 +127,7 @@ class Detector:
         self._since_judged += 1
         self._since_said += 1
         if self.series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
-            self._measures = self._inspect()
+            self._measures = self._measure()
         if final or not self._due(p):
             return None
         judged = self._judge()

@@ -229,8 +229,7 @@ def _inspected(targets: dict[str, Any], module: types.ModuleType | None) -> _ins
     """The attributes of every target (``<key>.<attribute>``) and the module's containers."""
     out: _inspect.Measures = {}
     for key, target in targets.items():
-        for name, value in _inspect.inspect(target, None, budget_s=0.01).items():
-            out[key + name[len("self") :]] = value
+        out.update(_inspect.inspect(target, None, budget_s=0.01, prefix=key))
     if module is not None:
         out.update(_inspect.inspect(None, module, budget_s=0.01))
     return out
