@@ -17,6 +17,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 TRIM_MODES = ("auto", "off")
 LOG_FORMATS = ("logfmt", "json", "structlog")
+METRICS_EXPORTERS = ("ray", "otel")
 C_INT_MAX = 2**31 - 1
 
 
@@ -126,6 +127,25 @@ def check_dir(value: object, what: str) -> str | None:
     return path.strip()
 
 
+def check_metrics(value: object, what: str) -> tuple[str, ...]:
+    """The metrics exporters: ``"off"``, ``"ray"``, ``"otel"``, ``"ray,otel"`` (or a sequence of names).
+
+    Returns the distinct exporter names in :data:`METRICS_EXPORTERS` order (``()``: off).
+    """
+    if isinstance(value, str):
+        names = [part.strip().lower() for part in value.split(",")]
+        names = [] if names in ([""], ["off"], ["none"], ["0"], ["false"]) else names
+    elif isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
+        names = [v.strip().lower() for v in value]
+    else:
+        raise TypeError(f"udfmem: {what} must be 'off', 'ray', 'otel' or 'ray,otel', got {value!r}")
+    unknown = [n for n in names if n not in METRICS_EXPORTERS]
+    if unknown:
+        known = ", ".join(("off", *METRICS_EXPORTERS))
+        raise ValueError(f"udfmem: {what} names unknown exporters {unknown}; known: {known}")
+    return tuple(n for n in METRICS_EXPORTERS if n in names)
+
+
 # -- parsers: an environment text -> a value a check accepts ---------------------------------
 
 
@@ -166,6 +186,11 @@ def parse_text(raw: str) -> str:
 def format_bool(value: Any) -> str:
     """``1`` or ``0``."""
     return "1" if value else "0"
+
+
+def format_metrics(value: Any) -> str:
+    """``off`` or the exporters comma-separated."""
+    return ",".join(value) or "off"
 
 
 def format_abs_path(value: Any) -> str:

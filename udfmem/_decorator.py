@@ -307,6 +307,7 @@ def tracked(
     trim: str | int = ...,
     arena_max: int | None = ...,
     suspect: bool = ...,
+    metrics: str | tuple[str, ...] = ...,
     memray_env: str = ...,
 ) -> Callable[[F], F]: ...
 
@@ -333,6 +334,8 @@ def tracked(obj: Any = None, /, **kwargs: Any) -> Any:
             For spawned workers prefer ``worker_env(arena_max=N)``.
         suspect: the online detector (``udfmem.suspect`` events); ``UDFMEM_SUSPECT``
             overrides. Default on.
+        metrics: export the snapshot's figures as gauges: ``"off"`` (default),
+            ``"ray"``, ``"otel"`` or ``"ray,otel"``; ``UDFMEM_METRICS`` overrides.
         memray_env: the environment variable whose value, a directory, switches memray
             on in the worker (``UDFMEM_MEMRAY_DIR`` by default, and as a fallback).
 

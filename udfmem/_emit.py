@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -25,6 +26,7 @@ import structlog
 from . import _events, _render
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
+from .sinks.metrics import MetricsSink
 from .sinks.stderr import StderrSink
 from .sinks.structlog_sink import StructlogSink
 
@@ -95,7 +97,7 @@ class _TemplateRenderer:
         # per event type: (template, its head) per format; the structlog format's head is the dict itself
         self._templates: dict[type[Any], list[tuple[Callable[[Any, str, Any], Any], Any]]] = {
             cls: [
-                (_fields, head) if fmt == "structlog" else (
+                (_fields, head) if fmt == "structlog" else (_typed, None) if fmt == "event" else (
                     _render.TEMPLATES[cls, fmt],
                     _render.head(fmt, cls.EVENT, head["udf"], head["pid"], head["host"], head["worker"]),
                 )
@@ -120,12 +122,17 @@ class _TemplateRenderer:
         if len(pairs) == 1:
             template, head = pairs[0]
             return template(head, ts, event)
-        return tuple(template(head, ts, event) for template, head in pairs)
+        return [template(head, ts, event) for template, head in pairs]  # one per format, by index
 
 
 def _fields(head: dict[str, Any], _: str, event: _events.Event) -> dict[str, Any]:
     """The "template" of the structlog format: the head and the event's flat fields, as a dict."""
     return {**head, "event": event.EVENT, **_events.to_fields(event), "schema": _events.SCHEMA_VERSION}
+
+
+def _typed(_: Any, __: str, event: _events.Event) -> _events.Event:
+    """The "template" of the event format (the metrics sink): the typed event itself."""
+    return event
 
 
 class _Fanout:
@@ -140,7 +147,7 @@ class _Fanout:
         for sink, _ in self.routes:
             sink.write(line)
 
-    def msg(self, lines: tuple[str, ...]) -> None:
+    def msg(self, lines: list[Any]) -> None:
         """Write the rendered lines, each sink the one in its format."""
         for sink, i in self.routes:
             sink.write(lines[i])
@@ -173,16 +180,26 @@ class Emitter:
     #: Write one event to every sink (the pipeline's own ``emit``, bound: one call less per event).
     emit: Callable[[_events.Event], None]
 
-    def __init__(self, udf: str, log_format: str = "logfmt", log_dir: str | None = None) -> None:
+    #: The metrics sink (``UDFMEM_METRICS``), if switched on and an exporter loaded.
+    metrics: MetricsSink | None = None
+
+    def __init__(
+        self, udf: str, log_format: str = "logfmt", log_dir: str | None = None, metrics: tuple[str, ...] = ()
+    ) -> None:
         self.udf = udf
         pid = os.getpid()
-        head = {"udf": udf, "pid": pid, "host": host(), "worker": worker_tag(host(), pid)}
+        worker = worker_tag(host(), pid)
+        head = {"udf": udf, "pid": pid, "host": host(), "worker": worker}
         sinks: list[Sink] = [StructlogSink() if log_format == "structlog" else StderrSink(log_format)]
         if log_dir is not None:
             sink = _jsonl_sinks.get(log_dir)
             if sink is None:
                 sink = _jsonl_sinks.setdefault(log_dir, JsonlSink(log_dir, host(), self._sink_failed))
             sinks.append(sink)
+        gauges = MetricsSink(metrics, udf, host(), worker, _warner(self)) if metrics else None
+        if gauges is not None and gauges.exporting:
+            sinks.append(gauges)
+            self.metrics = gauges
         formats = tuple(dict.fromkeys(s.format for s in sinks))
         logger = structlog.wrap_logger(
             _Fanout(sinks, formats),
@@ -196,6 +213,8 @@ class Emitter:
         )
         self._logger: EventLogger = logger.bind()  # resolve the lazy proxy once
         self.emit = self._logger.emit  # write an event to every sink; never raises
+        for what, message in gauges.problems if gauges is not None else ():  # once per process and message
+            self.warn_once(what, message, once_key=f"{what}:{message}", var="UDFMEM_METRICS")
 
     def _sink_failed(self, sink: str, exc: OSError) -> None:
         """A sink gave up (it stays off in this process): say so, once, on the others."""
@@ -205,6 +224,18 @@ class Emitter:
         """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``), whichever UDF meets it first."""
         if _first_time(once_key or what):
             self.emit(_events.Warning(what=what, message=message, var=var))
+
+
+def _warner(emitter: Emitter) -> Callable[[str, str], None]:
+    """``emitter.warn_once`` for the metrics sink, held weakly (the emitter holds the sink)."""
+    method = weakref.WeakMethod(emitter.warn_once)
+
+    def warn(what: str, message: str) -> None:
+        bound = method()
+        if bound is not None:
+            bound(what, message, var="UDFMEM_METRICS")
+
+    return warn
 
 
 _warned: set[tuple[int, str]] = set()

@@ -25,6 +25,7 @@ from ._checks import (
     check_env_name,
     check_format,
     check_methods,
+    check_metrics,
     check_name,
     check_optional_int,
     check_positive_int,
@@ -33,6 +34,7 @@ from ._checks import (
     check_trim,
     format_abs_path,
     format_bool,
+    format_metrics,
     parse_bool,
     parse_float,
     parse_int,
@@ -150,6 +152,20 @@ class Settings:
             decorator=True,
             worker=True,
             to_env=format_bool,
+        ),
+    )
+    metrics: tuple[str, ...] = setting(
+        (),
+        Row(
+            check_metrics,
+            "export the snapshot's figures as gauges: `ray` (`ray.util.metrics`, on Ray's Prometheus endpoint), "
+            "`otel` (OpenTelemetry observable gauges), both, or off "
+            "(see [Metrics](#metrics-ray-dashboards-prometheus-opentelemetry))",
+            env="UDFMEM_METRICS",
+            values="`off` (default), `ray`, `otel`, `ray,otel`",
+            decorator=True,
+            worker=True,
+            to_env=format_metrics,
         ),
     )
     memray_env: str = setting(
@@ -330,6 +346,8 @@ def worker_vars(
 def _override(key: str, row: Row, value: object) -> str:
     if isinstance(value, bool) and row.parse is not parse_bool:
         raise TypeError(f"udfmem: worker_env({key}=...) does not take a bool")
+    if row.to_env is format_metrics and isinstance(value, (tuple, list)):
+        value = ",".join(map(str, value))  # metrics=("ray", "otel") as the decorator takes it
     if not isinstance(value, (str, int, float, os.PathLike)):
         raise TypeError(f"udfmem: worker_env({key}=...) takes a str or a number, got {type(value).__name__}")
     raw = (
@@ -349,7 +367,8 @@ def options_table() -> str:
     """The README's table of decorator options, from the rows."""
     lines = ["| option | default | meaning |", "|---|---|---|"]
     for key in DECORATOR_KEYS:
-        default = "class name" if key == "name" else f"`{DEFAULTS[key]!r}`".replace("'", '"')
+        value = "off" if DEFAULTS[key] == () else DEFAULTS[key]  # an empty choice of exporters reads as off
+        default = "class name" if key == "name" else f"`{value!r}`".replace("'", '"')
         lines.append(f"| `{key}` | {default} | {ROWS[key].doc} |")
     return "\n".join(lines)
 
@@ -370,7 +389,7 @@ def worker_env(**overrides: object) -> dict[str, str]:
 
     Starts from this process's ``UDFMEM_*`` environment and applies ``overrides`` (the
     settings table's worker rows: ``disable``, ``every``, ``every_s``, ``trim``,
-    ``arena_max``, ``log_format``, ``log_dir``, ``memray_dir``, ``memray_native``,
+    ``arena_max``, ``suspect``, ``metrics``, ``log_format``, ``log_dir``, ``memray_dir``, ``memray_native``,
     ``memray_calls``; ``None`` drops one). ``arena_max=N`` also sets glibc's
     ``MALLOC_ARENA_MAX``, which only takes effect when a process starts: a worker's
     environment is the right place. Pass the result where the engine takes worker

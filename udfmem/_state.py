@@ -101,7 +101,7 @@ class UDFState:
 
     def _bind(self) -> None:
         settings, problems = _settings.resolve(self.options)
-        self.emitter = emitter = Emitter(self.name, settings.log_format, settings.log_dir)
+        self.emitter = emitter = Emitter(self.name, settings.log_format, settings.log_dir, settings.metrics)
         for problem in problems:
             emitter.warn_once(
                 "bad-env",
@@ -134,7 +134,8 @@ class UDFState:
                 self.slow_at = 0  # the first call takes the slow path and opens memray
         self.settings = settings  # only now: a bind that failed half-way leaves the state unbound
         self._pid = os.getpid()
-        if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
+        gauges = emitter.metrics
+        if not settings.disable and (settings.every_s > 0 or settings.trim == "auto" or (gauges and gauges.expires)):
             _timer.timer.watch(self)
 
     @staticmethod
@@ -342,6 +343,9 @@ class UDFState:
         detector = self.detector
         if detector is not None:
             self._detect(detector, label, memory, final)
+            gauges = self.emitter.metrics
+            if gauges is not None:
+                gauges.set_slope(detector.slope)
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage
@@ -443,6 +447,10 @@ class UDFState:
             self._armed = True
             self.slow_at = 0  # the next call takes the slow path once, clearing the flag
             wake.append(now + IDLE_S / 2)
+        gauges = self.emitter.metrics
+        refresh = gauges.refresh(now) if gauges is not None else None  # Ray drops a series not set lately
+        if refresh is not None:
+            wake.append(refresh)
         return min(wake) if wake else None
 
     def tick_failed(self, exc: Exception) -> None:

@@ -83,6 +83,7 @@ class Detector:
         self._since_said = 0
         self._measures: _inspect.Measures | None = None
         self._grown: str | None = None
+        self.slope: float | None = None  # MiB/100 calls of the growth last judged (0.0: none); None before
 
     def trimmed(self, released_mb: float) -> None:
         """A trim happened: later points start a new segment (the trimmer calls this)."""
@@ -135,6 +136,8 @@ class Detector:
             return None
         self._last, self._since_judged = p, 0
         verdict, grown = judged
+        if verdict.pattern != P.INSUFFICIENT_DATA:
+            self.slope = verdict.slope_mb_per_100_calls or 0.0
         if grown is not None:
             self._grown = grown
         return self._say(verdict, call)

@@ -1,0 +1,105 @@
+"""OpenTelemetry: observable gauges and counters whose callbacks read each UDF's last snapshot.
+
+Registered once per process on udfmem's meter (``opentelemetry.metrics.get_meter("udfmem")``)
+when the first UDF with ``metrics=otel`` binds. A snapshot only keeps a reference to
+itself (the sink's ``last``); the work happens when the user's SDK collects: each
+callback yields one observation per live UDF, with the attributes ``udf``, ``host`` and
+``worker``. With the API alone (no SDK configured) the meter is a no-op and no callback
+ever runs; a ``MeterProvider`` set later is picked up by the API's proxy meter.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .metrics import GAUGES, RELEASED, SLOPE, TRIMS, Gauge, MetricsSink
+
+_lock = threading.Lock()
+_registered = False
+_live: weakref.WeakSet[MetricsSink] = weakref.WeakSet()  # the sinks the callbacks read
+
+
+def load(sink: MetricsSink) -> OtelExporter | None:
+    """Register ``sink`` with the process's instruments; None, with a problem noted, without the API."""
+    try:
+        from opentelemetry import metrics
+    except ImportError as exc:
+        sink.problems.append(
+            ("metrics-unavailable", f"metrics=otel needs opentelemetry-api: {exc}; no OpenTelemetry gauges")
+        )
+        return None
+    _register(metrics)
+    _live.add(sink)
+    return OtelExporter()
+
+
+def _register(metrics: Any) -> None:
+    """Create udfmem's observable instruments on its meter, once per process."""
+    global _registered
+    with _lock:
+        if _registered:
+            return
+        from opentelemetry.metrics import Observation
+
+        from .. import __version__
+
+        meter = metrics.get_meter("udfmem", __version__)
+        for gauge in (*GAUGES, SLOPE):
+            meter.create_observable_gauge(gauge.name, [_gauge_callback(gauge, Observation)], description=gauge.doc)
+        for (name, doc), read in ((TRIMS, _trims), (RELEASED, _released)):  # running totals: observable counters
+            meter.create_observable_counter(name, [_counter_callback(read, Observation)], description=doc)
+        _registered = True
+
+
+def _trims(sink: MetricsSink) -> float | int:
+    return sink.trims
+
+
+def _released(sink: MetricsSink) -> float | int:
+    return round(sink.released_mb, 3)
+
+
+def _gauge_callback(gauge: Gauge, observation: Any) -> Callable[[Any], Iterator[Any]]:
+    """The callback of one gauge: the last known value of every live UDF that has one."""
+    slope, name = gauge is SLOPE, gauge.name
+
+    def observe(_options: Any) -> Iterator[Any]:
+        for sink in list(_live):
+            value = sink.slope if slope else sink.known.get(name)
+            if value is not None:
+                yield observation(value, sink.attributes)
+
+    return observe
+
+
+def _counter_callback(read: Callable[[MetricsSink], float | int], observation: Any) -> Callable[[Any], Iterator[Any]]:
+    """The callback of one counter: the running total of every live UDF."""
+
+    def observe(_options: Any) -> Iterator[Any]:
+        for sink in list(_live):
+            if sink.last is not None or sink.trims:
+                yield observation(read(sink), sink.attributes)
+
+    return observe
+
+
+class OtelExporter:
+    """Nothing to do per snapshot: the callbacks read the sink when the SDK collects."""
+
+    expires = False
+
+    def publish(self) -> None:
+        """The callbacks read the sink's values when collected: nothing to push."""
+
+
+def _after_fork_in_child() -> None:
+    """A fork child's UDFs bind afresh (their own ``worker`` tag): forget the parent's."""
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
