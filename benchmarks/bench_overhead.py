@@ -102,6 +102,61 @@ class Snapshotting:
         return x
 
 
+@tracked(every=1, every_s=0, trim="off", metrics="otel")
+class SnapshottingOtel:
+    """Snapshotting, with the OpenTelemetry exporter on (an SDK configured, collecting on demand)."""
+
+    def __call__(self, x: int) -> int:
+        """Return ``x``."""
+        return x
+
+
+@tracked(every=1, every_s=0, trim="off", metrics="ray")
+class SnapshottingRay:
+    """Snapshotting, with the Ray exporter on (this process connected to a local Ray)."""
+
+    def __call__(self, x: int) -> int:
+        """Return ``x``."""
+        return x
+
+
+def start_exporters() -> dict[str, Callable[[int], Any]]:
+    """Configure an OpenTelemetry SDK and connect to a fresh local Ray; the snapshot variants with each exporter."""
+    out: dict[str, Callable[[int], Any]] = {}
+    try:
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        out["snapshot_otel"] = SnapshottingOtel()
+    except ImportError:
+        print("opentelemetry-sdk not installed: no otel figure", file=sys.stderr)
+    try:
+        import ray
+
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        out["snapshot_ray"] = SnapshottingRay()
+    except ImportError:
+        print("ray not installed: no ray figure", file=sys.stderr)
+    return out
+
+
+def ray_set_all_us() -> float:
+    """One push of every gauge to Ray (what a snapshot pays at most once a second), median of 200."""
+    from udfmem import _registry
+
+    (state,) = [s for s in _registry.states() if s.name == "SnapshottingRay"]
+    sink = state.emitter.metrics
+    assert sink is not None
+    times = []
+    for _ in range(200):
+        t = time.perf_counter()
+        sink._publish()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e6
+
+
 class HandWritten:
     """The same UDF taking, by hand, the snapshot udfmem takes: the same reads, one f-string, one write."""
 
@@ -181,7 +236,7 @@ def per_call_ns(fn: Callable[[int], int], number: int) -> float:
     return min(timeit.repeat(lambda: fn(1), number=number, repeat=5)) / number * 1e9
 
 
-def measure(rounds: int) -> tuple[dict[str, float], str]:
+def measure(rounds: int, exporters: dict[str, Callable[[int], Any]]) -> tuple[dict[str, float], str]:
     """Median per-call time of each variant, rounds interleaved; stderr to a real file."""
     real_stderr = sys.stderr
     with tempfile.TemporaryFile("w", buffering=1) as sink:  # line-buffered, like sys.stderr
@@ -194,6 +249,7 @@ def measure(rounds: int) -> tuple[dict[str, float], str]:
                 "tracked": Tracked(),
                 "snapshot": Snapshotting(),
                 "handwritten": handwritten,
+                **exporters,
             }
             for udf in variants.values():
                 udf(0)  # bind udfmem's per-process state first
@@ -224,6 +280,17 @@ def heap_case(gib: float, snapshots: int) -> dict[str, Any]:
     return result
 
 
+def exporters_case(rounds: int) -> dict[str, float]:
+    """Run the snapshot with and without each metrics exporter in a fresh interpreter; its JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--exporters-case", "--rounds", str(rounds)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the exporters case failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> int:
     """Run the benchmark and print the table (or JSON)."""
     parser = argparse.ArgumentParser()
@@ -231,10 +298,20 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--big-heap-gib", type=float, default=2.0, help="size of the fragmented heap (GiB)")
     parser.add_argument("--no-big-heap", action="store_true", help="skip the small/big heap snapshot case")
+    parser.add_argument("--no-metrics", action="store_true", help="skip the snapshot with each metrics exporter on")
+    parser.add_argument("--exporters-case", action="store_true", help=argparse.SUPPRESS)  # the fresh process below
     parser.add_argument("--heap-snapshots", type=int, default=21, help="snapshots timed per heap (median)")
     args = parser.parse_args()
     started = time.perf_counter()
-    med, probe_source = measure(args.rounds)
+    if args.exporters_case:  # in a fresh process: Ray's threads must not disturb the other figures
+        exporters = start_exporters()
+        med, _ = measure(args.rounds, exporters)
+        added = {f"{name}_added_us": round((med[name] - med["snapshot"]) / 1000, 2) for name in exporters}
+        if "snapshot_ray" in exporters:
+            added["ray_set_all_us"] = round(ray_set_all_us(), 2)
+        print(json.dumps(added))
+        return 0
+    med, probe_source = measure(args.rounds, {})
     counting_added = med["counting"] - med["bare"]
     tracked_added = med["tracked"] - med["bare"]
     snapshot_us = (med["snapshot"] - med["tracked"]) / 1000
@@ -251,6 +328,8 @@ def main() -> int:
         "handwritten_reads_us": round(med["handwritten_reads"] / 1000, 2),
         "snapshot_over_handwritten": round(snapshot_us / handwritten_us, 2),
     }
+    if not args.no_metrics:  # what each exporter adds to one snapshot, side by side in a process of their own
+        report.update(exporters_case(args.rounds))
     if not args.no_big_heap:
         small = heap_case(0, args.heap_snapshots)
         big = heap_case(args.big_heap_gib, args.heap_snapshots)
@@ -288,6 +367,11 @@ def main() -> int:
     )
     show("  of which its reads", r["handwritten_reads_us"], "us", "(statm rusage clear_refs mallinfo2 arrow)")
     show("snapshot / hand-written", r["snapshot_over_handwritten"], "x", "(target <= 1.3)")
+    if "snapshot_otel_added_us" in r:
+        show("  metrics=otel adds", r["snapshot_otel_added_us"], "us", "(an SDK configured; collects on demand)")
+    if "snapshot_ray_added_us" in r:
+        show("  metrics=ray adds", r["snapshot_ray_added_us"], "us", "(connected to a local Ray)")
+        show("  one push of Ray's gauges", r["ray_set_all_us"], "us", "(all of them; at most once a second)")
     if not args.no_big_heap:
         show("snapshot, small heap", r["snapshot_small_heap_us"], "us", f"(RSS {r['small_heap_rss_mb']:.0f} MiB)")
         show(
