@@ -9,7 +9,9 @@ exporter is proven on a real cluster in ``test_engines_metrics.py``.
 from __future__ import annotations
 
 import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from conftest import parse_events, run_python
 import udfmem
 from udfmem import _settings
 from udfmem._events import Memory, Snapshot
+from udfmem.sinks import metrics as exported
 from udfmem.sinks.metrics import MIN_SET_S, REFRESH_S, MetricsSink
 
 GAUGES = (
@@ -78,6 +81,12 @@ def _otel_run(sdk_first: bool = True, keep: int = 256 << 10) -> tuple[dict[str, 
 
 def _by_udf(points: list[list[Any]]) -> dict[str, tuple[Any, dict[str, str]]]:
     return {attrs["udf"]: (value, attrs) for value, attrs in points}
+
+
+def test_the_gauges_are_the_ones_the_issue_names() -> None:
+    """The exported gauges are exactly the issue's list (a rename breaks dashboards)."""
+    assert (*GAUGES[:6], "udfmem_headroom_mb", "udfmem_calls") == tuple(g.name for g in exported.GAUGES)
+    assert "udfmem_growth_slope_mb_per_100_calls" == exported.SLOPE.name
 
 
 def test_otel_gauges_equal_the_last_snapshot_with_udf_host_worker_attributes() -> None:
@@ -358,3 +367,19 @@ def test_a_skipped_figure_keeps_its_last_known_value() -> None:
         "udfmem_growth_mb": 0.7,
         "udfmem_calls": 2,
     } == dict(sink.values())
+
+
+def test_the_readme_promql_parses_and_names_only_exported_series() -> None:
+    """Each PromQL line of the README parses, and every ``ray_udfmem_*`` series it reads is one udfmem exports."""
+    promql_parser = pytest.importorskip("promql_parser")
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```promql\n(.*?)```", readme, re.S)
+    assert block is not None
+    queries = [q for q in block.group(1).splitlines() if q.strip() and not q.startswith("#")]
+    names = {f"ray_{g.name}" for g in (*exported.GAUGES, exported.SLOPE)}
+    names |= {f"ray_{name}_total" for name, _ in (exported.TRIMS, exported.RELEASED)}
+    assert 4 <= len(queries)
+    for query in queries:
+        promql_parser.parse(query)  # raises on a syntax error
+        used = set(re.findall(r"\bray_udfmem_\w+", query))
+        assert used and used <= names, query
