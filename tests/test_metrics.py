@@ -20,7 +20,7 @@ from conftest import parse_events, run_python
 import udfmem
 from udfmem import _settings
 from udfmem._events import Memory, Snapshot
-from udfmem.sinks import metrics as exported
+from udfmem.sinks import gauges as exported
 from udfmem.sinks.metrics import MIN_SET_S, REFRESH_S, MetricsSink
 
 GAUGES = (

@@ -5,8 +5,8 @@ Switched on by ``UDFMEM_METRICS`` (or ``@tracked(metrics=...)``, ``worker_env(me
 Prometheus endpoint (with the prefix ``ray_``); ``otel`` registers OpenTelemetry
 observable gauges whose callbacks read the last snapshot. The sink sits behind the
 emitter like the log sinks, in the ``event`` format: it receives the typed events, not
-lines, so it keeps a reference to the last ``udfmem.snapshot`` and adds up
-``udfmem.trim`` events; nothing else runs per event.
+lines, keeps each gauge's last known value from the ``udfmem.snapshot`` events and adds
+up the ``udfmem.trim`` events; other events pass by.
 
 Every gauge carries the tags ``udf``, ``host`` and ``worker`` (udfmem's per-process word,
 as in the log lines), never ``pid``: one series per worker process, and Ray adds its own
@@ -17,11 +17,11 @@ gives one ``udfmem.warning`` and the UDF runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from .._events import Snapshot, Trim
+from .gauges import GAUGES, SLOPE, Exporter, Warn
 
 REFRESH_S = 5.0
 """Ray drops a gauge series ~20 s (two export intervals) after its last ``set()``: re-set this often."""
@@ -31,46 +31,7 @@ MIN_SET_S = 1.0
 A snapshot within this time of the last set is set by the daemon timer at its next visit (≤ 1 s later).
 """
 
-Warn = Callable[[str, str], None]
-
-
-class Gauge(NamedTuple):
-    """One exported gauge: its name, what it means, and the snapshot field it shows (None: unknown)."""
-
-    name: str
-    doc: str
-    field: str  # a ``Snapshot`` attribute, dotted into its ``Memory`` block
-
-
-#: The gauges, in the order the README lists them (MiB unless stated).
-GAUGES: tuple[Gauge, ...] = (
-    Gauge("udfmem_rss_mb", "resident memory of the worker process (MiB)", "memory.rss_mb"),
-    Gauge("udfmem_peak_rss_mb", "highest RSS in the last snapshot's window (MiB)", "memory.peak_rss_mb"),
-    Gauge("udfmem_arrow_live_mb", "bytes allocated by Arrow's memory pool (MiB)", "memory.arrow_live_mb"),
-    Gauge("udfmem_heap_in_use_mb", "malloc bytes in use (MiB)", "memory.heap_in_use_mb"),
-    Gauge("udfmem_heap_free_mb", "freed memory malloc still holds (MiB)", "memory.heap_free_mb"),
-    Gauge("udfmem_growth_mb", "private RSS growth since the end of setup (MiB)", "growth_mb"),
-    Gauge("udfmem_headroom_mb", "memory left under the cgroup limit (MiB)", "memory.headroom_mb"),
-    Gauge("udfmem_calls", "calls counted by the last snapshot (a number)", "call"),
-)
-SLOPE = Gauge(
-    "udfmem_growth_slope_mb_per_100_calls",
-    "the online detector's growth slope as of its last judgement (MiB per 100 calls; 0: no growth)",
-    "",  # not a snapshot field: the state hands it over (MetricsSink.set_slope)
-)
 _READERS = tuple((g.name, attrgetter(g.field)) for g in GAUGES)  # C-level reads: ~0.5 µs for all
-#: The counters: trims that ran, and the MiB they gave back (Prometheus adds ``_total``).
-TRIMS = ("udfmem_trims", "trims that ran (malloc_trim and Arrow's release_unused)")
-RELEASED = ("udfmem_trim_released_mb", "MiB given back to the OS by trims")
-
-
-class Exporter(Protocol):
-    """What the sink needs of one metrics system."""
-
-    expires: bool  # whether a value not set again lately vanishes (Ray's gauges do)
-
-    def publish(self) -> None:
-        """The sink's values changed (a snapshot, a slope, a trim): make them current."""
 
 
 class MetricsSink:

@@ -16,14 +16,14 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .metrics import GAUGES, RELEASED, SLOPE, TRIMS, Gauge, MetricsSink
+from .gauges import GAUGES, RELEASED, SLOPE, TRIMS, Exported, Gauge
 
 _lock = threading.Lock()
 _registered = False
-_live: weakref.WeakSet[MetricsSink] = weakref.WeakSet()  # the sinks the callbacks read
+_live: weakref.WeakSet[Exported] = weakref.WeakSet()  # the sinks the callbacks read
 
 
-def load(sink: MetricsSink) -> OtelExporter | None:
+def load(sink: Exported) -> OtelExporter | None:
     """Register ``sink`` with the process's instruments; None, with a problem noted, without the API."""
     try:
         from opentelemetry import metrics
@@ -55,11 +55,11 @@ def _register(metrics: Any) -> None:
         _registered = True
 
 
-def _trims(sink: MetricsSink) -> float | int:
+def _trims(sink: Exported) -> float | int:
     return sink.trims
 
 
-def _released(sink: MetricsSink) -> float | int:
+def _released(sink: Exported) -> float | int:
     return round(sink.released_mb, 3)
 
 
@@ -76,12 +76,12 @@ def _gauge_callback(gauge: Gauge, observation: Any) -> Callable[[Any], Iterator[
     return observe
 
 
-def _counter_callback(read: Callable[[MetricsSink], float | int], observation: Any) -> Callable[[Any], Iterator[Any]]:
+def _counter_callback(read: Callable[[Exported], float | int], observation: Any) -> Callable[[Any], Iterator[Any]]:
     """The callback of one counter: the running total of every live UDF."""
 
     def observe(_options: Any) -> Iterator[Any]:
         for sink in list(_live):
-            if sink.last is not None or sink.trims:
+            if sink.known or sink.trims:
                 yield observation(read(sink), sink.attributes)
 
     return observe

@@ -17,14 +17,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .metrics import GAUGES, RELEASED, SLOPE, TRIMS, MetricsSink
+from .gauges import GAUGES, RELEASED, SLOPE, TRIMS, Exported
 
 TAG_KEYS = ("udf", "host", "worker")
 _lock = threading.Lock()
 _metrics: dict[str, Any] | None = None  # this process's Ray metric objects, made once connected
 
 
-def load(sink: MetricsSink) -> RayExporter | None:
+def load(sink: Exported) -> RayExporter | None:
     """The exporter of ``sink`` to Ray; None, with a problem noted, when Ray is not installed."""
     try:
         import ray
@@ -53,7 +53,7 @@ class RayExporter:
 
     expires = True
 
-    def __init__(self, sink: MetricsSink, ray: Any, module: Any) -> None:
+    def __init__(self, sink: Exported, ray: Any, module: Any) -> None:
         self._sink = sink
         self._ray = ray
         self._module = module

@@ -1,0 +1,66 @@
+"""What is exported: the gauges and counters, and what an exporter sees of a UDF's metrics sink.
+
+The one list of names (a rename breaks dashboards: a test holds it to the README) shared
+by the sink (:mod:`udfmem.sinks.metrics`) and the exporters (``ray_metrics``,
+``otel_metrics``), which know the sink only through :class:`Exported`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+Warn = Callable[[str, str], None]
+
+
+class Gauge(NamedTuple):
+    """One exported gauge: its name, what it means, and the snapshot field it shows (None: unknown)."""
+
+    name: str
+    doc: str
+    field: str  # a ``Snapshot`` attribute, dotted into its ``Memory`` block
+
+
+#: The gauges, in the order the README lists them (MiB unless stated).
+GAUGES: tuple[Gauge, ...] = (
+    Gauge("udfmem_rss_mb", "resident memory of the worker process (MiB)", "memory.rss_mb"),
+    Gauge("udfmem_peak_rss_mb", "highest RSS in the last snapshot's window (MiB)", "memory.peak_rss_mb"),
+    Gauge("udfmem_arrow_live_mb", "bytes allocated by Arrow's memory pool (MiB)", "memory.arrow_live_mb"),
+    Gauge("udfmem_heap_in_use_mb", "malloc bytes in use (MiB)", "memory.heap_in_use_mb"),
+    Gauge("udfmem_heap_free_mb", "freed memory malloc still holds (MiB)", "memory.heap_free_mb"),
+    Gauge("udfmem_growth_mb", "private RSS growth since the end of setup (MiB)", "growth_mb"),
+    Gauge("udfmem_headroom_mb", "memory left under the cgroup limit (MiB)", "memory.headroom_mb"),
+    Gauge("udfmem_calls", "calls counted by the last snapshot (a number)", "call"),
+)
+SLOPE = Gauge(
+    "udfmem_growth_slope_mb_per_100_calls",
+    "the online detector's growth slope as of its last judgement (MiB per 100 calls; 0: no growth)",
+    "",  # not a snapshot field: the state hands it over (MetricsSink.set_slope)
+)
+#: The counters: trims that ran, and the MiB they gave back (Prometheus adds ``_total``).
+TRIMS = ("udfmem_trims", "trims that ran (malloc_trim and Arrow's release_unused)")
+RELEASED = ("udfmem_trim_released_mb", "MiB given back to the OS by trims")
+
+
+class Exported(Protocol):
+    """What an exporter reads of one UDF's metrics sink."""
+
+    attributes: dict[str, str]  # udf, host, worker
+    known: dict[str, float | int]  # each gauge's last known value
+    slope: float | None
+    trims: int
+    released_mb: float
+    warn: Warn
+    problems: list[tuple[str, str]]  # (what, message) said once the emitter is built
+
+    def values(self) -> list[tuple[str, float | int]]:
+        """Each gauge's last known value, the slope too once judged."""
+
+
+class Exporter(Protocol):
+    """What the sink needs of one metrics system."""
+
+    expires: bool  # whether a value not set again lately vanishes (Ray's gauges do)
+
+    def publish(self) -> None:
+        """The sink's values changed (a snapshot, a slope, a trim): make them current."""
