@@ -1,9 +1,10 @@
 """Ray metrics on a real local Ray cluster: udfmem's gauges on Ray's Prometheus endpoint, kept alive.
 
 One driver script (``engines/ray_metrics_script.py``) starts a cluster with a metrics
-export port, runs a tracked UDF (``metrics="ray"``) on 2 Ray Data actors, holds one
-upstream block back so the actors idle long after their last call, and scrapes the
-endpoint every 2 s. The tests compare the scrapes with the workers' own log lines.
+export port, runs a tracked UDF on 2 Ray Data actors (``worker_env(metrics="ray")`` in
+the operator's ``env_vars``), holds one upstream block back so the actors idle long
+after their last call, and scrapes the endpoint every 2 s. The tests compare the scrapes
+with the workers' own log lines.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Driver script for the Ray metrics test: a Ray Data run on 2 actors, scraped on Ray's Prometheus endpoint.
 
 Run as ``python ray_metrics_script.py TEMP_DIR``. The cluster starts with a metrics export
-port; a tracked UDF (``metrics="ray"``) runs on 2 actors of a fixed pool. One upstream
+port; a tracked UDF runs on 2 actors of a fixed pool, switched on by
+``worker_env(metrics="ray")`` in the operator's ``env_vars``. One upstream
 block is held back ``HOLD_S`` seconds, so the actors stay alive, idle, long after their
 last call. Meanwhile the driver scrapes the endpoint every ``SCRAPE_S`` and keeps the
 lines of udfmem's series and of a control gauge the UDF sets once per call (plain
@@ -44,7 +45,7 @@ def hold_back(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return batch
 
 
-@udfmem.tracked(every=1, trim=8, metrics="ray", name="MetricsEmbed")
+@udfmem.tracked(every=1, trim=8, name="MetricsEmbed")  # metrics="ray" comes from the operator's env_vars
 class MetricsEmbed:
     """A stateful UDF: an 8 MiB model, ~10 ms of work and a short-lived buffer per batch."""
 
@@ -78,7 +79,13 @@ def main() -> None:
         ray.data.range(800, override_num_blocks=80)
         .map(lambda r: {"id": r["id"], "v": r["id"]})
         .map_batches(hold_back, num_cpus=0.1, batch_size=None)
-        .map_batches(MetricsEmbed, concurrency=2, num_cpus=0.25, batch_size=10)
+        .map_batches(
+            MetricsEmbed,
+            concurrency=2,
+            num_cpus=0.25,
+            batch_size=10,
+            runtime_env={"env_vars": udfmem.worker_env(metrics="ray")},
+        )
     )
     out: dict[str, Any] = {}
 
