@@ -118,3 +118,8 @@ def sample() -> MemorySample:
     fields = memory._asdict()
     fields["peak_is_lifetime"] = bool(memory.peak_is_lifetime)
     return MemorySample(pid=p.pid, ts=time.time(), **fields)
+
+
+def private(rss: int | None, shared: int | None) -> int | None:
+    """Private (anonymous) resident bytes; RSS where shared pages are unknown."""
+    return rss - shared if (rss is not None and shared is not None) else rss

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
-from . import _probes
+from . import _memory, _probes
+from ._emit import Emitter
 from ._events import Memory, Setup
+from ._trim import Trimmer
 
 
 class SetupMeter:
@@ -51,3 +54,60 @@ class SetupMeter:
             setups=self.count,
             error=error,
         )
+
+
+class SetupPhases:
+    """The setup-phase part of a UDF's state (mixed into ``UDFState``, which provides the fields below)."""
+
+    setup_meter: SetupMeter
+    emitter: Emitter
+    trimmer: Trimmer | None
+    baseline_mb: float | None
+    _window: int
+    _last_call: int
+    _last_t: float
+
+    def bind(self) -> bool:
+        raise NotImplementedError  # UDFState's
+
+    def start_profiling(self, instance: Any = None) -> None:
+        raise NotImplementedError  # UDFState's
+
+    def setup_begin(self, method: str, args: tuple[Any, ...] = ()) -> tuple[float, int | None] | None:
+        """Start measuring a setup phase; None when disabled, nested or unmeasurable.
+
+        Every call must be paired with :meth:`setup_end`. A ``setup()`` (never
+        ``__init__``, which Geneva runs on the driver) opens memray first, when it is
+        switched on, so the profile holds the setup's allocations.
+        """
+        if not self.setup_meter.enter():
+            return None
+        try:
+            if not self.bind():
+                return None
+            if method != "__init__":
+                self.start_profiling(args[0] if args else None)
+            p = _probes.probes()
+            p.windows.take(self._window)
+            return self.setup_meter.begin(p.rss())
+        except Exception as exc:
+            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
+            return None
+
+    def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
+        """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
+        self.setup_meter.leave()
+        if token is None:
+            return
+        try:
+            p = _probes.probes()
+            peak, lifetime = p.windows.take(self._window)
+            memory, rss = _memory.read(p, peak, lifetime, p.heap_budget())
+            self._last_t = time.monotonic()
+            self.emitter.emit(self.setup_meter.end(token, method, error, memory, rss))
+            if self.trimmer is not None:
+                self.trimmer.after_setup()
+            if self._last_call == 0:  # growth counts from the end of the setups before the first snapshot
+                self.baseline_mb = _probes.mb(_memory.private(*p.resident()))
+        except Exception as exc:
+            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")

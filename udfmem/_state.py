@@ -13,9 +13,7 @@ composition; none of them knows it. It is the one place where readings become ev
 
 from __future__ import annotations
 
-import atexit
 import collections
-import contextlib
 import itertools
 import os
 import sys
@@ -28,15 +26,21 @@ from typing import Any
 from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings, _timer
 from ._emit import Emitter
 from ._events import Memory, Snapshot
-from ._setup import SetupMeter
+from ._finals import Finals
+from ._setup import SetupMeter, SetupPhases
 from ._suspect import Detector
-from ._trim import IDLE_S, Trimmer, TrimPolicy
+from ._trim import Trimmer, TrimPolicy
+from ._visits import Visits
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
 
 
-class UDFState:
-    """Counters and windows of one UDF in one process. Never pickled whole."""
+class UDFState(SetupPhases, Finals, Visits):
+    """Counters and windows of one UDF in one process. Never pickled whole.
+
+    Its setup phases (:mod:`udfmem._setup`), final snapshots (:mod:`udfmem._finals`) and
+    the timer's visits (:mod:`udfmem._visits`) are parts kept in modules of their own.
+    """
 
     _p: _probes.Probes  # this process's probes, from bind on
 
@@ -124,7 +128,7 @@ class UDFState:
             on_trim = self.detector.trimmed if self.detector is not None else None
             self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading, on_trim=on_trim)
             self.trimmer.rebase()  # before the first call: no retention yet
-            self.baseline_mb = _probes.mb(self._private(*probes.resident()))
+            self.baseline_mb = _probes.mb(_memory.private(*probes.resident()))
             self._last_t = time.monotonic()
             self.next_snap = self._next_multiple(self._last_call)
             every_trim = self.trimmer.policy.every
@@ -139,15 +143,10 @@ class UDFState:
             _timer.timer.watch(self)
 
     @staticmethod
-    def _private(rss: int | None, shared: int | None) -> int | None:
-        """Private (anonymous) resident bytes; RSS where shared pages are unknown."""
-        return rss - shared if (rss is not None and shared is not None) else rss
-
-    @classmethod
-    def _trim_reading(cls) -> tuple[int | None, int | None, int]:
+    def _trim_reading() -> tuple[int | None, int | None, int]:
         """Private RSS, malloc in-use (within the heap budget, else None) and Arrow live bytes now."""
         p = _probes.probes()
-        return cls._private(*p.resident()), p.heap_in_use(p.heap_budget()), _probes.arrow_live()
+        return _memory.private(*p.resident()), p.heap_in_use(p.heap_budget()), _probes.arrow_live()
 
     def _next_multiple(self, n: int) -> int:
         return (n // self.every + 1) * self.every
@@ -178,47 +177,6 @@ class UDFState:
         watched = self._watched() if self._watched is not None else None
         if watched is not None and watched is instance:  # the UDF object _final_when_released found
             _memray.stop_when_released(watched)
-
-    # -- setup phases --------------------------------------------------------------------
-
-    def setup_begin(self, method: str, args: tuple[Any, ...] = ()) -> tuple[float, int | None] | None:
-        """Start measuring a setup phase; None when disabled, nested or unmeasurable.
-
-        Every call must be paired with :meth:`setup_end`. A ``setup()`` (never
-        ``__init__``, which Geneva runs on the driver) opens memray first, when it is
-        switched on, so the profile holds the setup's allocations.
-        """
-        if not self.setup_meter.enter():
-            return None
-        try:
-            if not self.bind():
-                return None
-            if method != "__init__":
-                self.start_profiling(args[0] if args else None)
-            p = _probes.probes()
-            p.windows.take(self._window)
-            return self.setup_meter.begin(p.rss())
-        except Exception as exc:
-            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
-            return None
-
-    def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
-        """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
-        self.setup_meter.leave()
-        if token is None:
-            return
-        try:
-            p = _probes.probes()
-            peak, lifetime = p.windows.take(self._window)
-            memory, rss = _memory.read(p, peak, lifetime, p.heap_budget())
-            self._last_t = time.monotonic()
-            self.emitter.emit(self.setup_meter.end(token, method, error, memory, rss))
-            if self.trimmer is not None:
-                self.trimmer.after_setup()
-            if self._last_call == 0:  # growth counts from the end of the setups before the first snapshot
-                self.baseline_mb = _probes.mb(self._private(*p.resident()))
-        except Exception as exc:
-            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
 
     # -- per call ----------------------------------------------------------------------
 
@@ -349,7 +307,7 @@ class UDFState:
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage
-            trimmer.at_snapshot(self._private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
+            trimmer.at_snapshot(_memory.private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
 
     def _detect(self, detector: Detector, label: int, memory: Memory, final: bool | None) -> None:
         """Feed the online detector; emit its ``udfmem.suspect``. A failure turns it off, with one warning."""
@@ -369,99 +327,3 @@ class UDFState:
         name = self.key.partition("#")[0]
         module = name[: -len(self.owner) - 1] if self.owner else name.rpartition(".")[0]
         return instance, sys.modules.get(module)
-
-    # -- the end of the work -----------------------------------------------------------------
-
-    def _final_when_released(self, instance: Any) -> None:
-        """Emit the final snapshot when ``instance``, a UDF object seen on the slow path, is released.
-
-        Engines that keep one object per worker (Ray Data actors) release it and exit
-        without running ``atexit``; engines that re-create objects (Daft, per partition)
-        get a final snapshot per object that ran calls past the last snapshot.
-        """
-        self._watched = None
-        mro = type(instance).__mro__ if instance is not None else ()
-        if any(getattr(k, "__qualname__", None) == self.owner for k in mro):
-            with contextlib.suppress(TypeError):  # a class with __slots__ and no __weakref__
-                self._watched = weakref.ref(instance)
-                weakref.finalize(instance, self.final).atexit = False  # exit has its own hook
-
-    def calls(self) -> int:
-        """Calls counted so far in this process (not on the hot path: it reads the counter's repr)."""
-        return int(repr(self.counter)[6:-1]) - 1  # "count(N)": N is the next number
-
-    def final(self) -> None:
-        """Emit the last snapshot (``final=true``): the UDF object was released or the process exits.
-
-        So a series ends where the work ended, not at the last multiple of ``every``: only
-        when calls were counted since the last snapshot. Nothing in a disabled UDF or in a
-        fork child that has not bound. Waits at most 50 ms for a snapshot in progress.
-        Never raises.
-        """
-        settings = self.settings
-        if settings is None or settings.disable or self._pid != os.getpid():
-            return
-        if self._holder == threading.get_ident():  # released inside our own snapshot: never wait
-            return
-        try:
-            if not self._snap_lock.acquire(timeout=0.05):
-                return
-            try:  # counted under the lock: a snapshot of a later call may have come first
-                calls = self.calls()
-                if calls > max(self._last_call, self._final_call):
-                    self._final_call = calls
-                    self._snapshot(calls, final=True)
-            finally:
-                self._snap_lock.release()
-        except Exception as exc:
-            self.emitter.warn_once("snapshot-failed", f"final snapshot failed: {exc!r}")
-
-    # -- the timer's visits ------------------------------------------------------------------
-
-    def force(self) -> None:
-        """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
-        self._forced = True
-        self.slow_at = 0
-
-    def tick(self, now: float) -> float | None:
-        """The timer's visit: force an ``every_s`` snapshot, check for idleness; next visit time."""
-        settings = self.settings
-        if settings is None or settings.disable:
-            return None
-        wake: list[float] = []
-        if settings.every_s > 0:
-            deadline = self._last_t + settings.every_s
-            if now >= deadline:
-                self.force()  # idempotent: an idle UDF is simply flagged again
-                deadline = now + settings.every_s
-            wake.append(deadline)
-        trimmer = self.trimmer
-        if trimmer is not None and trimmer.policy.auto:
-            # a call completed since the previous visit (it cleared the flag), or one is running now
-            active = not self._armed or _timer.call_in_progress()
-            if self._snap_lock.acquire(blocking=False):
-                try:
-                    trimmer.idle_check(active, self._seen)
-                finally:
-                    self._snap_lock.release()
-            self._armed = True
-            self.slow_at = 0  # the next call takes the slow path once, clearing the flag
-            wake.append(now + IDLE_S / 2)
-        gauges = self.emitter.metrics
-        refresh = gauges.refresh(now) if gauges is not None else None  # Ray drops a series not set lately
-        if refresh is not None:
-            wake.append(refresh)
-        return min(wake) if wake else None
-
-    def tick_failed(self, exc: Exception) -> None:
-        """The timer's visit raised: one warning; the timer visits again."""
-        self.emitter.warn_once("timer-failed", f"the every_s/idle timer failed once and retries: {exc!r}")
-
-
-def _final_at_exit() -> None:
-    """At normal exit: every live UDF of this process emits its final snapshot."""
-    for state in _registry.states():
-        state.final()
-
-
-atexit.register(_final_at_exit)
