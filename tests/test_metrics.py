@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import udfmem
 from udfmem import _settings
 from udfmem._events import Memory, Snapshot
 from udfmem.sinks import gauges as exported
-from udfmem.sinks.metrics import MIN_SET_S, REFRESH_S, MetricsSink
+from udfmem.sinks.metrics import MetricsSink
 
 GAUGES = (
     "udfmem_rss_mb",
@@ -107,10 +106,10 @@ def test_otel_gauges_equal_the_last_snapshot_with_udf_host_worker_attributes() -
         assert len(trims) == _by_udf(result["metrics"]["udfmem_trims"])[udf][0]
         released = sum(max(0.0, e["released_mb"]) for e in trims)
         assert released == pytest.approx(_by_udf(result["metrics"]["udfmem_trim_released_mb"])[udf][0], abs=0.01)
-    assert "udfmem_headroom_mb" not in result["metrics"] or all(
-        p[0] == [e for e in events if e["udf"] == p[1]["udf"] and "headroom_mb" in e][-1]["headroom_mb"]
-        for p in result["metrics"]["udfmem_headroom_mb"]
-    )
+    # headroom only under a known memory limit (a cgroup limit): else the gauge is left out
+    headroom = {e["udf"]: e["headroom_mb"] for e in events if e["event"] == "udfmem.snapshot" and "headroom_mb" in e}
+    observed = {udf: value for udf, (value, _) in _by_udf(result["metrics"].get("udfmem_headroom_mb", [])).items()}
+    assert headroom == observed
 
 
 def test_otel_growth_slope_comes_from_the_online_detector() -> None:
@@ -219,21 +218,50 @@ def test_missing_packages_give_one_warning_each_and_the_udf_runs() -> None:
 
 
 def test_ray_metrics_outside_a_ray_cluster_warn_once_and_the_udf_runs() -> None:
-    """metrics="ray" in a process that never called ray.init: one warning, no gauge set, results unchanged."""
+    """metrics="ray" in a process that never imported Ray: one warning, Ray not imported, no gauge made."""
     pytest.importorskip("ray")
     proc = run_python(
         """
-        import udfmem
+        import sys, udfmem
+        from udfmem.sinks import ray_metrics
         @udfmem.tracked(every=2, metrics="ray")
         def f(x):
             return -x
-        print("RESULT", [f(i) for i in range(40)] == [-i for i in range(40)])
+        ok = [f(i) for i in range(40)] == [-i for i in range(40)]
+        print("RESULT", ok, "ray" in sys.modules, ray_metrics._metrics is None)
         """
     )
-    assert "RESULT True" in proc.stdout
+    assert "RESULT True False True" in proc.stdout
     warnings = parse_events(proc.stderr, "udfmem.warning")
     assert ["metrics-not-connected"] == [w["what"] for w in warnings]
     assert 20 == len(parse_events(proc.stderr, "udfmem.snapshot", finals=False))
+
+
+def test_a_broken_otel_package_gives_one_warning_and_udfmem_runs_on() -> None:
+    """An opentelemetry package that fails on import with another error than ImportError: one warning, snapshots go on.
+
+    The broken package is a stand-in written to a temporary directory put first on
+    ``sys.path`` (a version mismatch between installed packages does this on real machines).
+    """
+    proc = run_python(
+        """
+        import os, sys, tempfile
+        root = tempfile.mkdtemp()
+        os.makedirs(os.path.join(root, "opentelemetry"))
+        with open(os.path.join(root, "opentelemetry", "__init__.py"), "w") as f:
+            f.write("raise RuntimeError('protobuf version mismatch')")
+        sys.path.insert(0, root)
+        import udfmem
+        @udfmem.tracked(every=2, metrics="otel")
+        def f(x):
+            return x + 1
+        print("RESULT", [f(i) for i in range(10)] == list(range(1, 11)))
+        """
+    )
+    assert "RESULT True" in proc.stdout
+    (warning,) = parse_events(proc.stderr, "udfmem.warning")
+    assert "metrics-unavailable" == warning["what"] and "protobuf version mismatch" in warning["message"]
+    assert [2, 4, 6, 8, 10] == [e["call"] for e in parse_events(proc.stderr, "udfmem.snapshot", finals=False)]
 
 
 @pytest.mark.parametrize(
@@ -245,6 +273,8 @@ def test_ray_metrics_outside_a_ray_cluster_warn_once_and_the_udf_runs() -> None:
         ("OTEL", ("otel",)),
         (" otel , ray ", ("ray", "otel")),
         (["otel"], ("otel",)),
+        ("ray,", ("ray",)),
+        (("off",), ()),
     ],
 )
 def test_metrics_setting_accepts_off_ray_otel_and_both(value: Any, expected: tuple[str, ...]) -> None:
@@ -290,73 +320,106 @@ def test_worker_env_passes_metrics_on() -> None:
         udfmem.worker_env(metrics="graphite")
 
 
-class Recording:
-    """A stand-in exporter that records what the sink pushes (the real Ray exporter runs in test_engines_metrics)."""
+RAY_SCHEDULE = """
+    import gc, json, threading, time
+    import ray
+    from ray.util import metrics as ray_metrics
+    import udfmem
 
-    expires = True
+    sets = []
+    real_set = ray_metrics.Gauge.set
 
-    def __init__(self, sink: MetricsSink) -> None:
-        self.sink = sink
-        self.pushed: list[int] = []
+    def recording_set(self, value, tags=None):  # Ray's own set runs; the call is only noted
+        sets.append((self._name, value, dict(tags or {{}}), threading.current_thread().name))
+        timer = threading.current_thread().name == "udfmem-timer"
+        if gc_armed and timer and (tags or {{}}).get("udf") == "G" and not gc_fired:  # inside G's own re-set
+            gc_fired.append(1)
+            gc.collect()  # a collection inside Ray's set, freeing a UDF object in a cycle: its final snapshot
+        return real_set(self, value, tags)
 
-    def publish(self) -> None:
-        """Record the call of the sink's last snapshot."""
-        assert self.sink.last is not None
-        self.pushed.append(self.sink.last.call)
+    gc_armed, gc_fired = [], []
+    ray_metrics.Gauge.set = recording_set
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+
+    def pushed(udf):
+        return [(v, thread) for name, v, tags, thread in sets if name == "udfmem_calls" and tags["udf"] == udf]
+
+    @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False, metrics="ray")  # only the metrics need the timer
+    def f(x):
+        return x
+
+    @udfmem.tracked(every=2, every_s=0, trim="off", suspect=False, metrics="ray")
+    class G:
+        def __init__(self):
+            self.me = self  # a cycle: freed by the garbage collector, not at del
+        def __call__(self, x):
+            return x
+
+    out = {{}}
+    f(0)
+    out["first"] = pushed("f")
+    for i in range(9):
+        f(i)
+    out["within_the_second"] = pushed("f")
+    time.sleep(2.5)
+    out["after_the_timer"] = pushed("f")
+    g = G()
+    for i in range(3):
+        g(i)  # a snapshot at call 2 (pushed); call 3 waits for the final snapshot
+    gc.collect(); gc.disable()
+    del g
+    if {gc_in_set}:
+        gc_armed.append(1)  # the timer's re-set of G's values collects g inside Ray's set
+    else:
+        gc.collect()  # the final snapshot, pushed at once although call 2 was pushed just now
+    out["final"] = pushed("G")
+    time.sleep(6.5)
+    out["after_idle"] = pushed("f")
+    out["tags"] = sorted({{k for name, v, tags, t in sets for k in tags}})
+    out["final_after_idle"] = pushed("G")
+    print("RESULT " + json.dumps(out))
+"""
 
 
-def _recording_sink() -> tuple[MetricsSink, Recording]:
-    sink = MetricsSink((), "U", "h", "w", lambda what, message: None)
-    exporter = Recording(sink)
-    sink._exporters.append(exporter)
-    sink.expires = True
-    return sink, exporter
+def _ray_schedule(gc_in_set: bool) -> dict[str, Any]:
+    pytest.importorskip("ray")
+    proc = run_python(RAY_SCHEDULE.format(gc_in_set=gc_in_set), timeout=180)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
 
 
-def _snap(call: int, final: bool | None = None) -> Snapshot:
-    return Snapshot(call, Memory(rss_mb=float(call)), None, 1, 0.0, final)
+def test_ray_values_are_pushed_at_most_once_a_second_and_re_set_by_the_timer() -> None:
+    """With a real local Ray: a snapshot pushes at once, the next second's wait for the timer, idle values are re-set.
 
-
-def test_ray_values_are_pushed_at_most_once_a_second_and_the_timer_sets_the_rest() -> None:
-    """A snapshot pushes at once, one within MIN_SET_S waits for the timer's visit; a final one never waits.
-
-    The exporter is a recording stand-in for Ray's (this checks the sink's schedule, not Ray).
+    Ray's ``Gauge.set`` runs as usual; the test only notes each call (value, tags, thread).
+    Only ``metrics="ray"`` starts udfmem's timer here (``every_s=0``, ``trim="off"``).
     """
-    sink, exporter = _recording_sink()
-    sink.write(_snap(1))
-    sink.write(_snap(2))  # within the second: left for the timer
-    assert [1] == exporter.pushed
-    now = time.monotonic()
-    assert now + MIN_SET_S == sink.refresh(now)  # too early for the dirty values: nothing pushed yet
-    assert [1] == exporter.pushed
-    sink.refresh(now + MIN_SET_S)
-    assert [1, 2] == exporter.pushed
-    sink.write(_snap(3, final=True))  # a final snapshot: the process may be ending
-    assert [1, 2, 3] == exporter.pushed
+    r = _ray_schedule(gc_in_set=False)
+    assert [[1, "MainThread"]] == r["first"]
+    assert [[1, "MainThread"]] == r["within_the_second"]  # calls 2-10 came within the second
+    assert [[1, "MainThread"], [10, "udfmem-timer"]] == r["after_the_timer"]  # the last one, by the timer
+    idle = r["after_idle"][2:]
+    assert idle and {(10, "udfmem-timer")} == {tuple(x) for x in idle}  # no calls: the same values, re-set
+    assert [[2, "MainThread"], [3, "MainThread"]] == r["final"]  # a final snapshot does not wait
+    assert ["host", "udf", "worker"] == r["tags"]
 
 
-def test_the_timer_re_sets_unchanged_values_every_refresh_s() -> None:
-    """With no new snapshot the values are pushed again only once REFRESH_S passed (Ray would drop them)."""
-    sink, exporter = _recording_sink()
-    sink.write(_snap(7))
-    now = time.monotonic()
-    sink.refresh(now + REFRESH_S - 0.5)
-    assert [7] == exporter.pushed
-    sink.refresh(now + REFRESH_S + 0.1)
-    assert [7, 7] == exporter.pushed
+def test_a_collection_inside_rays_set_on_the_timer_thread_does_not_stop_the_timer() -> None:
+    """A final snapshot pushed from a finalizer inside Ray's ``set`` on the timer thread re-enters; the timer goes on.
 
-
-def test_before_any_snapshot_the_timer_pushes_nothing() -> None:
-    """A timer visit before the first snapshot pushes nothing and does not delay the first snapshot's push."""
-    sink, exporter = _recording_sink()
-    sink.refresh(time.monotonic())
-    sink.write(_snap(1))
-    assert [1] == exporter.pushed
+    The collection is forced (``gc.collect()`` inside the set call) where an allocation
+    would trigger it; with a non-re-entrant lock the timer thread deadlocked there.
+    """
+    r = _ray_schedule(gc_in_set=True)
+    final = r["final_after_idle"]
+    assert [3, "udfmem-timer"] in final  # the final snapshot, pushed from inside the timer's own push
+    assert len(r["after_idle"]) > len(r["after_the_timer"])  # and the timer still re-sets f's values
 
 
 def test_a_skipped_figure_keeps_its_last_known_value() -> None:
     """A snapshot without the heap figures (its probe over budget) leaves the gauges at their last values."""
-    sink, _ = _recording_sink()
+    sink = MetricsSink((), "U", "h", "w", lambda what, message: None)
     sink.write(Snapshot(1, Memory(rss_mb=10.0, heap_in_use_mb=4.0, heap_free_mb=1.0), 0.5, 1, 0.0))
     sink.write(Snapshot(2, Memory(rss_mb=11.0), 0.7, 1, 0.0))
     assert {

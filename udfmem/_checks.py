@@ -131,14 +131,17 @@ def check_metrics(value: object, what: str) -> tuple[str, ...]:
     """The metrics exporters: ``"off"``, ``"ray"``, ``"otel"``, ``"ray,otel"`` (or a sequence of names).
 
     Returns the distinct exporter names in :data:`METRICS_EXPORTERS` order (``()``: off).
+    Case, spaces and empty items (``"ray,"``) do not matter; ``off`` alone means off.
     """
     if isinstance(value, str):
-        names = [part.strip().lower() for part in value.split(",")]
-        names = [] if names in ([""], ["off"], ["none"], ["0"], ["false"]) else names
+        parts = value.split(",")
     elif isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value):
-        names = [v.strip().lower() for v in value]
+        parts = list(value)
     else:
         raise TypeError(f"udfmem: {what} must be 'off', 'ray', 'otel' or 'ray,otel', got {value!r}")
+    names = [n for n in (p.strip().lower() for p in parts) if n]
+    if names in ([], ["off"], ["none"], ["0"], ["false"]):
+        return ()
     unknown = [n for n in names if n not in METRICS_EXPORTERS]
     if unknown:
         known = ", ".join(("off", *METRICS_EXPORTERS))

@@ -302,8 +302,8 @@ class UDFState(SetupPhases, Finals, Visits):
         if detector is not None:
             self._detect(detector, label, memory, final)
             gauges = self.emitter.metrics
-            if gauges is not None:
-                gauges.set_slope(detector.slope)
+            if gauges is not None:  # a detector that failed (and is off now) has no slope
+                gauges.set_slope(detector.slope if self.detector is not None else None)
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage

@@ -62,5 +62,5 @@ class Exporter(Protocol):
 
     expires: bool  # whether a value not set again lately vanishes (Ray's gauges do)
 
-    def publish(self) -> None:
+    def publish(self, sink: Exported) -> None:
         """The sink's values changed (a snapshot, a slope, a trim): make them current."""

@@ -23,12 +23,10 @@ from typing import Any
 from .._events import Snapshot, Trim
 from .gauges import GAUGES, SLOPE, Exporter, Warn
 
-REFRESH_S = 5.0
-"""Ray drops a gauge series ~20 s (two export intervals) after its last ``set()``: re-set this often."""
 MIN_SET_S = 1.0
-"""Set Ray's gauges at most this often: Ray exports them every 10 s, so more sets are work nobody sees.
+"""Push to Ray at most this often: Ray exports a worker's metrics every 10 s, so more is work nobody sees.
 
-A snapshot within this time of the last set is set by the daemon timer at its next visit (≤ 1 s later).
+A snapshot within this time of the last push is pushed by the daemon timer, about a second later.
 """
 
 _READERS = tuple((g.name, attrgetter(g.field)) for g in GAUGES)  # C-level reads: ~0.5 µs for all
@@ -50,6 +48,7 @@ class MetricsSink:
         self.problems: list[tuple[str, str]] = []  # the emitter says these once it is built
         self._exporters = [e for e in (_load(name, self) for name in exporters) if e is not None]
         self.expires = any(e.expires for e in self._exporters)  # the values must be pushed (and re-set)
+        self.refresh_s = ray_refresh_s() if self.expires else 0.0  # re-set unchanged values this often
         self.dirty = False  # values changed since they were last pushed
         self.set_at = float("-inf")
 
@@ -98,7 +97,7 @@ class MetricsSink:
         self.set_at = time.monotonic()
         self.dirty = False
         for exporter in self._exporters:
-            exporter.publish()
+            exporter.publish(self)
 
     def values(self) -> list[tuple[str, float | int]]:
         """Each gauge's last known value (the slope too, once judged), as exporters set them."""
@@ -108,7 +107,7 @@ class MetricsSink:
         return out
 
     def refresh(self, now: float) -> float | None:
-        """The timer's visit: set changed values, or re-set them every ``REFRESH_S``; when to come back.
+        """The timer's visit: push waiting values, or re-set them every ``refresh_s``; when to come back.
 
         An idle or slow UDF takes no snapshot for minutes, and Ray would drop its series. None:
         no exporter needs visits (OpenTelemetry's callbacks read the values when collected).
@@ -116,20 +115,32 @@ class MetricsSink:
         if not self.expires:
             return None
         since = now - self.set_at
-        if ((self.dirty and since >= MIN_SET_S) or since >= REFRESH_S) and (self.last is not None or self.trims):
+        if ((self.dirty and since >= MIN_SET_S) or since >= self.refresh_s) and (self.last is not None or self.trims):
             try:
                 self._publish()
             except Exception as exc:  # _publish stamped set_at first: retried at the next re-set
                 self.warn("metrics-failed", f"metrics export failed: {exc!r}")
-        return now + MIN_SET_S  # a snapshot may make values dirty at any time: look again within a second
+        # values waiting: as soon as they may be pushed; else within a second, for the next snapshot's
+        return self.set_at + MIN_SET_S if self.dirty else now + MIN_SET_S
 
 
 def _load(name: str, sink: MetricsSink) -> Exporter | None:
-    """The exporter ``name`` for ``sink``; None, with a problem noted, when its package is missing."""
-    if name == "ray":
-        from . import ray_metrics
+    """The exporter ``name`` for ``sink``; None, with a problem noted, when its package is missing or broken."""
+    try:
+        if name == "ray":
+            from . import ray_metrics
 
-        return ray_metrics.load(sink)
-    from . import otel_metrics
+            return ray_metrics.load(sink)
+        from . import otel_metrics
 
-    return otel_metrics.load(sink)
+        return otel_metrics.load(sink)
+    except Exception as exc:  # the UDF runs, and the rest of udfmem with it
+        sink.problems.append(("metrics-unavailable", f"metrics={name} could not start: {exc!r}"))
+        return None
+
+
+def ray_refresh_s() -> float:
+    """How often to re-set Ray's gauges (half their lifetime, at most 5 s), without importing Ray."""
+    from . import ray_metrics
+
+    return ray_metrics.refresh_s()

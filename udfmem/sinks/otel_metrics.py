@@ -18,23 +18,42 @@ from typing import Any
 
 from .gauges import GAUGES, RELEASED, SLOPE, TRIMS, Exported, Gauge
 
-_lock = threading.Lock()
+_lock = threading.Lock()  # registration only: never held while the SDK collects (its callbacks take no lock)
 _registered = False
-_live: weakref.WeakSet[Exported] = weakref.WeakSet()  # the sinks the callbacks read
+# the sinks the callbacks read, weakly: a tuple replaced whole (under _live_lock) when one is added,
+# so a callback reading it on the SDK's thread never sees it change
+_live: tuple[weakref.ref[Exported], ...] = ()
+_live_lock = threading.Lock()
 
 
 def load(sink: Exported) -> OtelExporter | None:
     """Register ``sink`` with the process's instruments; None, with a problem noted, without the API."""
     try:
         from opentelemetry import metrics
-    except ImportError as exc:
+
+        _register(metrics)
+    except Exception as exc:  # not installed, or broken: the UDF runs without the gauges
         sink.problems.append(
-            ("metrics-unavailable", f"metrics=otel needs opentelemetry-api: {exc}; no OpenTelemetry gauges")
+            ("metrics-unavailable", f"metrics=otel needs opentelemetry-api: {exc!r}; no OpenTelemetry gauges")
         )
         return None
-    _register(metrics)
-    _live.add(sink)
+    _add(sink)
     return OtelExporter()
+
+
+def _add(sink: Exported) -> None:
+    """Let the callbacks read ``sink`` (and forget the sinks that are gone)."""
+    global _live
+    with _live_lock:
+        _live = (*(r for r in _live if r() is not None), weakref.ref(sink))
+
+
+def _sinks() -> Iterator[Exported]:
+    """The live sinks, as of now."""
+    for ref in _live:
+        sink = ref()
+        if sink is not None:
+            yield sink
 
 
 def _register(metrics: Any) -> None:
@@ -68,7 +87,7 @@ def _gauge_callback(gauge: Gauge, observation: Any) -> Callable[[Any], Iterator[
     slope, name = gauge is SLOPE, gauge.name
 
     def observe(_options: Any) -> Iterator[Any]:
-        for sink in list(_live):
+        for sink in _sinks():
             value = sink.slope if slope else sink.known.get(name)
             if value is not None:
                 yield observation(value, sink.attributes)
@@ -80,7 +99,7 @@ def _counter_callback(read: Callable[[Exported], float | int], observation: Any)
     """The callback of one counter: the running total of every live UDF."""
 
     def observe(_options: Any) -> Iterator[Any]:
-        for sink in list(_live):
+        for sink in _sinks():
             if sink.known or sink.trims:
                 yield observation(read(sink), sink.attributes)
 
@@ -92,13 +111,14 @@ class OtelExporter:
 
     expires = False
 
-    def publish(self) -> None:
+    def publish(self, sink: Exported) -> None:
         """The callbacks read the sink's values when collected: nothing to push."""
 
 
 def _after_fork_in_child() -> None:
     """A fork child's UDFs bind afresh (their own ``worker`` tag): forget the parent's."""
-    _live.clear()
+    global _live, _live_lock
+    _live, _live_lock = (), threading.Lock()  # the parent's lock may have been held
 
 
 if hasattr(os, "register_at_fork"):

@@ -2,24 +2,28 @@
 
 Ray's agent exports a worker's metrics on the node's Prometheus endpoint (the port
 ``ray start --metrics-export-port`` / ``ray.init(_metrics_export_port=...)``) with the
-prefix ``ray_``: ``ray_udfmem_rss_mb``. Since 2026 Ray drops a gauge series about two
-export intervals (~20 s) after its last ``set()``, so the sink's values are set at each
-snapshot and again by udfmem's daemon timer every ``REFRESH_S``. Counters are cumulative
-and never dropped; Prometheus names them ``..._total``.
+prefix ``ray_``: ``ray_udfmem_rss_mb``. Since 2026 Ray drops a gauge series two export
+intervals (~20 s) after its last ``set()``, so the sink's values are set again by
+udfmem's daemon timer every :func:`refresh_s`. Counters are cumulative and never
+dropped; Prometheus names them ``..._total``.
 
 One ``Gauge`` per name serves every UDF in the process (each UDF's series by its tags).
-In a process not connected to Ray (``ray.init`` not called) nothing is set, with one
-``udfmem.warning``; the values start once it is connected.
+Ray is never imported here: a process that has not imported it is not connected to a
+cluster. Until the process is connected (``ray.init``, or a Ray worker) nothing is set,
+with one ``udfmem.warning``; the values start once it is.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 from typing import Any
 
 from .gauges import GAUGES, RELEASED, SLOPE, TRIMS, Exported
 
 TAG_KEYS = ("udf", "host", "worker")
+REFRESH_MAX_S = 5.0  # re-set at least this often (Ray's default export interval is 10 s)
 _lock = threading.Lock()
 _metrics: dict[str, Any] | None = None  # this process's Ray metric objects, made once connected
 
@@ -27,50 +31,66 @@ _metrics: dict[str, Any] | None = None  # this process's Ray metric objects, mad
 def load(sink: Exported) -> RayExporter | None:
     """The exporter of ``sink`` to Ray; None, with a problem noted, when Ray is not installed."""
     try:
-        import ray
-        from ray.util import metrics
-    except ImportError as exc:
-        sink.problems.append(("metrics-unavailable", f"metrics=ray needs the ray package: {exc}; no Ray gauges"))
+        installed = importlib.util.find_spec("ray") is not None  # looked up, not imported
+    except (ImportError, ValueError):  # a broken or stand-in "ray" module
+        installed = False
+    if not installed:
+        sink.problems.append(("metrics-unavailable", "metrics=ray needs the ray package; no Ray gauges"))
         return None
-    return RayExporter(sink, ray, metrics)
+    return RayExporter()
 
 
-def _made(module: Any) -> dict[str, Any]:
+def _made() -> dict[str, Any]:
     """This process's Ray metric objects (made on first use: one per name, for every UDF)."""
     global _metrics
     if _metrics is None:
         with _lock:
             if _metrics is None:
-                made = {g.name: module.Gauge(g.name, g.doc, tag_keys=TAG_KEYS) for g in (*GAUGES, SLOPE)}
+                from ray.util import metrics
+
+                made: dict[str, Any] = {
+                    g.name: metrics.Gauge(g.name, g.doc, tag_keys=TAG_KEYS) for g in (*GAUGES, SLOPE)
+                }
                 for name, doc in (TRIMS, RELEASED):
-                    made[name] = module.Counter(name, doc, tag_keys=TAG_KEYS)
+                    made[name] = metrics.Counter(name, doc, tag_keys=TAG_KEYS)
                 _metrics = made
     return _metrics
 
 
+def refresh_s() -> float:
+    """How often to set unchanged values again: half Ray's gauge lifetime (one export interval), at most 5 s."""
+    try:
+        interval_s = max(1.0, float(sys.modules["ray"]._config.metrics_report_interval_ms()) / 1000)
+    except Exception:  # not imported yet, or Ray's private config moved: keep the default
+        return REFRESH_MAX_S
+    return min(REFRESH_MAX_S, interval_s / 2)
+
+
 class RayExporter:
-    """Sets one sink's gauges (and adds its trims to the counters) in Ray's metrics."""
+    """Sets one sink's gauges (and adds its trims to the counters) in Ray's metrics.
+
+    Holds no reference to the sink (the sink holds it). Re-entrant: a finalizer run by the
+    garbage collector inside Ray's ``set`` may emit a final snapshot, which pushes again on
+    the same thread.
+    """
 
     expires = True
 
-    def __init__(self, sink: Exported, ray: Any, module: Any) -> None:
-        self._sink = sink
-        self._ray = ray
-        self._module = module
+    def __init__(self) -> None:
         self._sent_trims = 0  # the counters take increments: what they were given so far
         self._sent_mb = 0.0
-        self._lock = threading.Lock()  # the timer's re-set and a snapshot's push must not add a trim twice
+        self._lock = threading.RLock()  # the timer's re-set and a snapshot's push must not add a trim twice
 
-    def publish(self) -> None:
+    def publish(self, sink: Exported) -> None:
         """Set every known gauge to the sink's value; add new trims to the counters."""
-        sink = self._sink
-        if not self._ray.is_initialized():
+        ray = sys.modules.get("ray")
+        if ray is None or not ray.is_initialized():
             sink.warn(
                 "metrics-not-connected",
                 "metrics=ray: this process is not connected to Ray (ray.init not called); no Ray gauges until it is",
             )
             return
-        metrics = _made(self._module)
+        metrics = _made()
         tags = sink.attributes
         with self._lock:
             for name, value in sink.values():
