@@ -140,7 +140,7 @@ def _load(name: str, sink: MetricsSink) -> Exporter | None:
 
 
 def ray_refresh_s() -> float:
-    """How often to re-set Ray's gauges (half their lifetime, at most 5 s), without importing Ray."""
+    """How often to re-set Ray's gauges (half Ray's export interval, at most 5 s), without importing Ray."""
     from . import ray_metrics
 
     return ray_metrics.refresh_s()

@@ -58,7 +58,7 @@ def _made() -> dict[str, Any]:
 
 
 def refresh_s() -> float:
-    """How often to set unchanged values again: half Ray's gauge lifetime (one export interval), at most 5 s."""
+    """How often to set unchanged values again: half Ray's export interval (a gauge lives two), at most 5 s."""
     try:
         interval_s = max(1.0, float(sys.modules["ray"]._config.metrics_report_interval_ms()) / 1000)
     except Exception:  # not imported yet, or Ray's private config moved: keep the default
