@@ -60,7 +60,7 @@ class Exported(Protocol):
 class Exporter(Protocol):
     """What the sink needs of one metrics system."""
 
-    expires: bool  # whether a value not set again lately vanishes (Ray's gauges do)
+    refresh_s: float | None  # set unchanged values again this often (Ray drops them otherwise); None: never
 
     def publish(self, sink: Exported) -> None:
         """The sink's values changed (a snapshot, a slope, a trim): make them current."""

@@ -47,8 +47,9 @@ class MetricsSink:
         self.warn = warn
         self.problems: list[tuple[str, str]] = []  # the emitter says these once it is built
         self._exporters = [e for e in (_load(name, self) for name in exporters) if e is not None]
-        self.expires = any(e.expires for e in self._exporters)  # the values must be pushed (and re-set)
-        self.refresh_s = ray_refresh_s() if self.expires else 0.0  # re-set unchanged values this often
+        # re-set unchanged values this often (the shortest an exporter needs); None: never
+        self.refresh_s = min((e.refresh_s for e in self._exporters if e.refresh_s is not None), default=None)
+        self.expires = self.refresh_s is not None  # the values must be pushed (and set again)
         self.dirty = False  # values changed since they were last pushed
         self.set_at = float("-inf")
 
@@ -112,10 +113,11 @@ class MetricsSink:
         An idle or slow UDF takes no snapshot for minutes, and Ray would drop its series. None:
         no exporter needs visits (OpenTelemetry's callbacks read the values when collected).
         """
-        if not self.expires:
+        refresh_s = self.refresh_s
+        if refresh_s is None:
             return None
         since = now - self.set_at
-        if ((self.dirty and since >= MIN_SET_S) or since >= self.refresh_s) and (self.last is not None or self.trims):
+        if ((self.dirty and since >= MIN_SET_S) or since >= refresh_s) and (self.last is not None or self.trims):
             try:
                 self._publish()
             except Exception as exc:  # _publish stamped set_at first: retried at the next re-set
@@ -137,10 +139,3 @@ def _load(name: str, sink: MetricsSink) -> Exporter | None:
     except Exception as exc:  # the UDF runs, and the rest of udfmem with it
         sink.problems.append(("metrics-unavailable", f"metrics={name} could not start: {exc!r}"))
         return None
-
-
-def ray_refresh_s() -> float:
-    """How often to re-set Ray's gauges (half Ray's export interval, at most 5 s), without importing Ray."""
-    from . import ray_metrics
-
-    return ray_metrics.refresh_s()

@@ -109,7 +109,7 @@ def _counter_callback(read: Callable[[Exported], float | int], observation: Any)
 class OtelExporter:
     """Nothing to do per snapshot: the callbacks read the sink when the SDK collects."""
 
-    expires = False
+    refresh_s: float | None = None  # the callbacks read the values whenever the SDK collects
 
     def publish(self, sink: Exported) -> None:
         """The callbacks read the sink's values when collected: nothing to push."""

@@ -74,9 +74,8 @@ class RayExporter:
     the same thread.
     """
 
-    expires = True
-
     def __init__(self) -> None:
+        self.refresh_s: float | None = refresh_s()
         self._sent_trims = 0  # the counters take increments: what they were given so far
         self._sent_mb = 0.0
         self._lock = threading.RLock()  # the timer's re-set and a snapshot's push must not add a trim twice
