@@ -13,53 +13,20 @@ counted, never fatal. Memory stays bounded by the per-worker series
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import sys
 import zlib
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import Any
 
 from . import _events, _render
+from ._inputs import LogError, find_logs, open_input
 from .analysis.series import Point, Series, point
 
 MARKER = b"udfmem."
 MAX_LINE = 64 * 1024  # a longer "line" (binary garbage, a huge foreign line) is read in pieces and skipped
 WorkerKey = tuple[str, int, str, str]
 """(host, pid, worker tag, udf): one series."""
-
-
-class LogError(Exception):
-    """A path that cannot be read (the command exits 2 with this one line)."""
-
-
-def find_logs(paths: Iterable[str]) -> list[str]:
-    """The files named by ``paths``: files as given, directories walked (regular files, sorted), ``-`` for stdin."""
-    found: list[str] = []
-    for path in paths:
-        if path == "-":
-            found.append(path)
-        elif os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                found += sorted(os.path.join(root, n) for n in names if os.path.isfile(os.path.join(root, n)))
-        elif os.path.exists(path):
-            if not os.path.isfile(path):
-                raise LogError(f"cannot read {path}: not a regular file")
-            found.append(path)
-        else:
-            raise LogError(f"cannot read {path}: no such file or directory")
-    return found
-
-
-def _open(path: str) -> BinaryIO:
-    """``path`` for reading bytes; a gzip file (by its magic bytes, whatever its name) decompressed."""
-    if path == "-":
-        return sys.stdin.buffer
-    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    if f.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f)  # type: ignore[return-value]
-    return f
 
 
 _SCHEMA = str(_events.SCHEMA_VERSION).encode()
@@ -249,7 +216,7 @@ class LogReader:
         where it ends and noted in :attr:`cut`.
         """
         try:
-            f = _open(path)
+            f = open_input(path)
         except OSError as exc:
             raise LogError(f"cannot read {path}: {exc.strerror or exc}") from None
         readline, feed = f.readline, self.feed
