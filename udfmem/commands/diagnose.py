@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import _logread
+from .. import _inputs, _logread
 from ..analysis import patterns
 from ..analysis.diagnosis import Diagnosis, Lines, diagnose
 from ..reporters import diagnosis as reporter
@@ -30,7 +30,7 @@ def patterns_list(text: str) -> set[str]:
 
 
 def load(paths: list[str], udf: str | None = None) -> Diagnosis:
-    """Read and judge the logs under ``paths`` (raises :class:`udfmem._logread.LogError`)."""
+    """Read and judge the logs under ``paths`` (raises :class:`udfmem._inputs.LogError`)."""
     reader = _logread.read_logs(paths, udf)
     for path in reader.cut:
         print(f"udfmem: note: {path} ends early (compressed file cut off); read up to there", file=sys.stderr)
@@ -59,7 +59,7 @@ class DiagnoseCommand:
         """Print the diagnosis; exit 1 when ``--fail-on`` matches, 2 on unreadable paths."""
         try:
             result = load(args.paths, args.udf)
-        except _logread.LogError as exc:
+        except _inputs.LogError as exc:
             return error("diagnose", str(exc))
         print(reporter.as_json(result) if args.json else reporter.text(result))
         if args.fail_on and result.matching(args.fail_on):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import _logread
+from .. import _inputs
 from ..reporters import png
 from . import diagnose
 from ._args import add_log_inputs, at_least, error
@@ -57,7 +57,7 @@ class PlotCommand:
             return _error(f"needs matplotlib, which failed to import ({exc}): {EXTRA_HINT}")
         try:
             result = diagnose.load(args.paths, args.udf)
-        except _logread.LogError as exc:
+        except _inputs.LogError as exc:
             return _error(str(exc))
         if not result.workers:
             of = f" of UDF {args.udf!r}" if args.udf is not None else ""
