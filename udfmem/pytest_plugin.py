@@ -55,22 +55,22 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, None
     limit = testing.parse_size(marker.args[0] if marker.args else marker.kwargs.get("size", "64 KB"))
     calls, warmup = int(marker.kwargs.get("calls", 256)), int(marker.kwargs.get("warmup", 32))
     test = pyfuncitem.obj
-    reports: list[testing.GrowthReport] = []
 
     def looped(**kwargs: Any) -> None:
+        # the verdict is raised here, as the test's own failure: raised from a hookwrapper's teardown it
+        # would become a PluggyTeardownRaisedWarning (under -W error, in place of the reason)
         body = _Body(test, kwargs)
         targets = {name: value for name, value in kwargs.items() if hasattr(value, "__dict__")}
-        reports.append(testing.measure(body, range(calls + warmup), calls, warmup, targets, test.__module__))
+        report = testing.measure(body, range(calls + warmup), calls, warmup, targets, test.__module__)
+        if not report.passed(limit):
+            pyfuncitem.add_report_section("call", "udfmem-growth", f"{report.reason(limit)}\n{report.evidence}")
+            pytest.fail(f"udfmem: {report.reason(limit)}", pytrace=False)
 
     pyfuncitem.obj = looped
     try:
         yield
     finally:
         pyfuncitem.obj = test
-    if reports and not reports[0].passed(limit):
-        report = reports[0]
-        pyfuncitem.add_report_section("call", "udfmem-growth", f"{report.reason(limit)}\n{report.evidence}")
-        pytest.fail(f"udfmem: {report.reason(limit)}", pytrace=False)
 
 
 @pytest.fixture
