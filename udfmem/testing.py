@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import itertools
 import math
 import re
@@ -26,7 +27,7 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _inspect, _probes
+from . import _drive, _inspect, _probes
 from .analysis import patterns as P
 
 __all__ = ["BLOCK_BYTES", "GrowthReport", "assert_no_growth", "check_growth", "measure", "parse_size"]
@@ -95,14 +96,24 @@ def _instance(udf: Any) -> Any:
     """An instance from an instance, a class or a zero-argument factory."""
     if isinstance(udf, type):
         return udf()
-    if isinstance(udf, types.FunctionType | types.LambdaType) and not _takes_args(udf):
+    if isinstance(udf, types.FunctionType) and not _takes_args(udf):
         return udf()
     return udf
 
 
 def _takes_args(fn: Callable[..., Any]) -> bool:
-    code = getattr(fn, "__code__", None)
-    return code is not None and code.co_argcount > 0
+    """Whether ``fn`` has a named positional parameter, in its public signature.
+
+    ``inspect.signature`` follows ``__wrapped__``: udfmem's ``(*args, **kwargs)`` wrapper of a
+    ``@tracked`` function (or a user's ``functools.wraps`` decorator) shows the real parameters.
+    """
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the code's own count
+        code = getattr(fn, "__code__", None)
+        return code is not None and code.co_argcount > 0
+    named = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in named for p in params)
 
 
 def _inputs(inputs: Iterable[Any] | Callable[[int], Any]) -> Callable[[int], Any]:
@@ -136,11 +147,15 @@ def check_growth(
 ) -> GrowthReport:
     """Call ``udf`` ``warmup + calls`` times and measure what stays per counted call.
 
-    ``udf`` is an instance, a class or a zero-argument factory (tracked or not); ``inputs``
+    ``udf`` is an instance, a class, a function taking the input, or a zero-argument
+    factory (tracked or not: a function's real signature decides which); ``inputs``
     an iterable (recycled when shorter than the calls) or a callable ``i -> input``, so
     every call can get a fresh input as in a backfill. ``method`` is called with the
-    input; a generator's items are consumed. The pattern is ``heap-leak``,
-    ``arrow-leak`` or ``healthy`` (no growth, a plateau, or noise).
+    input and its body is run to the end: a coroutine is awaited (one event loop for the
+    whole check; from inside a running loop it refuses with ``RuntimeError``), an async
+    generator, a generator or any returned iterator (``map``, a custom ``__next__``) is
+    drained; a returned container (list, dict, array) is a result, left as it is. The
+    pattern is ``heap-leak``, ``arrow-leak`` or ``healthy`` (no growth, a plateau, or noise).
 
     ``stacks=True``: when a leak is found and memray is installed, ``calls // 4`` more
     calls run under a memray tracker and the report names where what they left was
@@ -150,17 +165,19 @@ def check_growth(
     obj = _instance(udf)
     fn = getattr(obj, method)
     nth = _inputs(inputs)
+    loop = _drive.Loop()
+    module = obj.__module__ if isinstance(obj, types.FunctionType) else type(obj).__module__
 
     def call(i: int) -> None:
-        out = fn(nth(i))
-        if isinstance(out, types.GeneratorType):
-            for _ in out:
-                pass
+        _drive.consume(fn(nth(i)), loop)
 
-    report = measure(call, range(warmup + calls), calls, warmup, {"self": obj}, type(obj).__module__)
-    if stacks and report.pattern != P.HEALTHY:
-        found = _stacks(call, range(warmup + calls, warmup + calls + max(1, calls // 4)))
-        report = dataclasses.replace(report, stacks=found)
+    try:
+        report = measure(call, range(warmup + calls), calls, warmup, {"self": obj}, module)
+        if stacks and report.pattern != P.HEALTHY:
+            found = _stacks(call, range(warmup + calls, warmup + calls + max(1, calls // 4)))
+            report = dataclasses.replace(report, stacks=found)
+    finally:
+        loop.close()
     return report
 
 
