@@ -215,10 +215,7 @@ class LogReader:
         A compressed file that ends early (still being written, cut off) is read up to
         where it ends and noted in :attr:`cut`.
         """
-        try:
-            f = open_input(path)
-        except OSError as exc:
-            raise LogError(f"cannot read {path}: {exc.strerror or exc}") from None
+        f = open_input(path)  # raises LogError
         readline, feed = f.readline, self.feed
         long = False  # inside a line longer than MAX_LINE
         try:
@@ -231,16 +228,32 @@ class LogReader:
                 feed(raw)
         except (EOFError, gzip.BadGzipFile, zlib.error):
             self.cut.append(path)
-        except OSError as exc:
-            raise LogError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except OSError as exc:  # what was read before stays read
+            raise LogError.of(path, exc) from None
         finally:
             if f is not sys.stdin.buffer:
                 f.close()
 
 
-def read_logs(paths: Iterable[str], udf: str | None = None) -> LogReader:
-    """Read every log under ``paths`` (see :func:`find_logs`); raises :class:`LogError`."""
+def read_logs(paths: Iterable[str], udf: str | None = None, unreadable: list[LogError] | None = None) -> LogReader:
+    """Read every readable log under ``paths`` (see :func:`find_logs`).
+
+    Each input that cannot be read (and each non-log a directory held, as a note) is
+    appended to ``unreadable`` and the others are read; without that list the first
+    input that cannot be read raises :class:`LogError`.
+    """
     reader = LogReader(udf)
-    for path in find_logs(paths):
-        reader.feed_path(path)
+    files, problems = find_logs(paths)
+    for problem in problems:
+        if unreadable is not None:
+            unreadable.append(problem)
+        elif not problem.note:
+            raise problem
+    for path in files:
+        try:
+            reader.feed_path(path)
+        except LogError as exc:
+            if unreadable is None:
+                raise
+            unreadable.append(exc)
     return reader

@@ -7,18 +7,22 @@ and offline. Judging costs ~0.1-0.2 ms, so it is not done at every snapshot: a s
 costs O(1) — a few comparisons with the point of the last judgement — and a judgement
 comes when something moved (a measure rose ``TRIGGER_MIB`` since the last one, a
 peak or freed-but-held memory is large) or ``RECHECK_EVERY`` snapshots passed, within
-a time budget (``SHARE`` of the wall time).
+a time budget (``SHARE`` of the wall time). A judgement's cost is its CPU time (a
+preempted judgement does not silence the detector) plus the wall time its inspection spent
+off the CPU (blocked in a call, or preempted).
 
 It speaks when its verdict starts or changes, when the slope changes by
 ``SLOPE_CHANGE`` or every ``REPEAT_EVERY`` snapshots while a problem persists, and once
 with ``pattern=healthy`` when one ends (a cache that filled and stopped). When a growth
 pattern is judged, the UDF object's attributes and its module's containers are measured
-(:mod:`udfmem._inspect`, ≤ 1 ms) and compared with the previous inspection (the first
-one is taken at the second snapshot, after setup): ``growing`` names what grew.
+(:mod:`udfmem._inspect`: no Python code of yours, 1 ms of wall time) and compared with the
+previous inspection (the first one is taken at the second snapshot, after setup):
+``growing`` names what grew.
 """
 
 from __future__ import annotations
 
+import time
 import types
 from collections.abc import Callable
 from typing import Any
@@ -74,7 +78,8 @@ class Detector:
     def __init__(self, target: Target) -> None:
         self.series = Series(max_points=MAX_POINTS)
         self._target = target
-        self._judge = Budget(self._judge_now, share=SHARE)
+        self._blocked = 0.0  # seconds the inspections spent off this thread's CPU
+        self._judge = Budget(self._judge_now, share=SHARE, cost_clock=self._cost)
         self._last: Point | None = None  # the point of the last judgement
         self._since_judged = 0
         self.said = P.HEALTHY  # the pattern last said (healthy until a problem is)
@@ -105,9 +110,18 @@ class Detector:
             return True
         return p.free is not None and p.free >= P.RETENTION_MIN_MIB and self.said == P.HEALTHY
 
+    def _cost(self) -> float:
+        """The judgement budget's clock: this thread's CPU time plus the inspections' time off the CPU."""
+        return time.thread_time() + self._blocked
+
     def _measure(self) -> _inspect.Measures | None:
-        instance, module = self._target()
-        return _inspect.inspect(instance, module) if (instance is not None or module is not None) else None
+        """Inspect the UDF object and its module; the wall time beyond CPU time counts in ``_blocked``."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            instance, module = self._target()
+            return _inspect.inspect(instance, module) if (instance is not None or module is not None) else None
+        finally:
+            self._blocked += max(0.0, (time.perf_counter() - wall) - (time.thread_time() - cpu))
 
     def _judge_now(self) -> tuple[Verdict, str | None]:
         """Judge the series; on a growth pattern, say what grew since the previous inspection."""

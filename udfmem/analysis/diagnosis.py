@@ -95,13 +95,14 @@ def worker_result(key: tuple[str, int, str, str], series: Series) -> WorkerResul
 
 @dataclasses.dataclass(frozen=True)
 class Lines:
-    """What the reader saw."""
+    """What the reader saw: lines, and the inputs it could not read at all (path, reason)."""
 
     read: int
     events: int
     skipped: int
     other_schema: int = 0
-    unreadable: int = 0
+    unreadable: int = 0  # udfmem lines that could not be parsed
+    unreadable_inputs: tuple[tuple[str, str], ...] = ()  # files and directories that could not be read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +120,17 @@ class Diagnosis:
         return {udf: dict(counts.most_common()) for udf, counts in sorted(out.items())}
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` object."""
+        """The ``--json`` object; ``unreadable`` (``[{"path", "reason"}]``) only when an input could not be read."""
         lines: dict[str, int] = {"read": self.lines.read, "events": self.lines.events, "skipped": self.lines.skipped}
-        return {
+        out: dict[str, Any] = {
             "version": VERSION,
             "workers": [w.to_dict() for w in self.workers],
             "summary": self.summary(),
             "lines": lines,
         }
+        if self.lines.unreadable_inputs:
+            out["unreadable"] = [{"path": path, "reason": reason} for path, reason in self.lines.unreadable_inputs]
+        return out
 
     def matching(self, wanted: set[str]) -> list[WorkerResult]:
         """The workers whose pattern (or ``also``) is in ``wanted``."""

@@ -34,3 +34,13 @@ def add_log_inputs(parser: argparse.ArgumentParser) -> None:
         "paths", nargs="+", help="log files, directories (searched recursively), .gz files, or - for stdin"
     )
     parser.add_argument("--udf", metavar="NAME", help="only this UDF's workers")
+
+
+def add_allow_unreadable(parser: argparse.ArgumentParser) -> None:
+    """``--allow-unreadable`` of ``diagnose`` and ``report``: inputs that cannot be read are named, not failed on."""
+    parser.add_argument(
+        "--allow-unreadable",
+        action="store_true",
+        help="inputs that cannot be read are still named on stderr but change neither the exit code "
+        "nor the gate's verdict (a gate with nothing at all to judge still fails)",
+    )

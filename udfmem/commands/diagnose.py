@@ -2,20 +2,27 @@
 
 Reading is :mod:`udfmem._logread` (files, directories, ``.gz``, stdin, any prefix, either
 format), judging is :mod:`udfmem.analysis.verdict`, rendering is
-:mod:`udfmem.reporters.diagnosis`. Exit 0; 1 with ``--fail-on`` when a worker shows one
-of the named patterns; 2 for usage errors and unreadable paths (one line, no traceback).
+:mod:`udfmem.reporters.diagnosis`. Every readable input is read and reported; each one
+that cannot be read is named on one stderr line (:mod:`udfmem._inputs`).
+
+Exit codes: without ``--fail-on``, 0, or 2 when an input could not be read (after
+printing what could); 2 also for usage errors (one line, no traceback). With ``--fail-on``
+the gate decides: 1 when a worker shows one of the named patterns, when an input could
+not be read, or when no snapshot was found at all (a wrong path, a wrong ``--udf``: a CI
+gate never passes what it could not judge); else 0. ``--allow-unreadable`` keeps naming
+unreadable inputs but lets neither the gate nor the exit code depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .. import _inputs, _logread
+from .._text import printable
 from ..analysis import patterns
 from ..analysis.diagnosis import Diagnosis, Lines, diagnose
 from ..reporters import diagnosis as reporter
-from ._args import add_log_inputs, error
+from ._args import add_allow_unreadable, add_log_inputs, error
 
 
 def patterns_list(text: str) -> set[str]:
@@ -29,17 +36,26 @@ def patterns_list(text: str) -> set[str]:
     return names
 
 
-def load(paths: list[str], udf: str | None = None) -> Diagnosis:
-    """Read and judge the logs under ``paths`` (raises :class:`udfmem._inputs.LogError`)."""
-    reader = _logread.read_logs(paths, udf)
+def load(paths: list[str], udf: str | None = None, command: str = "diagnose") -> Diagnosis:
+    """Read and judge every readable log under ``paths``.
+
+    Each input that cannot be read is named on one stderr line (``udfmem COMMAND: cannot
+    read PATH: REASON``) and listed in the result's ``lines.unreadable_inputs``; what a
+    directory held that is not a log, and a compressed file cut off, get a note line.
+    """
+    problems: list[_inputs.LogError] = []
+    reader = _logread.read_logs(paths, udf, problems)
+    for problem in problems:
+        error(command, f"note: {problem}" if problem.note else str(problem))
     for path in reader.cut:
-        print(f"udfmem: note: {path} ends early (compressed file cut off); read up to there", file=sys.stderr)
-    lines = Lines(reader.read, reader.events, reader.skipped, reader.other_schema, reader.unreadable)
+        error(command, f"note: {printable(path)} ends early (compressed file cut off); read up to there")
+    unreadable = tuple((p.path, p.reason) for p in problems if not p.note)
+    lines = Lines(reader.read, reader.events, reader.skipped, reader.other_schema, reader.unreadable, unreadable)
     return diagnose(reader.series, lines)
 
 
 class DiagnoseCommand:
-    """``udfmem diagnose PATH... [--json] [--udf NAME] [--fail-on PATTERN,...]``."""
+    """``udfmem diagnose PATH... [--json] [--udf NAME] [--fail-on PATTERN,...] [--allow-unreadable]``."""
 
     name = "diagnose"
     help = "name the memory pattern of each worker from its logs, with the first fix"
@@ -52,19 +68,25 @@ class DiagnoseCommand:
             "--fail-on",
             type=patterns_list,
             metavar="PATTERN,...",
-            help=f"exit 1 when a worker shows one of these patterns ({', '.join(patterns.PATTERNS)})",
+            help=f"exit 1 when a worker shows one of these patterns ({', '.join(patterns.PATTERNS)}), "
+            "when an input cannot be read, or when no snapshot was found",
         )
+        add_allow_unreadable(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        """Print the diagnosis; exit 1 when ``--fail-on`` matches, 2 on unreadable paths."""
-        try:
-            result = load(args.paths, args.udf)
-        except _inputs.LogError as exc:
-            return error("diagnose", str(exc))
+        """Print the diagnosis of what could be read; the exit code of the module docstring."""
+        result = load(args.paths, args.udf)
         print(reporter.as_json(result) if args.json else reporter.text(result))
-        if args.fail_on and result.matching(args.fail_on):
-            return 1
-        return 0
+        unread = 0 if args.allow_unreadable else len(result.lines.unreadable_inputs)
+        if args.fail_on:
+            if not result.workers:
+                error("diagnose", "--fail-on: no udfmem snapshots to judge")
+                return 1
+            if unread:
+                error("diagnose", f"--fail-on: {unread} input{'s' * (unread != 1)} could not be read")
+                return 1
+            return 1 if result.matching(args.fail_on) else 0
+        return 2 if unread else 0
 
 
 COMMAND = DiagnoseCommand()

@@ -7,16 +7,17 @@ One panel per worker, the worst ``--worst`` (default 6) first, each titled with 
 pattern; a line on stdout says what was written.
 
 Exit 0 when the PNG was written; 2, with one line on stderr and no PNG written, when
-matplotlib is missing, a path cannot be read, the logs hold no snapshot (of ``--udf``'s
-UDF, when given: nothing to draw is a failure, as an empty picture would hide a wrong
-path or name), or the PNG cannot be written. A bad ``--worst`` is a usage error (2).
+matplotlib is missing, the logs hold no snapshot (of ``--udf``'s UDF, when given: nothing
+to draw is a failure, as an empty picture would hide a wrong path or name), or the PNG
+cannot be written. An input that cannot be read is named on one line and the others are
+drawn; the exit is then 2 (no other line when nothing could be read at all). A bad
+``--worst`` is a usage error (2).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .. import _inputs
 from ..reporters import png
 from . import diagnose
 from ._args import add_log_inputs, at_least, error
@@ -55,11 +56,11 @@ class PlotCommand:
             if (exc.name or "").split(".")[0] == "matplotlib":
                 return _error(f"needs matplotlib: {EXTRA_HINT}")
             return _error(f"needs matplotlib, which failed to import ({exc}): {EXTRA_HINT}")
-        try:
-            result = diagnose.load(args.paths, args.udf)
-        except _inputs.LogError as exc:
-            return _error(str(exc))
+        result = diagnose.load(args.paths, args.udf, "plot")  # names each input it cannot read
+        unreadable = bool(result.lines.unreadable_inputs)
         if not result.workers:
+            if unreadable:
+                return 2  # the lines naming what could not be read say why there is nothing
             of = f" of UDF {args.udf!r}" if args.udf is not None else ""
             return _error(f"no udfmem snapshots{of} in {' '.join(args.paths)}; nothing to plot")
         try:
@@ -68,7 +69,7 @@ class PlotCommand:
             return _error(f"cannot write {args.output}: {exc.strerror or exc}")
         n, total = len(titles), len(result.workers)
         print(f"wrote {args.output}: {n} panel{'s' * (n != 1)} of {total} worker{'s' * (total != 1)}, worst first")
-        return 0
+        return 2 if unreadable else 0
 
 
 COMMAND = PlotCommand()
