@@ -85,6 +85,11 @@ class StackEntry:
         """The JSON object ``udfmem report --json`` prints for this stack."""
         return {"leaked_mb": self.leaked_mb, "allocations": self.allocations, "stack": list(self.stack)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StackEntry:
+        """The entry :meth:`to_dict` gave."""
+        return cls(data["leaked_mb"], data["allocations"], tuple(data["stack"]))
+
 
 @dataclass(frozen=True)
 class ProfileSummary:
@@ -126,6 +131,12 @@ class ProfileSummary:
         if self.flamegraph is not None:
             out["flamegraph"] = self.flamegraph
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileSummary:
+        """The summary :meth:`to_dict` gave (how a summary read in a child process comes back)."""
+        fields = {**data, "top_stacks": tuple(StackEntry.from_dict(entry) for entry in data["top_stacks"])}
+        return cls(**fields)
 
 
 def classify_stack(stack: Sequence[Frame], attribution: Attribution) -> str:

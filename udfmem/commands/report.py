@@ -10,41 +10,78 @@ hide frees.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import os
+import shutil
+import stat
 import subprocess
-import sys
+import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-from .. import _inputs
 from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
-from ._args import add_allow_unreadable, at_least, error
+from . import _profile_reader
+from ._args import at_least, error
 
 
-def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]:
-    """The memray files named by ``paths`` and what could not be read (:func:`udfmem._inputs.find_logs`).
+def find_files(paths: Iterable[str]) -> list[str]:
+    """The memray files named by ``paths``: files as given, directories searched for ``*.bin``.
 
-    Files are kept as given (refused before reading if not a regular file of a real
-    filesystem); directories are searched for ``*.bin``: a directory that cannot be listed
-    or a broken link is named as unreadable, a FIFO or device (which would hang the
-    reader) as skipped.
+    In directories only regular files count (a FIFO, or a link to ``/dev/zero``, named
+    ``*.bin`` would hang the reader); a path given explicitly is kept, and refused later
+    if it is not a regular file.
     """
-    return _inputs.find_logs(paths, suffix=".bin")
+    found: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, _, names in os.walk(path):
+                found += sorted(
+                    os.path.join(root, n) for n in names if n.endswith(".bin") and os.path.isfile(os.path.join(root, n))
+                )
+        else:
+            found.append(path)
+    return found
+
+
+MAX_SIDECAR = 1 << 20
+"""Bytes of a sidecar read at most (udfmem writes a few hundred); a longer one is ignored."""
+_SIDECAR_FIELDS: dict[str, tuple[type, ...]] = {"udf": (str,), "pid": (int,), "source": (str, type(None))}
 
 
 def read_sidecar(path: str) -> dict[str, Any]:
-    """The ``.json`` sidecar udfmem wrote next to ``path``, or ``{}`` when missing or unreadable."""
+    """The ``.json`` sidecar udfmem wrote next to ``path``, or ``{}`` when missing or unreadable.
+
+    In a shared directory it may be anybody's file: only a regular file is read (opened
+    non-blocking: a FIFO never hangs the reader), and only the fields of the types udfmem
+    writes are kept (``udf``, ``source`` and ``pid``; ``methods`` and ``setup`` as lists
+    of strings); a file of another shape reads as ``{}``.
+    """
     try:
-        with open(path + ".json", encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-            return data
-    except (OSError, ValueError):
+        fd = os.open(path + ".json", os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            raw = f.read(MAX_SIDECAR + 1)
+        data = json.loads(raw) if len(raw) <= MAX_SIDECAR else None
+    except (OSError, ValueError, RecursionError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    kept = {
+        key: value
+        for key, value in data.items()
+        if key in _SIDECAR_FIELDS and isinstance(value, _SIDECAR_FIELDS[key]) and not isinstance(value, bool)
+    }
+    for key in ("methods", "setup"):
+        names = data.get(key)
+        if isinstance(names, list) and all(isinstance(name, str) for name in names):
+            kept[key] = names
+    return kept
 
 
 _LZ4_FRAME = b"\x04\x22\x4d\x18"
@@ -65,7 +102,29 @@ def closed_properly(path: str) -> bool:
 
 
 def summarize_file(path: str, top: int = 5) -> ProfileSummary:
-    """Read one memray file written by udfmem and summarize it (raises if it is not readable)."""
+    """Read one memray file written by udfmem in a child process and summarize it.
+
+    Raises :class:`~udfmem.commands._profile_reader.ReadFailed` with a one-line reason
+    when it cannot be read: memray's, or that its native reader crashed (signal N) or
+    took too long. One child, started at the first call and restarted after a crash,
+    reads every file of this process (``_profile_reader``).
+    """
+    global _reader
+    if _reader is None:
+        _reader = _profile_reader.ProfileReader()
+        atexit.register(_reader.close)
+    return _reader.read(path, top)
+
+
+_reader: _profile_reader.ProfileReader | None = None
+
+
+def summarize_here(path: str, top: int = 5) -> ProfileSummary:
+    """Read one memray file in this process and summarize it (raises if it is not readable).
+
+    memray's native reader may crash the process on a corrupted file: this is what the
+    child of :func:`summarize_file` runs.
+    """
     import memray
 
     reader = memray.FileReader(path)
@@ -87,14 +146,26 @@ def summarize_file(path: str, top: int = 5) -> ProfileSummary:
 
 
 def flamegraph(path: str) -> str:
-    """Render memray's leaks flame graph next to ``path``; return the HTML's path (raises on failure)."""
+    """Render memray's leaks flame graph next to ``path``; return the HTML's path (raises on failure).
+
+    ``p.bin`` gives ``p.html``. memray writes into a private directory made beside it
+    (mode 0700: nobody else can plant a link there), then the file is renamed over the
+    name: a link planted at ``p.html`` is replaced, never written through.
+    """
     out = path[: -len(".bin")] + ".html" if path.endswith(".bin") else path + ".html"
-    subprocess.run(
-        [sys.executable, "-m", "memray", "flamegraph", "--leaks", "--force", "-o", out, path],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    private = tempfile.mkdtemp(prefix=".udfmem-flamegraph-", dir=os.path.dirname(os.path.abspath(out)))
+    try:
+        rendered = os.path.join(private, "flamegraph.html")
+        subprocess.run(
+            _profile_reader.python_argv("memray", "flamegraph", "--leaks", "-o", rendered, os.path.abspath(path)),
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=private,
+        )
+        os.replace(rendered, out)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     return out
 
 
@@ -129,46 +200,32 @@ class ReportCommand:
             "--fail-on-per-call",
             dest="fail_on",
             action="store_true",
-            help="exit 1 when a file shows per-call retention, is incomplete or cannot be read, "
-            "or when no profile was found",
+            help="exit 1 when a file shows per-call retention, or is incomplete or unreadable",
         )
         parser.add_argument(
             "--allow-incomplete",
             action="store_true",
-            help="with --fail-on-per-call: do not fail on incomplete profiles (a killed worker's)",
+            help="with --fail-on-per-call: do not fail on incomplete (killed) or unreadable files",
         )
-        add_allow_unreadable(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        """Report every readable profile and name every input that cannot be read.
-
-        Without ``--fail-on-per-call``: 0, or 2 when an input could not be read, none was
-        found, or an output failed. With it, the gate: 1 on per-call retention, on an input
-        that could not be read (unless ``--allow-unreadable``), on an incomplete profile
-        (unless ``--allow-incomplete``), or when no profile could be read at all; else 0,
-        or 2 on an output failure.
-        """
-        files, problems = find_files(args.paths)
-        for problem in problems:
-            _error(f"note: {problem}" if problem.note else str(problem))
-        unreadable = sum(not problem.note for problem in problems)
+        """Exit 1 when asked and a file shows per-call retention (or cannot be judged); else 2 on failures; else 0."""
+        files = find_files(args.paths)
         if not files:
-            if not unreadable:
-                _error("no memray .bin files found")
-            return 1 if args.fail_on else 2  # nothing to judge: a gate never passes it
+            _error("no memray .bin files found")
+            return 2
         summaries: list[ProfileSummary] = []
-        failed = False
+        failed = unreadable = False
         for path in files:
-            try:
-                _inputs.check_file(path)  # a FIFO, device or /proc file would block memray's reader
-                summaries.append(summarize_file(path, top=args.top))
-            except _inputs.LogError as exc:
-                _error(str(exc))
-                unreadable += 1
+            if not os.path.isfile(path):
+                _error(f"cannot read {path}: not a regular file")
+                failed = unreadable = True
                 continue
+            try:
+                summaries.append(summarize_file(path, top=args.top))
             except Exception as exc:  # one unreadable file must not hide the others
                 _error(f"cannot read {path}: {_why(exc)}")
-                unreadable += 1
+                failed = unreadable = True
                 continue
             if not summaries[-1].complete:
                 _error(f"note: {path} is an incomplete profile (its tracker never closed: killed?); no verdict")
@@ -190,19 +247,11 @@ class ReportCommand:
                 _error(f"cannot write {args.summary_md}: {_why(exc)}")
                 failed = True
         print(json_reporter.render(summaries) if args.json else text.render(summaries))
-        unread = 0 if args.allow_unreadable else unreadable
-        if args.fail_on:  # a CI gate must not pass a profile it could not judge
-            if any(s.verdict == patterns.PER_CALL for s in summaries):
-                return 1
-            if not summaries:
-                _error("--fail-on-per-call: no profile could be read")
-                return 1
-            if unread:
-                _error(f"--fail-on-per-call: {unread} input{'s' * (unread != 1)} could not be read")
-                return 1
-            if not args.allow_incomplete and any(not s.complete for s in summaries):
-                return 1
-        return 2 if failed or unread else 0
+        if args.fail_on:
+            doubtful = unreadable or any(not s.complete for s in summaries)
+            if any(s.verdict == patterns.PER_CALL for s in summaries) or (doubtful and not args.allow_incomplete):
+                return 1  # a CI gate must not pass a profile it could not judge
+        return 2 if failed else 0
 
 
 COMMAND = ReportCommand()
