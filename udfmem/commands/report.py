@@ -21,31 +21,24 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
+from .. import _inputs
 from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
 from . import _profile_reader
-from ._args import at_least, error
+from ._args import add_allow_unreadable, at_least, error
 
 
-def find_files(paths: Iterable[str]) -> list[str]:
-    """The memray files named by ``paths``: files as given, directories searched for ``*.bin``.
+def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]:
+    """The memray files named by ``paths`` and what could not be read (:func:`udfmem._inputs.find_logs`).
 
-    In directories only regular files count (a FIFO, or a link to ``/dev/zero``, named
-    ``*.bin`` would hang the reader); a path given explicitly is kept, and refused later
-    if it is not a regular file.
+    Files are kept as given (refused before reading if not a regular file of a real
+    filesystem); directories are searched for ``*.bin``: a directory that cannot be listed
+    or a broken link is named as unreadable, a FIFO or device (which would hang the
+    reader) as skipped.
     """
-    found: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, _, names in os.walk(path):
-                found += sorted(
-                    os.path.join(root, n) for n in names if n.endswith(".bin") and os.path.isfile(os.path.join(root, n))
-                )
-        else:
-            found.append(path)
-    return found
+    return _inputs.find_logs(paths, suffix=".bin")
 
 
 MAX_SIDECAR = 1 << 20
@@ -200,32 +193,46 @@ class ReportCommand:
             "--fail-on-per-call",
             dest="fail_on",
             action="store_true",
-            help="exit 1 when a file shows per-call retention, or is incomplete or unreadable",
+            help="exit 1 when a file shows per-call retention, is incomplete or cannot be read, "
+            "or when no profile was found",
         )
         parser.add_argument(
             "--allow-incomplete",
             action="store_true",
-            help="with --fail-on-per-call: do not fail on incomplete (killed) or unreadable files",
+            help="with --fail-on-per-call: do not fail on incomplete profiles (a killed worker's)",
         )
+        add_allow_unreadable(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        """Exit 1 when asked and a file shows per-call retention (or cannot be judged); else 2 on failures; else 0."""
-        files = find_files(args.paths)
+        """Report every readable profile and name every input that cannot be read.
+
+        Without ``--fail-on-per-call``: 0, or 2 when an input could not be read, none was
+        found, or an output failed. With it, the gate: 1 on per-call retention, on an input
+        that could not be read (unless ``--allow-unreadable``), on an incomplete profile
+        (unless ``--allow-incomplete``), or when no profile could be read at all; else 0,
+        or 2 on an output failure.
+        """
+        files, problems = find_files(args.paths)
+        for problem in problems:
+            _error(f"note: {problem}" if problem.note else str(problem))
+        unreadable = sum(not problem.note for problem in problems)
         if not files:
-            _error("no memray .bin files found")
-            return 2
+            if not unreadable:
+                _error("no memray .bin files found")
+            return 1 if args.fail_on else 2  # nothing to judge: a gate never passes it
         summaries: list[ProfileSummary] = []
-        failed = unreadable = False
+        failed = False
         for path in files:
-            if not os.path.isfile(path):
-                _error(f"cannot read {path}: not a regular file")
-                failed = unreadable = True
-                continue
             try:
+                _inputs.check_file(path)  # a FIFO, device or /proc file would block memray's reader
                 summaries.append(summarize_file(path, top=args.top))
+            except _inputs.LogError as exc:
+                _error(str(exc))
+                unreadable += 1
+                continue
             except Exception as exc:  # one unreadable file must not hide the others
                 _error(f"cannot read {path}: {_why(exc)}")
-                failed = unreadable = True
+                unreadable += 1
                 continue
             if not summaries[-1].complete:
                 _error(f"note: {path} is an incomplete profile (its tracker never closed: killed?); no verdict")
@@ -247,11 +254,19 @@ class ReportCommand:
                 _error(f"cannot write {args.summary_md}: {_why(exc)}")
                 failed = True
         print(json_reporter.render(summaries) if args.json else text.render(summaries))
-        if args.fail_on:
-            doubtful = unreadable or any(not s.complete for s in summaries)
-            if any(s.verdict == patterns.PER_CALL for s in summaries) or (doubtful and not args.allow_incomplete):
-                return 1  # a CI gate must not pass a profile it could not judge
-        return 2 if failed else 0
+        unread = 0 if args.allow_unreadable else unreadable
+        if args.fail_on:  # a CI gate must not pass a profile it could not judge
+            if any(s.verdict == patterns.PER_CALL for s in summaries):
+                return 1
+            if not summaries:
+                _error("--fail-on-per-call: no profile could be read")
+                return 1
+            if unread:
+                _error(f"--fail-on-per-call: {unread} input{'s' * (unread != 1)} could not be read")
+                return 1
+            if not args.allow_incomplete and any(not s.complete for s in summaries):
+                return 1
+        return 2 if failed or unread else 0
 
 
 COMMAND = ReportCommand()
