@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from .._text import printable
+
 
 def at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an int >= ``low`` (a bad one is a usage error, exit 2)."""
@@ -23,8 +25,8 @@ def at_least(low: int) -> Callable[[str], int]:
 
 
 def error(command: str, message: str) -> int:
-    """Say ``message`` on one stderr line, prefixed ``udfmem COMMAND:``; the exit code 2."""
-    print(f"udfmem {command}: {message}", file=sys.stderr)
+    """Say ``message`` on one stderr line, prefixed ``udfmem COMMAND:``, control characters escaped; exit code 2."""
+    print(f"udfmem {command}: {printable(message)}", file=sys.stderr)
     return 2
 
 

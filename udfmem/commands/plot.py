@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from .._text import printable
 from ..reporters import png
 from . import diagnose
 from ._args import add_log_inputs, at_least, error
@@ -68,7 +69,8 @@ class PlotCommand:
         except OSError as exc:
             return _error(f"cannot write {args.output}: {exc.strerror or exc}")
         n, total = len(titles), len(result.workers)
-        print(f"wrote {args.output}: {n} panel{'s' * (n != 1)} of {total} worker{'s' * (total != 1)}, worst first")
+        panels = f"{n} panel{'s' * (n != 1)} of {total} worker{'s' * (total != 1)}"
+        print(f"wrote {printable(args.output)}: {panels}, worst first")
         return 2 if unreadable else 0
 
 

@@ -13,7 +13,6 @@ import argparse
 import atexit
 import dataclasses
 import json
-import os
 import shutil
 import stat
 import subprocess

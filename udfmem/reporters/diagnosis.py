@@ -1,4 +1,10 @@
-"""``udfmem diagnose``'s output: a table of workers per UDF, the fixes, a fleet line (text), or JSON."""
+"""``udfmem diagnose``'s output: a table of workers per UDF, the fixes, a fleet line (text), or JSON.
+
+UDF, host and worker names come from the logs, which anybody may have written: the text
+shows them with control characters escaped (:func:`udfmem._text.printable`), so an ESC,
+BEL, CR or LF in a log value can neither drive the terminal nor forge a line; the JSON
+escapes every character outside ASCII.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import json
 import statistics
 from collections.abc import Sequence
 
+from .._text import printable
 from ..analysis import patterns as P
 from ..analysis.diagnosis import Diagnosis, WorkerResult
 
@@ -23,7 +30,7 @@ def _row(w: WorkerResult) -> list[str]:
     slope = "" if v.slope_mb_per_100_calls is None else f"{v.slope_mb_per_100_calls:+,.1f}"
     oom = "" if w.oom_call is None else f"~{w.oom_call:,}"
     return [
-        f"{w.host} pid {w.pid} {w.worker}",
+        printable(f"{w.host} pid {w.pid} {w.worker}"),
         pattern,
         slope,
         f"{w.calls:,}",
@@ -47,20 +54,20 @@ def fleet_line(udf: str, workers: Sequence[WorkerResult]) -> str:
     problems = [w for w in workers if w.verdict.pattern not in (P.HEALTHY, P.INSUFFICIENT_DATA)]
     if not problems:
         judged = sum(w.verdict.pattern == P.HEALTHY for w in workers)
-        return f"{judged} of {len(workers)} `{udf}` workers healthy"
+        return f"{judged} of {len(workers)} `{printable(udf)}` workers healthy"
     counts: dict[str, int] = {}
     for w in problems:
         counts[w.verdict.pattern] = counts.get(w.verdict.pattern, 0) + 1
     pattern = max(counts, key=lambda k: counts[k])
     same = [w for w in problems if w.verdict.pattern == pattern]
-    text = f"{len(same)} of {len(workers)} `{udf}` workers: {pattern}"
+    text = f"{len(same)} of {len(workers)} `{printable(udf)}` workers: {pattern}"
     slopes = [w.verdict.slope_mb_per_100_calls for w in same if w.verdict.slope_mb_per_100_calls is not None]
     if slopes:
         text += f" ~{statistics.median(slopes):,.1f} MiB/100 calls"
     ooms = [w for w in workers if w.oom_call is not None]
     if ooms:
         first = min(ooms, key=lambda w: w.oom_call or 0)
-        text += f"; first projected OOM at call ~{first.oom_call:,} on host {first.host} pid {first.pid}"
+        text += f"; first projected OOM at call ~{first.oom_call:,} on host {printable(first.host)} pid {first.pid}"
     return text
 
 
@@ -71,14 +78,14 @@ def text(diagnosis: Diagnosis) -> str:
     for w in diagnosis.workers:
         by_udf.setdefault(w.udf, []).append(w)
     for udf, workers in sorted(by_udf.items()):
-        out.append(f"udf {udf}: {len(workers)} worker{'s' if len(workers) != 1 else ''}")
+        out.append(f"udf {printable(udf)}: {len(workers)} worker{'s' if len(workers) != 1 else ''}")
         rows = [HEADER] + [_row(w) for w in workers[:SHOWN_WORKERS]]
         out += _table(rows)
         if len(workers) > SHOWN_WORKERS:
             out.append(f"  ... and {len(workers) - SHOWN_WORKERS} more")
         for w in workers[: min(len(workers), 3)]:
             if w.verdict.pattern != P.HEALTHY:
-                out.append(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}")
+                out.append(printable(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}"))
         seen: list[str] = []
         for w in workers:
             for pattern in (w.verdict.pattern, w.verdict.also):
@@ -103,4 +110,4 @@ def text(diagnosis: Diagnosis) -> str:
 
 def as_json(diagnosis: Diagnosis) -> str:
     """The ``--json`` object, indented (no trailing newline)."""
-    return json.dumps(diagnosis.to_dict(), indent=2, ensure_ascii=False)
+    return json.dumps(diagnosis.to_dict(), indent=2)

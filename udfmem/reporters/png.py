@@ -4,7 +4,9 @@ Drawing only: judged workers in (a :class:`~udfmem.analysis.diagnosis.Diagnosis`
 first, or a sequence of :class:`~udfmem.analysis.diagnosis.WorkerResult`), a PNG out.
 matplotlib is imported inside the functions, never at import time, and only through
 :class:`matplotlib.figure.Figure` and the Agg canvas: no pyplot, no global state, no
-display needed. Sizes are MiB.
+display needed. Sizes are MiB. Names from the logs are untrusted: titles show them with
+control characters escaped, cut to :data:`TITLE_CHARS`, and never parsed as mathtext (a
+``$`` is a dollar sign).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .._text import capped, printable
 from ..analysis.diagnosis import Diagnosis, WorkerResult
 from ..analysis.series import Point
 
@@ -37,6 +40,8 @@ CURVES: tuple[tuple[str, str, str, Callable[[Point], float | None]], ...] = (
     ("Arrow live", "#2ca02c", "-", lambda p: p.arrow),
 )
 """Each panel's curves: legend label, colour, line style, the value of a point (None: not logged)."""
+TITLE_CHARS = 80
+"""Characters of a UDF or host name kept in a panel's title."""
 TRIM_LABEL = "trim"
 """The legend label of the vertical lines that mark trims."""
 
@@ -53,7 +58,8 @@ def title(w: WorkerResult) -> str:
     head = v.pattern + (f" + {v.also}" if v.also else "")
     if v.slope_mb_per_100_calls is not None:
         head += f", {v.slope_mb_per_100_calls:+,.1f} MiB/100 calls"
-    return f"{head}\n{w.udf} · {w.host} pid {w.pid}"
+    name, host = (capped(printable(text), TITLE_CHARS) for text in (w.udf, w.host))
+    return f"{head}\n{name} · {host} pid {w.pid}"
 
 
 def grid(n: int) -> tuple[int, int]:
@@ -85,7 +91,7 @@ def _panel(ax: Axes, w: WorkerResult) -> None:
             linewidth=0.7,
             label=TRIM_LABEL,
         )
-    ax.set_title(title(w), fontsize=9, loc="left")
+    ax.set_title(title(w), fontsize=9, loc="left", parse_math=False)
     ax.set_ylim(bottom=0)
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))

@@ -1,9 +1,14 @@
-"""The human-readable ``udfmem report``: a few lines per memray profile."""
+"""The human-readable ``udfmem report``: a few lines per memray profile.
+
+Paths, sidecar fields and stack frames come from files anybody may have written: every
+one is printed through :func:`udfmem._text.printable` (control characters escaped).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._text import printable
 from ..analysis.profile import ProfileSummary
 
 SHOWN_FRAMES = 4
@@ -14,13 +19,13 @@ def render(summaries: Sequence[ProfileSummary]) -> str:
     """Human-readable report of several summaries (no trailing newline)."""
     lines: list[str] = []
     for s in summaries:
-        lines.append(f"{s.path}  (udf={s.udf} pid={s.pid})")
+        lines.append(f"{printable(s.path)}  (udf={printable(str(s.udf))} pid={s.pid})")
         lines.append(
             f"  peak {s.peak_mb} MiB, leaked {s.leaked_mb} MiB: per-call {s.per_call_leaked_mb} MiB, "
             f"setup {s.setup_leaked_mb} MiB, other {s.other_leaked_mb} MiB"
         )
         lines.append(f"  verdict: {s.verdict}")
         for entry in s.top_stacks:
-            where = " <- ".join(entry.stack[:SHOWN_FRAMES])
+            where = printable(" <- ".join(entry.stack[:SHOWN_FRAMES]))
             lines.append(f"    {entry.leaked_mb:>9.1f} MiB in {entry.allocations} allocations: {where}")
     return "\n".join(lines)
