@@ -13,6 +13,7 @@ import argparse
 import atexit
 import dataclasses
 import json
+import os
 import shutil
 import stat
 import subprocess
