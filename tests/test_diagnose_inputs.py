@@ -10,6 +10,7 @@ runs unchanged. Special and pseudo files are real too: a FIFO made here and ``/p
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import shutil
@@ -85,23 +86,31 @@ def udfmem(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def locked(tmp_path: Path) -> Iterator[Path]:
-    """A directory holding a leak log, made unreadable (mode 000); skip where permission bits cannot bind."""
-    path = tmp_path / "locked"
-    path.mkdir()
-    (path / "leak.log").write_text("x\n")
+@pytest.fixture(scope="module")
+def permissions_bind(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip unless a mode-000 file is unreadable to the child :func:`udfmem` starts (probed once)."""
+    path = tmp_path_factory.mktemp("probe") / "locked.log"
+    path.write_text("x\n")
     path.chmod(0)
     probe = subprocess.run(
-        [sys.executable, "-c", f"import os; os.listdir({str(path)!r})"],
+        [sys.executable, "-c", f"open({str(path)!r}).read()"],
         capture_output=True,
         preexec_fn=_drop_file_capabilities,
         timeout=TIMEOUT,
         check=False,
     )
+    path.chmod(0o644)
     if probe.returncode == 0:
-        path.chmod(0o755)
         pytest.skip("permission bits do not bind a child process here (cannot drop CAP_DAC_OVERRIDE)")
+
+
+@pytest.fixture
+def locked(tmp_path: Path, permissions_bind: None) -> Iterator[Path]:
+    """A directory holding a log, made unreadable (mode 000) under ``tmp_path``."""
+    path = tmp_path / "locked"
+    path.mkdir()
+    (path / "leak.log").write_text("x\n")
+    path.chmod(0)
     yield path
     path.chmod(0o755)
 
@@ -161,7 +170,9 @@ def test_an_unreadable_subdirectory_fails_the_gate_beside_a_healthy_log(
     assert "1 of 1 `Steady` workers healthy" in plain.stdout
 
 
-def test_one_unreadable_file_loses_no_other_verdict(tmp_path: Path, logs: dict[str, str]) -> None:
+def test_one_unreadable_file_loses_no_other_verdict(
+    tmp_path: Path, logs: dict[str, str], permissions_bind: None
+) -> None:
     """Two readable logs and one unreadable file: both verdicts, one line naming the file, exit 2; JSON names it."""
     (tmp_path / "a.log").write_text(logs["leak"])
     (tmp_path / "b.log").write_text(logs["healthy"])
@@ -169,8 +180,6 @@ def test_one_unreadable_file_loses_no_other_verdict(tmp_path: Path, logs: dict[s
     bad.write_text(logs["leak"])
     bad.chmod(0)
     proc = udfmem("diagnose", str(tmp_path))
-    if proc.returncode == 0:
-        pytest.skip("permission bits do not bind a child process here (cannot drop CAP_DAC_OVERRIDE)")
     assert 2 == proc.returncode
     assert "1 of 1 `Leak` workers: heap-leak" in proc.stdout
     assert "1 of 1 `Steady` workers healthy" in proc.stdout
@@ -216,6 +225,23 @@ def test_a_udf_filter_that_matches_nothing_fails_the_gate(tmp_path: Path, logs: 
     (tmp_path / "w.log").write_text(logs["healthy"])
     assert 1 == main(["diagnose", "--fail-on", "heap-leak", "--udf", "Stedy", str(tmp_path)])
     assert 0 == main(["diagnose", "--fail-on", "heap-leak", "--udf", "Steady", str(tmp_path)])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib (the plot extra) is missing")
+def test_plot_draws_what_it_read_and_names_the_rest(
+    tmp_path: Path, logs: dict[str, str], permissions_bind: None
+) -> None:
+    """``udfmem plot``: the readable worker is drawn (PNG written), the unreadable file named, exit 2."""
+    (tmp_path / "a.log").write_text(logs["healthy"])
+    bad = tmp_path / "b.log"
+    bad.write_text(logs["leak"])
+    bad.chmod(0)
+    out = tmp_path / "mem.png"
+    proc = udfmem("plot", "-o", str(out), str(tmp_path))
+    assert 2 == proc.returncode
+    assert [f"udfmem plot: cannot read {bad}: permission denied"] == stderr_lines(proc)
+    assert f"wrote {out}: 1 panel of 1 worker, worst first" in proc.stdout
+    assert out.stat().st_size > 0
 
 
 # -- pseudo and special files (item 15) ------------------------------------------------
