@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from . import _probes
+from . import _probes, _reentry
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -92,7 +92,7 @@ _release: Any = None
 _release_name: str | None = None
 _release_reason: str | None = None
 _resolved = False
-_trim_lock = threading.Lock()
+_trim_lock = threading.RLock()  # re-entrant: a trim from a finalizer inside a trim runs, never waits
 
 
 def _resolve() -> None:
@@ -117,13 +117,24 @@ def _release_arrow() -> str | None:
 def trim() -> TrimResult:
     """Release freed memory to the OS now: glibc's arenas, then Arrow's pool.
 
-    Safe from any thread (one trim at a time per process). Arrow is touched only if
+    Safe from any thread (one trim at a time per process), and from a finalizer or a
+    signal handler: it never waits on a trim of its own thread. Arrow is touched only if
     your code already imported pyarrow. Never raises.
 
     Returns:
         A :class:`TrimResult`: MiB released in all and per step, time taken, RSS before
         and after, and where nothing could be released, why.
     """
+    here = _reentry.here
+    if here.inside:  # called inside udfmem on this thread (udfmem's own trims, or a finalizer there)
+        return release()
+    result: list[TrimResult] = []
+    _reentry.section(lambda: result.append(release()))  # a finalizer run inside defers its udfmem work
+    return result[0]
+
+
+def release() -> TrimResult:
+    """:func:`trim` itself, for udfmem's own trims (already inside a udfmem section)."""
     _resolve()
     probes = _probes.probes()
     with _trim_lock:
@@ -165,7 +176,7 @@ def _drop(before: int | None, after: int | None) -> float:
 
 def _reset_after_fork() -> None:
     global _trim_lock
-    _trim_lock = threading.Lock()
+    _trim_lock = threading.RLock()  # re-entrant: a trim from a finalizer inside a trim runs, never waits
 
 
 if hasattr(os, "register_at_fork"):

@@ -17,7 +17,7 @@ import threading
 import weakref
 from typing import Any
 
-from . import _registry, _settings
+from . import _reentry, _registry, _settings
 from ._emit import Emitter
 
 
@@ -29,8 +29,7 @@ class Finals:
     emitter: Emitter
     counter: itertools.count[int]
     _pid: int
-    _holder: int
-    _snap_lock: threading.Lock
+    _snap_lock: threading.RLock
     _last_call: int
     _final_call: int
     _watched: weakref.ref[Any] | None
@@ -61,24 +60,47 @@ class Finals:
 
         So a series ends where the work ended, not at the last multiple of ``every``: only
         when calls were counted since the last snapshot. Nothing in a disabled UDF or in a
-        fork child that has not bound. Waits at most 50 ms for a snapshot in progress.
-        Never raises.
+        fork child that has not bound. Waits at most 50 ms for another thread's snapshot;
+        released while this thread is inside udfmem (the collector ran inside a snapshot,
+        of this UDF or another), it waits for nothing: it is taken when that thread leaves
+        udfmem. Never raises.
         """
         settings = self.settings
         if settings is None or settings.disable or self._pid != os.getpid():
             return
-        if self._holder == threading.get_ident():  # released inside our own snapshot: never wait
+        here = _reentry.here
+        if here.inside:
+            _reentry.defer(self.final)
             return
         try:
-            if not self._snap_lock.acquire(timeout=0.05):
-                return
-            try:  # counted under the lock: a snapshot of a later call may have come first
-                calls = self.calls()
+            here.inside = True
+            self._final()
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def _final(self) -> None:
+        """Inside this thread's section: the final snapshot, if calls were counted since the last one.
+
+        The lock is acquired inside the ``try`` and released first thing in its ``finally``
+        (an ``RLock``: a thread that does not hold it cannot release it), so an interrupt
+        never leaves it held.
+        """
+        lock = self._snap_lock
+        try:
+            try:
+                if not lock.acquire(timeout=0.05):
+                    return
+                calls = self.calls()  # counted under the lock: a snapshot of a later call may have come first
                 if calls > max(self._last_call, self._final_call):
                     self._final_call = calls
                     self._snapshot(calls, final=True)
             finally:
-                self._snap_lock.release()
+                try:  # noqa: SIM105 (suppress() is Python: a Ctrl-C in it keeps the lock)
+                    lock.release()
+                except RuntimeError:  # not held by this thread
+                    pass
         except Exception as exc:
             self.emitter.warn_once("snapshot-failed", f"final snapshot failed: {exc!r}")
 

@@ -28,6 +28,7 @@ import time
 import weakref
 from typing import Any
 
+from . import _reentry
 from ._emit import Emitter
 from ._events import Memray
 from ._fds import SAFE_CREATE
@@ -157,7 +158,15 @@ def stop_when_released(instance: Any) -> None:
     Ray tears actors down before ``atexit``; Daft drops instances per partition: closing
     while the UDF's memory is still allocated makes the file show what it held.
     """
-    weakref.finalize(instance, stop, "instance-released").atexit = False
+    weakref.finalize(instance, _stop_released).atexit = False
+
+
+def _stop_released() -> None:
+    """The finalizer of :func:`stop_when_released`: inside udfmem on this thread, deferred to its end."""
+    if _reentry.here.inside:
+        _reentry.defer(_stop_released)
+    else:
+        _reentry.section(stop, "instance-released")
 
 
 def owns(key: str) -> bool:

@@ -8,6 +8,7 @@ because a ``/proc/self`` fd opened by the parent keeps reading the parent.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import itertools
 import os
@@ -245,6 +246,11 @@ class PeakWindows:
     Reading a window resets the kernel's peak (``clear_refs``), so before that the
     kernel's peak is folded into every other open window: each UDF's ``peak_rss_mb``
     covers everything since its own previous window began.
+
+    Never waits on itself: :meth:`close` runs from a finalizer (a UDF's state collected),
+    which the garbage collector may run inside :meth:`take` on the same thread; there it
+    only queues the id (the next ``open`` or ``take`` forgets it). A ``take`` re-entered on
+    the thread already inside one reads the kernel's peak without folding or resetting it.
     """
 
     def __init__(self, probes: Probes) -> None:
@@ -252,32 +258,58 @@ class PeakWindows:
         self._peaks: dict[int, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._closed: collections.deque[int] = collections.deque()  # ids to forget, appended without the lock
+        self._holder = 0  # the thread inside take or open
 
     def open(self) -> int:
         """A new window; its id."""
+        me = threading.get_ident()
         with self._lock:  # take() iterates the windows
-            wid = next(self._ids)
-            self._peaks[wid] = 0
+            self._holder = me
+            try:
+                self._forget_closed()
+                wid = next(self._ids)
+                self._peaks[wid] = 0
+            finally:
+                self._holder = 0
         return wid
 
     def close(self, wid: int) -> None:
-        """Forget window ``wid`` (its UDF is gone): ``take`` stays O(live UDFs)."""
+        """Forget window ``wid`` (its UDF is gone): ``take`` stays O(live UDFs). Never waits on its own thread."""
+        if self._holder == threading.get_ident():  # a finalizer inside our own take: the next one forgets it
+            self._closed.append(wid)
+            return
         with self._lock:
             self._peaks.pop(wid, None)
+
+    def _forget_closed(self) -> None:
+        """Under the lock: drop the windows :meth:`close` queued."""
+        closed, peaks = self._closed, self._peaks
+        while closed:
+            peaks.pop(closed.popleft(), None)
 
     def take(self, wid: int) -> tuple[int | None, bool]:
         """Peak RSS since window ``wid`` last began, and whether it is the lifetime peak; restart it."""
         p = self._probes
+        me = threading.get_ident()
+        if self._holder == me:  # re-entered inside our own take: never wait on ourselves
+            return p.peak(), True
         with self._lock:
-            kernel_peak = p.peak()
-            lifetime = not p.reset_peak()
-            peaks = self._peaks
-            if kernel_peak is not None and len(peaks) > 1:
-                for key, value in peaks.items():
-                    if value < kernel_peak:
-                        peaks[key] = kernel_peak
-            peak = peaks.get(wid) or kernel_peak
-            peaks[wid] = 0
+            self._holder = me
+            try:
+                if self._closed:
+                    self._forget_closed()
+                kernel_peak = p.peak()
+                lifetime = not p.reset_peak()
+                peaks = self._peaks
+                if kernel_peak is not None and len(peaks) > 1:
+                    for key, value in peaks.items():
+                        if value < kernel_peak:
+                            peaks[key] = kernel_peak
+                peak = peaks.get(wid) or kernel_peak
+                peaks[wid] = 0
+            finally:
+                self._holder = 0
         return peak, lifetime
 
 

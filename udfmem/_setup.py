@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from . import _memory, _probes
+from . import _memory, _probes, _reentry
 from ._emit import Emitter
 from ._events import Memory, Setup
 from ._trim import Trimmer
@@ -82,6 +82,19 @@ class SetupPhases:
         """
         if not self.setup_meter.enter():
             return None
+        here = _reentry.here
+        if here.inside:  # run by a finalizer inside udfmem on this thread: unmeasured, never waiting
+            return None
+        try:
+            here.inside = True
+            return self._setup_begin(method, args)
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def _setup_begin(self, method: str, args: tuple[Any, ...]) -> tuple[float, int | None] | None:
+        """Inside this thread's section: bind, open memray for a ``setup()``, read the start."""
         try:
             if not self.bind():
                 return None
@@ -97,8 +110,19 @@ class SetupPhases:
     def setup_end(self, token: tuple[float, int | None] | None, method: str, error: str | None) -> None:
         """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
         self.setup_meter.leave()
-        if token is None:
+        here = _reentry.here
+        if token is None or here.inside:
             return
+        try:
+            here.inside = True
+            self._setup_end(token, method, error)
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def _setup_end(self, token: tuple[float, int | None], method: str, error: str | None) -> None:
+        """Inside this thread's section: read the end, emit the event, let the trimmer look."""
         try:
             p = _probes.probes()
             peak, lifetime = p.windows.take(self._window)

@@ -13,7 +13,6 @@ composition; none of them knows it. It is the one place where readings become ev
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import sys
@@ -23,7 +22,7 @@ import types
 import weakref
 from typing import Any
 
-from . import _allocator, _emit, _memory, _memray, _probes, _registry, _settings, _timer
+from . import _allocator, _emit, _memory, _memray, _probes, _reentry, _registry, _settings, _timer
 from ._emit import Emitter
 from ._events import Memory, Snapshot
 from ._finals import Finals
@@ -58,7 +57,7 @@ class UDFState(SetupPhases, Finals, Visits):
         self.slow_at = 0  # calls from this number on take the slow path (snapshot, trim, memray, binding)
         self._pid = -1
         self._bind_lock = threading.Lock()
-        self._snap_lock = threading.Lock()
+        self._snap_lock = threading.RLock()  # an RLock knows its owner: released only by it (see _take)
         self.settings: _settings.Settings | None = None
         # until bind: warnings of a UDF that could not bind, to the sinks the environment names
         self.emitter = _emit.default(self.options.name, *_settings.log_target())
@@ -66,9 +65,11 @@ class UDFState(SetupPhases, Finals, Visits):
         self.next_snap = self.every
         self._forced = False
         self._armed = False  # the timer asks the next call to say that calls still run
+        self._dozing = False  # the timer backed off while idle: the next call wakes it
+        self._idle_wait = 0.0  # the timer's backed-off interval for this idle UDF (0: not backed off)
         self._seen = 0  # the highest call number seen on the slow path
-        self._pending: collections.deque[int] = collections.deque()  # calls that made a snapshot due but gave up
-        self._holder = 0  # the thread in a snapshot (re-entry from a finalizer there must not wait)
+        self._pending: dict[int, int] = {}  # per thread, the highest call that made a snapshot due but gave up
+        self._holder = 0  # the thread holding the snapshot lock, 0 when none (for tests and debugging)
         self._last_call = 0
         self._last_t = 0.0
         self._window = 0
@@ -188,59 +189,105 @@ class UDFState(SetupPhases, Finals, Visits):
                 self._final_when_released(args[0])
             return
         try:
-            self.bind()
-            if not self.ready:
-                self.start_profiling(args[0] if args else None)
+            # inside udfmem already (a finalizer run during a snapshot): this call goes unbound, counted
+            _reentry.section(self._bind_and_profile, args[0] if args else None)
         except Exception as exc:
             self.slow_at = sys.maxsize  # give up rather than fail every call
             self.ready = True  # and never try again before a call
             self.emitter.warn_once("bind-failed", f"udfmem is off for this UDF: {exc!r}")
 
+    def _bind_and_profile(self, instance: Any) -> None:
+        """Bind, then open memray if switched on (one section: a finalizer inside waits for neither)."""
+        self.bind()
+        if not self.ready:
+            self.start_profiling(instance)
+
     def after(self, n: int) -> None:
-        """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises.
+        """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises, never hangs.
 
         A call that finds another thread in a snapshot waits for it at most ``WAIT_S``
         (a snapshot takes ~20 µs; a trim or a first heap walk can take tens of ms), then
-        passes on; a call that re-entered udfmem on the snapshotting thread (a finalizer
-        run by the garbage collector inside it) never waits. Either way the call is
-        counted, and the thread holding the lock takes the snapshot it made due when done,
-        so the last one is never lost. A snapshot's ``call`` is the multiple of ``every``
-        that was crossed.
+        publishes its number and passes on: the thread holding the lock takes the snapshot
+        it made due when done, so the last one is never lost. A call re-entering udfmem on
+        a thread already inside it (a finalizer or signal handler run inside a snapshot,
+        of this UDF or another) never waits: it publishes its number and its snapshot is
+        taken when that thread leaves udfmem (:mod:`udfmem._reentry`). A snapshot's
+        ``call`` is the multiple of ``every`` that was crossed.
         """
         settings = self.settings
         if settings is None or settings.disable:
             return
-        lock, pending = self._snap_lock, self._pending
-        if self._holder == threading.get_ident():  # re-entered from a finalizer inside our own snapshot
-            pending.append(n)
+        here = _reentry.here
+        if here.inside:
+            self._publish(n)
+            _reentry.defer(self._drain)
             return
-        if not (lock.acquire(blocking=False) or lock.acquire(timeout=WAIT_S)):
-            pending.append(n)  # published first, then one more try: the holder re-checks after it releases
-            if not lock.acquire(blocking=False):
-                return
-            n = 0
+        try:
+            here.inside = True
+            self._take(n)
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def _publish(self, n: int) -> None:
+        """Call ``n`` made a snapshot due but cannot take it now: the next holder of the lock will.
+
+        One entry per thread, the highest number it published: bounded by the threads, never by the calls.
+        """
+        pending, me = self._pending, threading.get_ident()
+        if n > pending.get(me, 0):
+            pending[me] = n
+
+    def _drain(self) -> None:
+        """Deferred work (:func:`udfmem._reentry.defer`): take the snapshots published meanwhile."""
+        self.after(0)
+
+    def _take(self, n: int) -> None:
+        """Inside this thread's section: take what call ``n`` (0: none) and the published calls made due.
+
+        Interrupt-safe: the lock (an ``RLock``, which knows its owner) is acquired inside the
+        ``try`` whose ``finally`` releases it first thing, so a KeyboardInterrupt landing
+        anywhere never leaves it held; a release by a thread that does not hold it fails
+        harmlessly (``RuntimeError``) instead of freeing another thread's lock.
+        """
+        lock, pending, me = self._snap_lock, self._pending, threading.get_ident()
+        wait = n != 0  # a drain never waits: the holder takes what was published
         while True:
-            self._holder = threading.get_ident()
             try:
+                if not (lock.acquire(blocking=False) or (wait and lock.acquire(timeout=WAIT_S))):
+                    if n:
+                        self._publish(n)  # published first, then one more try: the holder re-checks after it releases
+                    if not lock.acquire(blocking=False):
+                        return
+                    n = 0
+                self._holder = me
                 if n:
                     self._step(n)
                 latest = 0
-                while pending:  # only the holder pops: never empty between the test and the pop
-                    latest = max(latest, pending.popleft())
+                while pending:  # only the holder pops; a publisher racing a pop re-publishes, seen below
+                    latest = max(latest, pending.popitem()[1])
                 if latest:
                     self._step(latest)
             finally:
-                self._holder = 0
-                lock.release()
-            if not pending or not lock.acquire(blocking=False):
-                return  # nothing published meanwhile, or its publisher holds the lock now
-            n = 0
+                if self._holder == me:
+                    self._holder = 0
+                try:  # noqa: SIM105 (suppress() is Python: a Ctrl-C in it keeps the lock)
+                    lock.release()
+                except RuntimeError:  # not held by this thread: another one holds it (or none)
+                    pass
+            if not pending:
+                return  # nothing published meanwhile
+            n, wait = 0, False
 
     def _step(self, n: int) -> None:
         """Under the snapshot lock: what call ``n`` makes due."""
         every = self.every
         forced, self._forced = self._forced, False
-        self._armed = False
+        self._armed = False  # first, then the check (see Visits._idle_visit)
+        if self._dozing:  # calls resume while the timer backs off: it comes back now
+            self._dozing = False
+            _timer.timer.wake(self)
         try:
             if n > self._seen:
                 self._seen = n

@@ -1,0 +1,289 @@
+"""Re-entry and interrupts: a finalizer or a signal handler inside udfmem never hangs a worker, across UDFs.
+
+The hanging scenarios run in a subprocess with a timeout, so that a regression fails the
+test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from conftest import parse_events, run_python
+
+# A bomb in a reference cycle re-arms itself from its __del__: every collection finds one,
+# so with a gen0 threshold of 1 a collection (and the bomb's finalizer) runs at every
+# allocation of a tracked object, including those inside another UDF's snapshot (the
+# kernel-peak read under the window lock, the emitter, the probes).
+BOMB = """
+import gc, json, sys
+import udfmem
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+def gen(n):
+    for i in range(n):
+        yield i
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+class B:
+    def __call__(self, x):
+        return x
+
+@udfmem.tracked(every=1000, every_s=0, trim="off", suspect=False)
+class C:
+    def __call__(self, x):
+        return x
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+class A:
+    def __call__(self, x):
+        return x
+
+armed = [True]
+fired = [0]
+b = B()
+
+class Bomb:
+    def __init__(self):
+        self.me = self  # a cycle: only the collector frees it
+        {setup}
+
+    def __del__(self):
+        fired[0] += 1
+        {on_del}
+        if armed[0]:
+            Bomb()  # the next collection finds another
+
+a = A()
+a(0)
+b(0)
+Bomb()
+gc.set_threshold(1, 1, 1)
+for i in range(1, {calls} + 1):
+    a(i)
+armed[0] = False
+gc.set_threshold(700, 10, 10)
+gc.collect()
+print("RESULT " + json.dumps({{"fired": fired[0], "a": A.__call__.__udfmem_state__.calls(), {extra}}}))
+"""
+
+
+def _bomb(setup: str = "pass", on_del: str = "pass", extra: str = "", calls: int = 300) -> tuple[dict[str, Any], str]:
+    """Run the bomb script; its RESULT and its stderr. A hang fails at the subprocess timeout."""
+    code = BOMB.format(setup=setup, on_del=on_del, extra=extra, calls=calls)
+    proc = run_python(code, timeout=120)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result, proc.stderr
+
+
+def test_a_generator_closed_by_the_collector_inside_another_udfs_snapshot_never_hangs() -> None:
+    """A started generator UDF abandoned in a cycle, closed by the collector inside another UDF's snapshot.
+
+    The generator's call ends (and counts) there; its snapshot waits for nothing the outer
+    snapshot holds (the window-peak lock, the snapshot lock) and is taken once the outer one is done.
+    """
+    result, stderr = _bomb(
+        setup="self.g = gen(3); next(self.g)",  # a started generator UDF call, abandoned with the bomb
+        extra='"gen": gen.__udfmem_state__.calls()',
+    )
+    assert 1 + 300 == result["a"]  # a(0), then the loop
+    assert result["fired"] >= 300  # the collector ran (and closed generators) inside A's snapshots
+    assert result["fired"] == result["gen"]  # every closed generator call counted
+    gen_snaps = [e["call"] for e in parse_events(stderr, "udfmem.snapshot") if e["udf"] == "gen"]
+    assert result["gen"] == max(gen_snaps)  # its snapshots were taken, up to the last call
+    assert [] == parse_events(stderr, "udfmem.warning")
+
+
+def test_a_del_calling_another_tracked_udf_inside_a_snapshot_never_hangs() -> None:
+    """A ``__del__`` run by the collector inside A's snapshot calls B: B's call counts; its snapshot comes after."""
+    result, stderr = _bomb(on_del="b(1)", extra='"b": B.__call__.__udfmem_state__.calls()')
+    assert 1 + 300 == result["a"]  # a(0), then the loop
+    assert 1 + result["fired"] == result["b"]
+    b_snaps = [e["call"] for e in parse_events(stderr, "udfmem.snapshot") if e["udf"] == "B"]
+    assert result["b"] == max(b_snaps)
+    assert [] == parse_events(stderr, "udfmem.warning")
+
+
+def test_a_udf_object_released_inside_another_udfs_snapshot_gets_its_final_snapshot() -> None:
+    """C objects in cycles, released by the collector inside A's snapshots: each final snapshot comes, deferred.
+
+    Each bomb holds a C object (every=1000) that made one call, so a final snapshot is due
+    at its release; inside A's snapshot it must neither wait for the locks A holds nor be lost.
+    """
+    result, stderr = _bomb(
+        setup="self.c = C(); self.c(1)",
+        extra='"c": C.__call__.__udfmem_state__.calls()',
+        calls=100,
+    )
+    assert 1 + 100 == result["a"]
+    finals = [e["call"] for e in parse_events(stderr, "udfmem.snapshot") if e["udf"] == "C" and e.get("final")]
+    assert result["c"] == max(finals)  # the last release's final snapshot covers every call
+    assert [] == parse_events(stderr, "udfmem.warning")
+
+
+# Sweeps every point of udfmem's snapshot path where CPython 3.11 can deliver a signal
+# (the instruction after a call returns, a function's first instruction, a backward jump)
+# and raises KeyboardInterrupt there, as a Ctrl-C landing there would, once per point.
+SWEEP = """
+import dis, json, sys, threading
+import udfmem
+from udfmem import _emit
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+class U:
+    def __call__(self, x):
+        return x
+
+u = U()
+u(0)
+state = U.__call__.__udfmem_state__
+FILES = ("_state.py", "_finals.py", "_reentry.py")
+OPS = {{}}  # code -> {{offset: opname}}
+SIGNAL_AFTER = {{"CALL", "JUMP_BACKWARD"}}
+
+def ops(code):
+    table = OPS.get(code)
+    if table is None:
+        table = OPS[code] = {{i.offset: i.opname for i in dis.get_instructions(code)}}
+    return table
+
+point = [0, 0]  # [points seen, the one to interrupt at]
+
+def local(frame, event, arg):
+    if event == "opcode":
+        table = ops(frame.f_code)
+        here = table.get(frame.f_lasti)
+        last = getattr(frame, "_prev", None)
+        deliverable = here == "RESUME" or LAST.get(id(frame)) in SIGNAL_AFTER
+        LAST[id(frame)] = here
+        if deliverable:
+            point[0] += 1
+            if point[0] == point[1]:
+                raise KeyboardInterrupt
+    return local
+
+LAST = {{}}
+
+def tracer(frame, event, arg):
+    if event == "call" and frame.f_code.co_filename.endswith(FILES) and "udfmem" in frame.f_code.co_filename:
+        frame.f_trace_opcodes = True
+        return local
+    return None
+
+interrupts = 0
+k = 0
+while True:
+    k += 1
+    point[:] = [0, k]
+    LAST.clear()
+    sys.settrace(tracer)
+    try:
+        u(k)
+        state.final()
+    except KeyboardInterrupt:
+        interrupts += 1
+    finally:
+        sys.settrace(None)
+    if point[0] < k:
+        break  # past the last point: the sweep is complete
+with _emit.capture() as events:
+    for i in range(10):
+        u(i)
+got = []
+probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
+probe.start()
+probe.join()
+print("RESULT " + json.dumps({{
+    "points": k - 1,
+    "interrupts": interrupts,
+    "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
+    "lock_free": got == [True],
+    "pending": len(state._pending),
+}}))
+"""
+
+
+def test_an_interrupt_at_any_point_of_a_snapshot_never_leaves_it_stuck() -> None:
+    """KeyboardInterrupt raised at every signal-deliverable point of the snapshot path, once each, caught.
+
+    Afterwards the snapshot lock is free, every call snapshots again and nothing pends. The
+    interrupt is placed by ``sys.settrace`` at the instructions where CPython runs signal
+    handlers (after a call returns, at a function's start, at a backward jump), so each
+    point, the one between the lock's acquire and its ``try`` included, is hit for certain.
+    """
+    proc = run_python(SWEEP.format(), timeout=300)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    assert result["points"] >= 20  # the sweep covered the path (27 points on CPython 3.11)
+    assert result["points"] == result["interrupts"]  # each point was interrupted (and caught)
+    assert (True, 10, 0) == (result["lock_free"], result["snapshots"], result["pending"])
+
+
+STORM = """
+import json, signal, threading
+import udfmem
+from udfmem import _emit
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+class U:
+    def __call__(self, x):
+        return x
+
+delivered = [0]
+most_pending = [0]
+
+def interrupt(signum, frame):
+    delivered[0] += 1
+    if delivered[0] <= {interrupts}:
+        raise KeyboardInterrupt
+
+def storm():
+    while delivered[0] < {interrupts}:
+        try:
+            for i in range(100):
+                u(i)
+            most_pending[0] = max(most_pending[0], len(state._pending))
+        except KeyboardInterrupt:
+            pass
+
+u = U()
+u(0)
+state = U.__call__.__udfmem_state__
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+while delivered[0] < {interrupts}:
+    try:  # an interrupt may land in the handler's own loop: catch it here and go on
+        try:
+            storm()
+        except KeyboardInterrupt:
+            pass
+    except KeyboardInterrupt:
+        pass
+signal.setitimer(signal.ITIMER_REAL, 0)
+with _emit.capture() as events:
+    for i in range(10):
+        u(i)
+got = []
+probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
+probe.start()
+probe.join()
+print("RESULT " + json.dumps({{
+    "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
+    "lock_free": got == [True],
+    "most_pending": max(most_pending[0], len(state._pending)),
+}}))
+"""
+
+
+def test_a_storm_of_real_interrupts_around_tracked_calls_leaves_snapshots_working() -> None:
+    """Real SIGALRMs every 0.2 ms raise KeyboardInterrupt around a loop of tracked calls, 3,000 times, caught.
+
+    As Ctrl-C in a notebook: afterwards the lock is free, calls snapshot, and the pending
+    structure never held more than one entry (one thread).
+    """
+    proc = run_python(STORM.format(interrupts=3000), timeout=300)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    assert (True, 10) == (result["lock_free"], result["snapshots"])
+    assert result["most_pending"] <= 1
