@@ -307,7 +307,7 @@ def test_trims_that_do_not_pay_back_off_and_one_that_pays_resets() -> None:
 
 
 def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
-    """auto: a call sleeping 3 s (a retry backoff) is busy; the timer's idle check sees it active throughout.
+    """auto: a call sleeping 5 s (a retry backoff) is busy; the timer's idle check sees it active throughout.
 
     A spy around the real idle check records what the real timer thread passes; the call really sleeps.
     """
@@ -328,7 +328,7 @@ def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None
         """A call that sleeps in the UDF's own frame, like a retry backoff."""
 
         def __call__(self, x: int) -> int:
-            time.sleep(IDLE_S + 1.0)
+            time.sleep(2 * IDLE_S + 1.0)  # past the first idle decision, wherever the timer's visits fall
             return x
 
     slow = tracked_like(state, Slow())
@@ -336,9 +336,11 @@ def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None
     assert 3 == slow(3)
     end = time.monotonic()
     during = [active for t, active in seen if start + 0.1 < t < end - 0.1]
-    assert len(during) >= 2  # the timer did visit during the call
+    assert len(during) >= 1  # the timer did look during the call (it walks once an idle decision is due)
     assert all(during)
-    time.sleep(IDLE_S / 2 + 0.6)
+    deadline = time.monotonic() + 60  # waits on the outcome, not on the timer's punctuality
+    while time.monotonic() < deadline and not any(not active for t, active in seen if t > end):
+        time.sleep(0.1)
     assert any(not active for t, active in seen if t > end)  # after the call, no call in progress: idle
 
 

@@ -2,11 +2,14 @@
 
 It flags ``every_s`` snapshots (checking the clock on every call would cost ~0.9 µs a
 call; the thread lowers the UDF's threshold to 0 so the next call snapshots) and lets
-the trim policy notice an idle UDF. Nothing of it runs on the hot path.
+the trim policy notice an idle UDF. Nothing of it runs on the hot path. Each watched
+state says when it wants its next visit and is visited only then (or when woken: calls
+resuming after the state backed off), so an idle worker's timer sleeps up to a minute.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
@@ -17,7 +20,10 @@ from collections.abc import Iterable
 from types import CodeType
 from typing import Protocol
 
+from . import _reentry
+
 RETRY_S = 1.0
+MAX_WAIT_S = 60.0  # the timer thread wakes at least this often
 _call_codes: set[CodeType] = set()  # the code of udfmem's call and setup wrappers
 BUSY_FOR_S = 0.1  # a stack walk's answer serves this long
 _busy = (float("-inf"), False)  # when the stacks were last walked, and whether a call was in progress
@@ -72,6 +78,8 @@ class Timer:
     def reset_after_fork(self) -> None:
         """Forget the watched states and the thread (a fork child has neither)."""
         self._watched: set[weakref.ref[Watched]] = set()  # weakly: a state lives as long as its UDF
+        self._due: dict[weakref.ref[Watched], float] = {}  # each state's next visit; only the timer thread writes
+        self._woken: collections.deque[weakref.ref[Watched]] = collections.deque()  # to visit now
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -83,6 +91,11 @@ class Timer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="udfmem-timer", daemon=True)
                 self._thread.start()
+        self.wake(state)
+
+    def wake(self, state: Watched) -> None:
+        """Visit ``state`` now, whatever it asked (calls resumed after it backed off). Never waits."""
+        self._woken.append(weakref.ref(state))
         self._wake.set()
 
     @staticmethod
@@ -90,27 +103,53 @@ class Timer:
         """One visit of ``state``: its next deadline; after a failure, a retry in ``RETRY_S``.
 
         A failing ``tick`` must not switch ``every_s`` and idle trims off for good, unseen:
-        the state is told (it warns once) and visited again soon.
+        the state is told (it warns once) and visited again soon. The visit is a udfmem
+        section (:mod:`udfmem._reentry`): a finalizer run inside it defers its udfmem work
+        to the visit's end instead of waiting on a lock the visit holds.
         """
+        here = _reentry.here
+        if here.inside:
+            return now + RETRY_S
         try:
+            here.inside = True
             return state.tick(now)
         except Exception as exc:
             with contextlib.suppress(Exception):  # nothing more can be done; the retry still comes
                 state.tick_failed(exc)
             return now + RETRY_S
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def run_once(self, now: float) -> float:
+        """One pass: visit the states that are due at ``now`` or woken; seconds until the next one is due."""
+        woken = set()
+        while self._woken:  # only this thread pops
+            woken.add(self._woken.popleft())
+        due = self._due
+        wait = MAX_WAIT_S
+        for ref in list(self._watched):  # weak references: one state at a time is held, never while asleep
+            at = due.get(ref, now)
+            if at > now and ref not in woken:
+                wait = min(wait, at - now)
+                continue
+            state = ref()
+            deadline = None if state is None else self.visit(state, now)
+            del state
+            due[ref] = float("inf") if deadline is None else deadline
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+        if len(due) > len(self._watched):  # forget the states that are gone
+            for ref in [r for r in due if r not in self._watched]:
+                del due[ref]
+        return wait
 
     def _run(self) -> None:
         while True:
-            now = time.monotonic()
-            wait = 60.0
-            for ref in list(self._watched):  # weak references: one state at a time is held, never while asleep
-                state = ref()
-                deadline = None if state is None else self.visit(state, now)
-                del state
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
+            self._wake.clear()  # before the pass: a wake during it is not lost
+            wait = self.run_once(time.monotonic())
             self._wake.wait(timeout=max(0.01, wait))
-            self._wake.clear()
 
 
 timer = Timer()

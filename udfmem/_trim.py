@@ -118,7 +118,7 @@ class Trimmer:
         emitter: Emitter,
         read: Callable[[], tuple[int | None, int | None, int]],
         clock: Callable[[], float] = time.monotonic,
-        release: Callable[[], _allocator.TrimResult] = _allocator.trim,
+        release: Callable[[], _allocator.TrimResult] = _allocator.release,
         on_trim: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy
@@ -196,6 +196,12 @@ class Trimmer:
         if self.policy.should_trim(retained, rss, self._clock(), headroom, limit):
             self.trim("auto", retained)
 
+    def idle_left(self) -> float | None:
+        """Seconds until the idle check is due (0: now); None when this idle period's decision was made."""
+        if self._idle_done or self._idle_since is None:
+            return None
+        return max(0.0, self._idle_since + IDLE_S - self._clock())
+
     def idle_check(self, active: bool, calls: int) -> None:
         """The timer's visit: ``active`` says whether a call ran since the previous visit.
 
@@ -205,9 +211,11 @@ class Trimmer:
         if active or self._idle_since is None:
             self._idle_since, self._idle_done = now, False
             return
-        if calls <= 1 or self._idle_done or now - self._idle_since < IDLE_S:
+        if self._idle_done or now - self._idle_since < IDLE_S:
             return
-        self._idle_done = True
+        self._idle_done = True  # this idle period's decision, trim or not: the timer backs off until calls resume
+        if calls <= 1:
+            return
         retained, rss = self._retained_now()
         if self.policy.should_trim_idle(retained, rss):
             self.trim("idle", retained)
