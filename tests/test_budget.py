@@ -1,0 +1,75 @@
+"""The probe budget saves up credit: close snapshots all get a reading; over time the share still holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conftest import Events, identity_udf
+
+from udfmem import _budget, _probes
+
+Reader = Callable[..., Events]
+HEAP_FIELDS = {"heap_in_use_mb", "heap_free_mb", "heap_mmap_mb"}
+
+
+class Clock:
+    """A clock the test moves by hand; ``step`` is added at every reading (a cost clock: each read costs it)."""
+
+    def __init__(self, step: float = 0.0) -> None:
+        self.now = 1000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        """The time now (then advance by ``step``)."""
+        now = self.now
+        self.now += self.step
+        return now
+
+
+def test_back_to_back_reads_of_a_150_us_probe_are_all_read_within_the_burst() -> None:
+    """A walk of 150 µs (a small heap on a loaded machine): 20 reads in the same instant are all read.
+
+    Before the credit, the second paid read held the probe back for 150 µs / 0.5% = 30 ms.
+    """
+    budget = _budget.Budget(lambda: 1, share=0.005, clock=Clock(), cost_clock=Clock(step=150e-6))
+    assert [1] * 20 == [budget() for _ in range(20)]
+
+
+def test_the_share_holds_over_time_with_the_burst() -> None:
+    """Read every 1 ms for 100 s at 150 µs a read: the probe spends at most 0.5% of the time plus one burst."""
+    clock, cost = Clock(), Clock(step=150e-6)
+    budget = _budget.Budget(lambda: 1, share=0.005, clock=clock, cost_clock=cost)
+    reads = 0
+    for _ in range(100_000):
+        reads += budget() is not None
+        clock.now += 0.001
+    spent = reads * 150e-6
+    assert spent <= 0.005 * 100 + budget.burst + 2 * 150e-6  # the unpaid cold read, and the last one
+    assert spent >= 0.005 * 100 - 150e-6  # and the budget is used, not starved
+
+
+def test_a_probe_dearer_than_the_burst_waits_its_cost_over_the_share() -> None:
+    """A 40 ms walk (more than the 5 ms burst): the next read comes 40 ms / 0.5% = 8 s later, as without a burst."""
+    clock, cost = Clock(), Clock(step=0.04)
+    budget = _budget.Budget(lambda: 1, share=0.005, clock=clock, cost_clock=cost)
+    assert [1, 1] == [budget(), budget()]  # a cold first walk is timed again at once, unpaid
+    assert budget() is None
+    clock.now += 7.9
+    assert budget() is None
+    clock.now += 0.2
+    assert 1 == budget()
+
+
+def test_final_snapshot_and_the_next_objects_snapshot_both_carry_heap_fields(stderr_events: Reader) -> None:
+    """Object 1's final snapshot at call 1, then object 2's at call 2, each walk costing 150 µs: both read the heap.
+
+    The walk's cost is injected (a cost clock that advances 150 µs per reading): that is
+    what a small heap's walk costs on a machine at load 4 on 2 cores (measured: 100-220 µs).
+    """
+    _probes.probes().use_budgets(cost_clock=Clock(step=150e-6))
+    Udf = identity_udf(every=2)
+    Udf()(1)
+    Udf()(2)
+    snaps = stderr_events("udfmem.snapshot", finals=True)
+    assert [(1, True), (2, None)] == [(s["call"], s.get("final")) for s in snaps]
+    assert [set(), set()] == [HEAP_FIELDS - set(s) for s in snaps]
