@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,11 +43,20 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """
     for name in _settings.ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
-    _probes.probes().heap_budget.reset()  # a slow read in an earlier test must not hide heap fields here
-    _probes.probes().blocks.reset()
+    _probes.probes().use_budgets()  # fresh budgets: a slow read or a clock injected earlier must not reach here
     _allocator.trim()  # memory an earlier test freed but glibc held would be reused here and hide growth
     _emit._warned.clear()  # warnings are once per process; each test checks its own
     yield
+
+
+@pytest.fixture
+def free_probes() -> None:
+    """The heap and Python-blocks probes are read at every snapshot: their cost clock stands still.
+
+    For tests whose subject is a figure, not its time budget: on a loaded machine a heap
+    walk costs 10 times what it costs on a quiet one, and the budget holds fields back.
+    """
+    _probes.probes().use_budgets(cost_clock=lambda: 0.0)
 
 
 @pytest.fixture
@@ -80,33 +90,50 @@ class ScriptRun:
 
 @contextlib.contextmanager
 def engine_script(
-    script: Path, *args: str, logs: str = "session_latest/logs", env: dict[str, str] | None = None
+    script: Path,
+    *args: str,
+    logs: str = "session_latest/logs",
+    env: dict[str, str] | None = None,
+    timeout: float = 1500,
 ) -> Iterator[ScriptRun]:
-    """Run ``script *args TEMP`` (TEMP: a fresh short directory for Ray); yield what it left, then clean up."""
+    """Run ``script *args TEMP`` (TEMP: a fresh short directory for Ray); yield what it left, then clean up.
+
+    ``timeout`` is generous (a loaded machine is slow); pytest's own per-test limit applies too.
+    """
     temp = tempfile.mkdtemp(prefix="/tmp/udf")  # Ray's socket paths must stay short
+    # its own session: on a timeout (or a failing test) the whole cluster it started goes
+    # with it, instead of Ray's agents living on, orphaned, loading the machine
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args, temp],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, str(script), *args, temp],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            timeout=600,
-            check=False,
-        )
-        assert 0 == proc.returncode, proc.stderr[-5000:]
-        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+        stdout, stderr = proc.communicate(timeout=timeout)
+        assert 0 == proc.returncode, stderr[-5000:]
+        line = next((x for x in stdout.splitlines() if x.startswith("RESULT ")), None)
+        assert line is not None, f"{script.name} printed no RESULT line: {stderr[-5000:]}"
         worker_files = sorted(Path(temp, logs).glob("worker-*"))
         yield ScriptRun(
             json.loads(line[len("RESULT ") :]),
-            proc.stdout + proc.stderr,
+            stdout + stderr,
             "".join(p.read_text(errors="replace") for p in worker_files),
         )
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the session's leftovers (none after a clean run)
+        proc.wait()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter (this venv) with the UDFMEM_* env cleaned."""
+def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (this venv) with the UDFMEM_* env cleaned.
+
+    The default limit is generous (10 minutes): on a loaded machine a child is slow, not stuck.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
     full_env.update(env or {})
     proc = subprocess.run(

@@ -154,13 +154,20 @@ def test_nothing_to_free_never_trims() -> None:
 
 
 def test_setup_transients_are_trimmed_after_setup() -> None:
-    """A setup that churns through temporary buffers in threads is followed by a "setup" trim."""
+    """A setup that churns through temporary buffers in threads is followed by a "setup" trim.
+
+    The heap probe's cost clock stands still (``use_budgets``): the trim decision needs
+    malloc's in-use figure, and on a loaded machine the walks of the churned heap
+    (0.1-2 ms each there) could spend its time budget; this test is about the decision.
+    """
     proc = run_python(
         f"""
         import sys
         sys.path.insert(0, {BENCH!r})
         import udfmem
+        from udfmem import _probes
         from reproducers import thread_churn
+        _probes.probes().use_budgets(cost_clock=lambda: 0.0)
         @udfmem.tracked(every=1000)
         class Loader:
             def setup(self):
