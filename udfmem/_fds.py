@@ -57,6 +57,7 @@ class KeptFd:
             try:
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) == self._key:
+                    self.links = st.st_nlink  # 0: the file was deleted (its directory removed?)
                     return fd
             except OSError:
                 pass

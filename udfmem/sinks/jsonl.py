@@ -4,6 +4,12 @@ Lines are appended with one ``write`` each on an ``O_APPEND`` descriptor, so lin
 threads never interleave. A fork child opens its own file on first use. The file is
 never opened through a symbolic link (``O_NOFOLLOW``) and must be a regular file of this
 user: a name planted in a shared directory is refused, with one warning.
+
+If the file is deleted while the process runs (``UDFMEM_LOG_DIR`` removed, a cleanup job),
+the next line notices (the link count of the descriptor's file is 0, read by the same
+``fstat`` that checks the descriptor is still ours: no extra system call) and makes the
+directory and the file again, with the same safeguards; that line and the following ones
+land in the new file. Only a line written while the removal happens can be lost.
 """
 
 from __future__ import annotations
@@ -43,16 +49,31 @@ class JsonlSink:
         if self._pid != pid or kept is None:
             with self._lock:
                 if self._pid != pid or self._kept is None:
-                    if self._kept is not None:
-                        self._kept.close()  # a fork child's copy of the parent's file
-                    os.makedirs(self.directory, exist_ok=True)
-                    kept = KeptFd(self.path(pid), os.O_WRONLY | os.O_APPEND | SAFE_CREATE, check=check_own_regular_file)
-                    kept.open()
-                    self._kept, self._pid = kept, pid
-        assert self._kept is not None
-        fd = self._kept.get()  # the user may have closed our fd and reused its number
+                    self._open(pid)  # a fork child's copy of the parent's file is closed there
+                kept = self._kept
+        assert kept is not None
+        fd = kept.get()  # the user may have closed our fd and reused its number
+        if fd is None or getattr(kept, "links", 1) == 0 or kept is not self._kept:  # deleted: make it again
+            with self._lock:
+                if kept is self._kept:
+                    self._open(pid)
+                else:  # another thread made it again meanwhile: close what our look may have reopened
+                    kept.close()
+                kept = self._kept
+            fd = kept.get() if kept is not None else None
         if fd is None:
-            raise OSError(f"cannot reopen {self._kept.path}")
+            raise OSError(f"cannot reopen {self.path(pid)}")
+        return fd
+
+    def _open(self, pid: int) -> int:
+        """(Re)make the directory and open this process's file in it, never through a link (under the lock)."""
+        if self._kept is not None:
+            self._kept.close()  # only if the number is still ours
+        self._kept = None
+        os.makedirs(self.directory, exist_ok=True)
+        kept = KeptFd(self.path(pid), os.O_WRONLY | os.O_APPEND | SAFE_CREATE, check=check_own_regular_file)
+        fd = kept.open()
+        self._kept, self._pid = kept, pid
         return fd
 
     def write(self, line: str) -> None:
