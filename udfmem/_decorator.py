@@ -16,7 +16,7 @@ from types import CodeType
 from typing import Any, ClassVar, TypeVar, overload
 
 from . import _settings, _timer
-from ._registry import lookup, new_key
+from ._registry import new_state
 from ._state import UDFState
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -250,7 +250,7 @@ def _track_class(cls: type[T], settings: _settings.Settings, lenient: bool = Fal
         raise ValueError(f"udfmem: {cls.__name__} has no method {', '.join(missing)}{hint}")
     if not present:
         return cls
-    st = lookup(UDFState, new_key(f"{cls.__module__}.{cls.__qualname__}"), settings, _source(cls), cls.__qualname__)
+    st = new_state(UDFState, f"{cls.__module__}.{cls.__qualname__}", settings, _source(cls), cls.__qualname__)
     for method in present:
         _patch(cls, method, lambda fn: _wrap_call(fn, st))
     phases = ["__init__"] + ([settings.setup] if settings.setup is not None else [])
@@ -280,7 +280,7 @@ def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     if inspect.isfunction(target):
         fn = _unwrap(target)
         settings = _settings.from_decorator(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
-        return _wrap_call(fn, lookup(UDFState, new_key(f"{fn.__module__}.{fn.__qualname__}"), settings, _source(fn)))
+        return _wrap_call(fn, new_state(UDFState, f"{fn.__module__}.{fn.__qualname__}", settings, _source(fn)))
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
 

@@ -11,6 +11,7 @@ event itself, not a copy of its fields: no per-event dict churn.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -24,11 +25,15 @@ from typing import Any
 import structlog
 
 from . import _events, _render
+from ._text import MAX_ECHO, MAX_LINE, capped, capped_id
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.metrics import MetricsSink
 from .sinks.stderr import StderrSink
 from .sinks.structlog_sink import StructlogSink
+
+MAX_MESSAGE = 1000
+"""Characters of an event's text field (a warning's message, a path) before it is cut with a marker."""
 
 Hook = Callable[[dict[str, Any]], None]
 _hooks: tuple[Hook, ...] = ()
@@ -109,6 +114,8 @@ class _TemplateRenderer:
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> Any:
         event: _events.Event = event_dict["udfmem"]
+        if type(event) is not _events.Snapshot:  # a snapshot has no text but the (capped) head's
+            event = _cut(event, MAX_MESSAGE)  # a message, a path: they may echo outside values
         t = time.time()
         second = int(t)
         cached, prefix = self._ts_cache
@@ -121,8 +128,33 @@ class _TemplateRenderer:
         pairs = self._templates[type(event)]
         if len(pairs) == 1:
             template, head = pairs[0]
-            return template(head, ts, event)
-        return [template(head, ts, event) for template, head in pairs]  # one per format, by index
+            return _fit(template, head, ts, event)
+        return [_fit(template, head, ts, event) for template, head in pairs]  # one per format, by index
+
+
+def _cut(event: _events.Event, limit: int) -> _events.Event:
+    """``event`` with each text field longer than ``limit`` characters cut to it, with a marker."""
+    if not any(type(v) is str and len(v) > limit for v in event):
+        return event
+    values: list[Any] = [capped(v, limit) if type(v) is str else v for v in event]
+    kind: Callable[..., _events.Event] = type(event)
+    return kind(*values)
+
+
+def _fit(template: Callable[[Any, str, Any], Any], head: Any, ts: str, event: _events.Event) -> Any:
+    """The rendered ``event``; a line longer than :data:`MAX_LINE` again with its text fields cut shorter.
+
+    A line at most ``PIPE_BUF`` long is written atomically: workers sharing a stderr pipe
+    never tear each other's lines. The head is bounded (the name is capped), so cutting the
+    event's own text fields (to 200, 100, 50, 25 characters) always fits: ~25 bytes a call.
+    """
+    out = template(head, ts, event)
+    limit = MAX_ECHO
+    while type(out) is str and len(out) > MAX_LINE and limit >= 25:
+        event = _cut(event, limit)
+        out = template(head, ts, event)
+        limit //= 2
+    return out
 
 
 def _fields(head: dict[str, Any], _: str, event: _events.Event) -> dict[str, Any]:
@@ -186,7 +218,7 @@ class Emitter:
     def __init__(
         self, udf: str, log_format: str = "logfmt", log_dir: str | None = None, metrics: tuple[str, ...] = ()
     ) -> None:
-        self.udf = udf
+        self.udf = udf = capped_id(udf)  # capped at decoration; also a name from settings pickled elsewhere
         pid = os.getpid()
         worker = worker_tag(host(), pid)
         head = {"udf": udf, "pid": pid, "host": host(), "worker": worker}
@@ -218,12 +250,22 @@ class Emitter:
 
     def _sink_failed(self, sink: str, exc: OSError) -> None:
         """A sink gave up (it stays off in this process): say so, once, on the others."""
-        self.warn_once("log-dir-failed", f"cannot write {sink}: {exc}; its lines are dropped", var="UDFMEM_LOG_DIR")
+        message = f"cannot write {capped(sink)}: {capped(str(exc))}; its lines are dropped"
+        self.warn_once("log-dir-failed", message, var="UDFMEM_LOG_DIR")
 
     def warn_once(self, what: str, message: str, once_key: str | None = None, var: str | None = None) -> None:
-        """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``), whichever UDF meets it first."""
-        if _first_time(once_key or what):
+        """Emit one ``udfmem.warning`` per (process, ``once_key`` or ``what``), whichever UDF meets it first.
+
+        At most :data:`MAX_WARNINGS` distinct ones per process (then one saying so); like every
+        event's text, the message is cut at :data:`MAX_MESSAGE` characters (it may echo a path
+        or an exception).
+        """
+        first = _first_time(once_key or what)
+        if first:
             self.emit(_events.Warning(what=what, message=message, var=var))
+        elif first is None:
+            message = f"{MAX_WARNINGS} distinct warnings in this process; further ones are dropped"
+            self.emit(_events.Warning(what=_CAPPED, message=message))
 
 
 def _warner(emitter: Emitter) -> Callable[[str, str], None]:
@@ -238,35 +280,62 @@ def _warner(emitter: Emitter) -> Callable[[str, str], None]:
     return warn
 
 
-_warned: set[tuple[int, str]] = set()
+MAX_WARNINGS = 1000
+"""Distinct warnings one process emits; the next says that further ones are dropped (a flood, not news)."""
+_CAPPED = "warnings-capped"
+_warned: set[tuple[int, str]] = set()  # (pid, once key): at most MAX_WARNINGS + 1 entries
 _warned_lock = threading.Lock()
 
 
-def _first_time(key: str) -> bool:
-    token = (os.getpid(), key)
+def _first_time(key: str) -> bool | None:
+    """True the first time ``key`` is met in this process, False after; None once the cap is reached."""
+    token = (os.getpid(), capped_id(key))  # a key embeds echoed values: never keep them whole
     with _warned_lock:
         if token in _warned:
             return False
+        if len(_warned) >= MAX_WARNINGS:
+            capped_token = (token[0], _CAPPED)
+            if capped_token in _warned:
+                return False
+            _warned.add(capped_token)
+            return None
         _warned.add(token)
         return True
 
 
-_default: dict[tuple[int, str, str, str | None], Emitter] = {}
+DEFAULTS_KEPT = 64
+"""Default emitters kept beyond those the live states hold (the most recently asked for)."""
+_default: collections.OrderedDict[tuple[int, str, str, str | None], Emitter] = collections.OrderedDict()
+_default_lock = threading.Lock()
 
 
 def default(udf: str = "udfmem", log_format: str = "logfmt", log_dir: str | None = None) -> Emitter:
-    """A shared emitter for events before a UDF is bound (or of none: ``worker_env``), one per process and target."""
+    """A shared emitter for events before a UDF is bound (or of none: ``worker_env``), one per process and target.
+
+    The :data:`DEFAULTS_KEPT` most recently asked for are kept; a state holds its own until
+    it binds, so a process defining thousands of uniquely named UDFs does not keep theirs.
+    """
     key = (os.getpid(), udf, log_format, log_dir)
-    emitter = _default.get(key)
-    if emitter is None:
-        emitter = _default.setdefault(key, Emitter(udf, log_format, log_dir))
+    with _default_lock:
+        emitter = _default.get(key)
+        if emitter is not None:
+            _default.move_to_end(key)
+            return emitter
+    emitter = Emitter(udf, log_format, log_dir)  # outside the lock: it may warn, which may ask for a default
+    with _default_lock:
+        emitter = _default.setdefault(key, emitter)
+        _default.move_to_end(key)
+        while len(_default) > DEFAULTS_KEPT:
+            _default.popitem(last=False)
     return emitter
 
 
 def _after_fork_in_child() -> None:
-    global _hooks_lock, _warned_lock
+    global _hooks_lock, _warned_lock, _default_lock
     _hooks_lock = threading.Lock()
     _warned_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    _warned.clear()  # the parent's keys (its pid) count against nothing here
     for sink in _jsonl_sinks.values():
         sink.after_fork()
 

@@ -9,6 +9,10 @@ use it, so a process that defines UDF classes at runtime does not keep them all.
 ``RECENT`` states looked up last are also held strongly, so an engine that drops its
 unpickled class copy and unpickles it again (once per task) finds the same state, with
 its counts, and does not start a new series.
+
+Every per-name structure here lives as long as a state of that name: the sequence of a
+qualified name (:func:`new_key`) is held by its states and forgotten with the last one,
+so a process defining thousands of uniquely named classes keeps none of their names.
 """
 
 from __future__ import annotations
@@ -36,20 +40,45 @@ RECENT = 64  # states held strongly after their last lookup, beyond their class'
 _states: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _recent: collections.deque[Any] = collections.deque(maxlen=RECENT)
 _registry_lock = threading.Lock()
-_seen_names: dict[str, int] = {}
 
 
-def new_key(qualname: str) -> str:
-    """A key for a newly decorated UDF: its qualified name plus a per-process sequence.
+class _Seen:
+    """How many UDFs of one qualified name were decorated; held by their states, so forgotten with them."""
+
+    __slots__ = ("__weakref__", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+_seen_names: weakref.WeakValueDictionary[str, _Seen] = weakref.WeakValueDictionary()
+_name_of: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()  # state -> its name's sequence
+
+
+def new_state(
+    factory: Factory[S],
+    qualname: str,
+    settings: _settings.Settings,
+    source: str | None = None,
+    owner: str | None = None,
+) -> S:
+    """The state of a newly decorated UDF, under a new key: its qualified name plus a per-process sequence.
 
     Deterministic (two processes decorating in the same order agree), yet two UDFs with
     the same qualified name in one process, e.g. a class defined in a function called
-    twice, still get their own counters.
+    twice, still get their own counters. The sequence of a name lives as long as a state
+    of that name (the 64 recent ones included): once all are gone, the name starts again
+    at its bare key, as in a fresh process.
     """
     with _registry_lock:
-        seq = _seen_names.get(qualname, 0)
-        _seen_names[qualname] = seq + 1
-    return qualname if seq == 0 else f"{qualname}#{seq}"
+        seen = _seen_names.get(qualname)
+        if seen is None:
+            seen = _seen_names[qualname] = _Seen()
+        key = qualname if seen.count == 0 else f"{qualname}#{seen.count}"
+        seen.count += 1
+        state = _lookup(factory, key, settings, source, owner)
+        _name_of[state] = seen
+    return state
 
 
 def lookup(
@@ -57,11 +86,15 @@ def lookup(
 ) -> S:
     """This process's state for ``key``, made by ``factory`` on first sight (also used by unpickling)."""
     with _registry_lock:  # not on the hot path: once per decoration or unpickling
-        state: S | None = _states.get(key)
-        if state is None:
-            state = _states[key] = factory(key, settings, source, owner)
-        if not any(kept is state for kept in _recent):
-            _recent.append(state)
+        return _lookup(factory, key, settings, source, owner)
+
+
+def _lookup(factory: Factory[S], key: str, settings: _settings.Settings, source: str | None, owner: str | None) -> S:
+    state: S | None = _states.get(key)
+    if state is None:
+        state = _states[key] = factory(key, settings, source, owner)
+    if not any(kept is state for kept in _recent):
+        _recent.append(state)
     return state
 
 

@@ -40,7 +40,9 @@ from ._checks import (
     parse_int,
     parse_text,
     parse_trim,
+    shown,
 )
+from ._text import capped, capped_id
 
 #: glibc's own variable: caps malloc arenas when set at process start.
 MALLOC_ARENA_MAX = "MALLOC_ARENA_MAX"
@@ -251,12 +253,20 @@ DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settin
 
 @dataclasses.dataclass(frozen=True)
 class EnvProblem:
-    """A ``UDFMEM_*`` value that could not be used, and the default used instead."""
+    """A ``UDFMEM_*`` value that could not be used, and the default used instead.
+
+    Its texts are echoed in a ``udfmem.warning``: make it with :func:`problem`, which caps them.
+    """
 
     var: str
     value: str
     reason: str
     default: str
+
+
+def problem(var: str, value: str, reason: str, default: str) -> EnvProblem:
+    """An :class:`EnvProblem` whose echoed texts are capped (``value`` keeps a digest: warned once per value)."""
+    return EnvProblem(var, capped_id(value), capped(reason), capped(default))
 
 
 def from_decorator(**kwargs: Any) -> Settings:
@@ -299,7 +309,7 @@ def resolve(settings: Settings, environ: Mapping[str, str] | None = None) -> tup
             except (TypeError, ValueError) as exc:
                 bad.append((var, raw, str(exc).removeprefix("udfmem: ")))
         used = str(changes.get(key, getattr(settings, key)))  # the fallback variable's value, or the default
-        problems += [EnvProblem(var, raw, reason, used) for var, raw, reason in bad]
+        problems += [problem(var, raw, reason, used) for var, raw, reason in bad]
     return dataclasses.replace(settings, **changes), problems
 
 
@@ -337,7 +347,7 @@ def worker_vars(
             try:
                 out[row.env] = row.to_env(_env_value(row, raw))
             except (TypeError, ValueError) as exc:
-                problems.append(EnvProblem(row.env, raw, str(exc).removeprefix("udfmem: "), "(not passed on)"))
+                problems.append(problem(row.env, raw, str(exc).removeprefix("udfmem: "), "(not passed on)"))
     if "UDFMEM_ARENA_MAX" in out:
         out[MALLOC_ARENA_MAX] = out["UDFMEM_ARENA_MAX"]  # glibc applies it from process start
     return out, problems
@@ -360,7 +370,7 @@ def _override(key: str, row: Row, value: object) -> str:
     try:
         return row.to_env(_env_value(row, raw))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"udfmem: worker_env({key}={value!r}) is not a valid {row.env}: {exc}") from None
+        raise ValueError(f"udfmem: worker_env({key}={shown(value)}) is not a valid {row.env}: {exc}") from None
 
 
 def options_table() -> str:

@@ -9,10 +9,18 @@ atomic write size and is never torn between workers sharing a stderr.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 MAX_ECHO = 200
 """Characters of an echoed value (a UDF name, a bad env value) kept before the cut marker."""
+
+MAX_LINE = 4000
+"""Bytes of the longest line udfmem writes (newline excluded): under ``PIPE_BUF`` (4096 on Linux).
+
+A write of at most ``PIPE_BUF`` bytes to a pipe is atomic, so lines of workers sharing one
+stderr pipe never tear into each other. Rendered lines are ASCII (JSON escapes the rest).
+"""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -32,3 +40,17 @@ def capped(text: str, limit: int = MAX_ECHO) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}...[+{len(text) - limit} chars]"
+
+
+def capped_id(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to at most ``limit`` characters in all, marker included, keeping it an identifier.
+
+    The marker names how many characters were dropped and a digest of the whole text, so
+    two long values that differ only after the cut stay distinct, and the same value is
+    cut the same way in every process. Idempotent: a result is never cut again.
+    """
+    if len(text) <= limit:
+        return text
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    keep = max(0, limit - (22 + len(str(len(text)))))  # the marker is 22 characters plus the count's digits
+    return f"{text[:keep]}...[+{len(text) - keep} chars #{digest}]"
