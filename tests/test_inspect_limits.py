@@ -81,7 +81,9 @@ def test_a_lazy_proxy_is_never_loaded() -> None:
     Lazy.loads.clear()
     udf, proxy = Udf(), Lazy()
     measured: list[_inspect.Measures] = []
-    assert [] == python_calls(lambda: measured.extend([_inspect.inspect(udf, None), _inspect.inspect(proxy, None)]))
+    assert [] == python_calls(
+        lambda: measured.extend([_inspect.inspect(udf, None, 60), _inspect.inspect(proxy, None, 60)])
+    )
     assert [] == Lazy.loads
     assert (3, measured[0]["self.cache"][1]) == measured[0]["self.cache"]
     assert "self.model" in measured[0]
@@ -110,7 +112,7 @@ def test_a_slots_object_is_never_asked_for_its_dict() -> None:
 
     Slotted.asked.clear()
     udf, slotted = Udf(), Slotted()
-    assert [] == python_calls(lambda: (_inspect.inspect(slotted, None), _inspect.inspect(udf, None)))
+    assert [] == python_calls(lambda: (_inspect.inspect(slotted, None, 60), _inspect.inspect(udf, None, 60)))
     assert [] == Slotted.asked
 
 
@@ -163,8 +165,10 @@ def test_a_chainmap_len_is_never_called() -> None:
             self.chain = chain
 
     udf = Udf()
-    calls = python_calls(lambda: [_inspect.inspect(udf, None) for _ in range(3)])
+    measured: list[_inspect.Measures] = []
+    calls = python_calls(lambda: measured.extend(_inspect.inspect(udf, None, 60) for _ in range(3)))
     assert [] == [c for c in calls if c.endswith(":__len__")]
+    assert 3 == sum("self.chain" in m for m in measured)
 
 
 def test_a_blocking_len_in_a_leaking_udf_runs_at_most_once() -> None:
@@ -224,7 +228,7 @@ def test_a_slow_arrow_nbytes_is_called_once_per_process() -> None:
         first = _inspect.inspect(Udf(), None, budget_s=1e9, clock=lambda: next(slow))
         udf = Udf()
         udf.column = pa.chunked_array(chunks)
-        later = _inspect.inspect(udf, None)
+        later = _inspect.inspect(udf, None, budget_s=60)
         print(first["self.table"][1] == udf.table.nbytes, later["self.table"][1] == udf.table.nbytes,
               later["self.column"][1] == udf.column.nbytes)
         """

@@ -50,6 +50,8 @@ SHOWN = 3
 """Growers named at most."""
 MAX_SLOW = 1024
 """Types remembered as slow at most (beyond this, no new type's call is made)."""
+MAX_PLANS = 4096
+"""Types whose way of measuring is kept (then all are forgotten and found again)."""
 
 Measures = dict[str, tuple[int | None, int]]
 """Per name: (items, or None for a non-container; estimated bytes)."""
@@ -63,6 +65,7 @@ _FLAGS = type.__dict__["__flags__"]
 _MODULE = type.__dict__["__module__"]
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (may define __sizeof__)
 _SLOTS = (types.GetSetDescriptorType, types.MemberDescriptorType)  # C-implemented attributes
+_WRAPPER = types.WrapperDescriptorType  # a C slot such as __len__
 _BUILTIN: dict[int, type] = {
     id(k): k for k in (dict, list, tuple, set, frozenset, bytes, bytearray, str, memoryview, collections.deque)
 }
@@ -92,13 +95,68 @@ _SIZEOF: dict[int, Callable[[Any], int]] = {key: _static(_mro(k), "__sizeof__") 
 _BYTES_LEN: dict[int, Callable[[Any], int]] = {id(k): _static(_mro(k), "__len__") for k in (bytes, bytearray)}
 
 
-def _instance_dict(obj: Any, cls: type, mro: tuple[type, ...]) -> dict[Any, Any] | None:
+class _Plan:
+    """How a type is measured: found once from its class namespaces (no code of the type runs)."""
+
+    __slots__ = (
+        "basic",
+        "buffer_len",
+        "container",
+        "length",
+        "nbytes",
+        "own_dict",
+        "sampler",
+        "sizeof",
+        "skip",
+        "timed_len",
+        "timed_nbytes",
+    )
+
+    def __init__(self, cls: type) -> None:
+        mro = _mro(cls)
+        ids = [id(k) for k in mro]
+        # bytes, bytearray (a subclass's storage too): the length is the size
+        self.buffer_len: Callable[[Any], int] | None = next((_BYTES_LEN[i] for i in ids if i in _BYTES_LEN), None)
+        nbytes = _static(mro, "nbytes")
+        self.nbytes: Any = nbytes if type(nbytes) in _SLOTS else None  # a C getset, or None
+        self.timed_nbytes = not any(k is memoryview for k in mro)  # an extension type's: timed, never again once slow
+        lengths = [(k, _NAMESPACE.__get__(k).get("__len__")) for k in mro]
+        owner, length = next(((k, slot) for k, slot in lengths if type(slot) is _WRAPPER), (None, None))
+        self.length: Any = length  # the first C __len__ slot on the MRO, or None
+        self.timed_len = id(owner) not in _BUILTIN  # an extension type's len (not a built-in container's)
+        self.sampler = next((k for k in mro if k is dict or k is list or k is tuple), None)  # sampled by its methods
+        self.sizeof: Callable[[Any], int] | None = next((_SIZEOF[i] for i in ids if i in _SIZEOF), None)
+        static_builtin = not _FLAGS.__get__(cls) & _HEAPTYPE and _MODULE.__get__(cls) == "builtins"
+        self.basic: int | None = None if static_builtin else _BASICSIZE.__get__(cls)  # None: sys.getsizeof
+        own_dict = _static(mro, "__dict__")
+        self.own_dict: Any = own_dict if type(own_dict) in _SLOTS else None  # the instance __dict__'s C slot
+        self.skip = any(i in _SKIP for i in ids)  # a module, function, method or class: not measured
+        self.container = any(i in _CONTAINERS for i in ids)  # a module global worth measuring
+
+
+_plans: dict[int, tuple[weakref.ref[type], _Plan]] = {}  # by id(type): no hashing of a user class
+
+
+def _plan(cls: type) -> _Plan:
+    """``cls``'s plan, made once (kept for at most ``MAX_PLANS`` types, then made again)."""
+    entry = _plans.get(id(cls))
+    if entry is not None and entry[0]() is cls:
+        return entry[1]
+    plan = _Plan(cls)
+    if len(_plans) >= MAX_PLANS:
+        _plans.clear()
+    _plans[id(cls)] = (weakref.ref(cls), plan)
+    return plan
+
+
+def _instance_dict(obj: Any) -> dict[Any, Any] | None:
     """``obj``'s ``__dict__`` through the type's own C slot; None for a ``__slots__`` object or a property."""
-    raw = _static(mro, "__dict__")
-    if type(raw) not in _SLOTS:
+    cls = type(obj)
+    slot = _plan(cls).own_dict
+    if slot is None:
         return None
-    found = raw.__get__(obj, cls)
-    return found if any(k is dict for k in _mro(type(found))) else None
+    found = slot.__get__(obj, cls)
+    return found if _plan(type(found)).sampler is dict else None
 
 
 def _was_slow(cls: type, name: str) -> bool:
@@ -129,72 +187,42 @@ def _call(cls: type, name: str, call: Callable[[], object], clock: Clock) -> int
     return value if type(value) is int else None
 
 
-def _nbytes(obj: Any, cls: type, mro: tuple[type, ...], clock: Clock) -> int | None:
-    """A buffer's size: ``len`` of bytes and bytearray, a C ``nbytes`` (NumPy, Arrow, memoryview)."""
-    for klass in mro:
-        buffer_len = _BYTES_LEN.get(id(klass))
-        if buffer_len is not None:
-            return buffer_len(obj)
-    raw = _static(mro, "nbytes")
-    if type(raw) not in _SLOTS:
-        return None
-    if any(k is memoryview for k in mro):
-        value = raw.__get__(obj, cls)
-        return value if type(value) is int else None
-    return _call(cls, "nbytes", lambda: raw.__get__(obj, cls), clock)
-
-
-def _len(obj: Any, cls: type, mro: tuple[type, ...], clock: Clock) -> int | None:
-    """The first C ``__len__`` slot on the MRO; a Python ``__len__`` is skipped, never called."""
-    slot, owner = None, None
-    for owner in mro:
-        slot = _NAMESPACE.__get__(owner).get("__len__")
-        if type(slot) is types.WrapperDescriptorType:
-            break
-    else:
-        return None
-    if id(owner) in _BUILTIN:
-        n = slot(obj)
-        return n if type(n) is int else None
-    return _call(cls, "__len__", lambda: slot(obj), clock)
-
-
-def _sizeof(obj: Any, cls: type, mro: tuple[type, ...]) -> int:
+def _sizeof(obj: Any, plan: _Plan) -> int:
     """A built-in's ``__sizeof__`` (a subclass's storage too); a class of yours: its basic size, no call."""
-    for klass in mro:
-        sizeof = _SIZEOF.get(id(klass))
-        if sizeof is not None:
-            return sizeof(obj)
-    if not _FLAGS.__get__(cls) & _HEAPTYPE and _MODULE.__get__(cls) == "builtins":
-        return sys.getsizeof(obj, 0)
-    basic: int = _BASICSIZE.__get__(cls)
-    return basic
+    if plan.sizeof is not None:
+        return plan.sizeof(obj)
+    return sys.getsizeof(obj, 0) if plan.basic is None else plan.basic
 
 
-def _sample(obj: Any, mro: tuple[type, ...], n: int) -> list[Any]:
+def _sample(obj: Any, sampler: type, n: int) -> list[Any]:
     """A few items of a built-in dict, list or tuple (by the built-in's own methods)."""
-    for klass in mro:
-        if klass is dict:
-            return list(islice(dict.values(obj), SAMPLED))
-        if klass is list or klass is tuple:
-            get = klass.__getitem__
-            return [get(obj, i) for i in range(0, n, max(1, n // SAMPLED))][:SAMPLED]
-    return []
+    if sampler is dict:
+        return list(islice(dict.values(obj), SAMPLED))
+    get = list.__getitem__ if sampler is list else tuple.__getitem__
+    return [get(obj, i) for i in range(0, n, max(1, n // SAMPLED))][:SAMPLED]
 
 
 def _measure(obj: Any, clock: Clock, inner: bool) -> tuple[int | None, int]:
     cls = type(obj)
-    mro = _mro(cls)
-    nbytes = _nbytes(obj, cls, mro, clock)
-    if nbytes is not None:
-        return None, nbytes
-    n = _len(obj, cls, mro, clock)
-    if n is not None:
-        sample = _sample(obj, mro, n)
+    plan = _plan(cls)
+    if plan.buffer_len is not None:
+        return None, plan.buffer_len(obj)
+    getset, slot = plan.nbytes, plan.length
+    if getset is not None:
+        nbytes = (
+            _call(cls, "nbytes", lambda: getset.__get__(obj, cls), clock) if plan.timed_nbytes else getset.__get__(obj)
+        )
+        if type(nbytes) is int:
+            return None, nbytes
+    n = None
+    if slot is not None:
+        n = _call(cls, "__len__", lambda: slot(obj), clock) if plan.timed_len else slot(obj)
+    if type(n) is int:
+        sample = _sample(obj, plan.sampler, n) if plan.sampler is not None else []
         each = sum(_measure(x, clock, False)[1] for x in sample) / len(sample) if sample else 0
-        return n, _sizeof(obj, cls, mro) + int(each * n)
-    own = _instance_dict(obj, cls, mro) if inner else None
-    size = _sizeof(obj, cls, mro)
+        return n, _sizeof(obj, plan) + int(each * n)
+    size = _sizeof(obj, plan)
+    own = _instance_dict(obj) if inner else None
     if own is None:
         return None, size
     items: int | None = None
@@ -211,18 +239,9 @@ def measure(obj: Any, clock: Clock = time.perf_counter) -> tuple[int | None, int
     return _measure(obj, clock, True)
 
 
-def _skipped(value: Any) -> bool:
-    return any(id(k) in _SKIP for k in _mro(type(value)))
-
-
-def _is_container(value: Any) -> bool:
-    return any(id(k) in _CONTAINERS for k in _mro(type(value)))
-
-
 def _named(obj: Any) -> Iterable[tuple[Any, Any]]:
     """The first ``MAX_NAMES`` (name, value) pairs of ``obj``'s ``__dict__``, lazily; none without one."""
-    cls = type(obj)
-    own = _instance_dict(obj, cls, _mro(cls))
+    own = _instance_dict(obj)
     return islice(dict.items(own), MAX_NAMES) if own is not None else ()
 
 
@@ -240,12 +259,12 @@ def inspect(
         for name, value in _named(instance) if instance is not None else ():
             if clock() > deadline:
                 return out
-            if type(name) is str and not _skipped(value):
+            if type(name) is str and not _plan(type(value)).skip:
                 _put(out, f"{prefix}.{name}", value, clock)
         for name, value in _named(module) if module is not None else ():
             if clock() > deadline:
                 return out
-            if type(name) is str and not name.startswith("__") and _is_container(value):
+            if type(name) is str and not name.startswith("__") and _plan(type(value)).container:
                 _put(out, f"module {name}", value, clock)
     except Exception:  # a dict changed size under another thread: what was measured stands
         return out
