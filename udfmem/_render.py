@@ -12,6 +12,7 @@ in either format, without relying on the byte layout the renderer happens to pro
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
@@ -135,15 +136,21 @@ def render(event: _events.Event, head_text: str, ts: str, fmt: str = "logfmt") -
 
 # -- parsing -------------------------------------------------------------------------------
 
-_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
+_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
 _INT = re.compile(r"[+-]?\d+\Z")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z|[+-]?(inf|nan)\Z")
+_EVENT = re.compile(r"""(?<![A-Za-z0-9_])event=["']?udfmem\.""")
+_FLAG = re.compile(r"(?<=\s)final(?=\s|\Z)")
 _decoder = json.JSONDecoder()
+JSON_STARTS = 8
+"""Objects tried per line (from its first ``{`` on): a prefix holds few; a hostile line holds thousands."""
 
 
 def _value(raw: str) -> Any:
     if raw.startswith('"'):
         return json.loads(raw)
+    if raw.startswith("'") and len(raw) > 1:  # Python's repr (structlog's KeyValueRenderer)
+        return _python_str(raw)
     if raw == "true":
         return True
     if raw == "false":
@@ -155,18 +162,32 @@ def _value(raw: str) -> Any:
     return raw
 
 
+def _python_str(raw: str) -> Any:
+    if "\\" not in raw:
+        return raw[1:-1]
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return raw
+    return value if isinstance(value, str) else raw
+
+
 def parse_logfmt(text: str) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; quoted values are JSON strings, numbers become numbers."""
+    """Parse ``key=value`` pairs; quoted values (JSON or Python strings) are strings, numbers become numbers."""
     return {key: _value(raw) for key, raw in _PAIR.findall(text)}
 
 
 def _parse_json(line: str) -> dict[str, Any] | None:
     start = line.find("{")
-    while start >= 0:
+    for _ in range(JSON_STARTS):
+        if start < 0:
+            break
         try:
             obj, _ = _decoder.raw_decode(line, start)
         except ValueError:
             obj = None
+        except RecursionError:  # nested deeper than the interpreter's limit: nothing of udfmem's
+            return None
         if isinstance(obj, dict) and str(obj.get("event", "")).startswith("udfmem."):
             return obj
         start = line.find("{", start + 1)
@@ -174,20 +195,28 @@ def _parse_json(line: str) -> dict[str, Any] | None:
 
 
 def parse_line(line: str) -> dict[str, Any] | None:
-    """The udfmem event's fields in ``line`` (logfmt or JSON, after any prefix), else None."""
+    """The udfmem event's fields in ``line`` (logfmt or JSON, after any prefix), else None.
+
+    logfmt pairs are read on both sides of ``event=`` (structlog's renderers write the
+    event last); where a name is on both sides, the one after ``event=`` counts.
+    """
     if "udfmem." not in line:
         return None
     if '"event"' in line:
         found = _parse_json(line)
         if found is not None:
             return found
-    start = line.find("event=udfmem.")
-    if start < 0:
+    match = _EVENT.search(line)
+    if match is None:
         return None
+    start = match.start()
     try:
-        return parse_logfmt(line[start:])
+        fields = {**parse_logfmt(line[:start]), **parse_logfmt(line[start:])}
     except ValueError:  # a truncated quoted value
         return None
+    if "final" not in fields and _FLAG.search(line) is not None:
+        fields["final"] = True  # structlog's LogfmtRenderer writes a true flag as its bare name
+    return fields
 
 
 def parse_event(line: str) -> _events.Event | None:

@@ -9,6 +9,7 @@ down, not a trend, so slopes are estimated within segments only.
 
 from __future__ import annotations
 
+import array
 import collections
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -35,20 +36,41 @@ class Point(NamedTuple):
     final: bool = False
 
 
+MAX_MIB = float(2**40)
+"""The largest size a line may give (1 EiB): a line with a bigger, infinite or NaN size is skipped."""
+MAX_COUNT = 2**53
+"""The largest call number or block count a line may give (beyond, floats lose integers)."""
+
+
 def _num(fields: Mapping[str, Any], name: str) -> float | None:
     value = fields.get(name)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def sane(p: Point) -> bool:
+    """Whether every figure of ``p`` is finite and in range (sizes within ±``MAX_MIB``, counts ``MAX_COUNT``).
+
+    Analysis subtracts, divides and projects these figures: an infinite, NaN or absurd one
+    would overflow (``int(inf)``) or reach ``--json`` as ``Infinity``. NaN fails every comparison.
+    """
+    if not 0 <= p.call <= MAX_COUNT or (p.blocks is not None and not 0 <= p.blocks <= MAX_COUNT):
+        return False
+    for v in (p.rss, p.rss_total, p.peak, p.heap, p.free, p.arrow, p.limit, p.headroom):
+        if v is not None and not -MAX_MIB <= v <= MAX_MIB:
+            return False
+    return True
+
+
 def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
-    """A :class:`Point` from a parsed ``udfmem.snapshot`` line's fields; None without a call number."""
+    """A :class:`Point` from a parsed ``udfmem.snapshot`` line's fields; None without a call or not :func:`sane`."""
     call = fields.get("call")
     if not isinstance(call, int) or isinstance(call, bool):
         return None
     rss_total = _num(fields, "rss_mb")
     anon = _num(fields, "rss_anon_mb")
     blocks = fields.get("py_blocks")
-    return Point(
+    final = fields.get("final")
+    p = Point(
         call,
         anon if anon is not None else rss_total,
         rss_total,
@@ -60,13 +82,62 @@ def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
         _num(fields, "limit_mb"),
         _num(fields, "headroom_mb"),
         segment,
-        fields.get("final") is True,
+        final is True or final == "True",  # structlog's KeyValueRenderer writes Python's repr
     )
+    return p if sane(p) else None
 
 
 Parse = Callable[[bytes, int, "float | None"], "Point | None"]
 """Parses a snapshot line into a point of a segment, its peak at least the given one (folded peaks)."""
-_Entry = tuple[int, "float | None", "Point | bytes", int]  # call, peak (folded), the point or its line, segment
+_Tail = tuple[int, "float | None", "Point | bytes", int, "Parse | None"]  # call, peak, point or line, segment, parse
+_NAN = float("nan")
+_COLUMNS = 11  # the fields of a Point after call: rss ... headroom, segment, final
+_I_MAX = 2**31 - 1
+_I_NONE = -(2**31)  # unknown, in a column of tenths
+
+
+def _encode(value: float | None) -> int | None:
+    """``value`` in tenths as a 32-bit int (unknown: ``_I_NONE``); None when that is not exact."""
+    if value is None:
+        return _I_NONE
+    if not -MAX_MIB <= value <= MAX_MIB:
+        return None
+    n = round(value * 10)
+    return n if -_I_MAX <= n <= _I_MAX and n / 10 == value else None
+
+
+def _get(col: Any, i: int) -> float | None:
+    """Row ``i`` of a column: a constant, tenths in 32-bit ints (sizes as logged) or doubles (NaN: unknown)."""
+    if not isinstance(col, array.array):
+        return col  # type: ignore[no-any-return]
+    x = col[i]
+    if col.typecode == "i":
+        return None if x == _I_NONE else x / 10
+    return None if x != x else x
+
+
+def _put(cols: list[Any], j: int, i: int, value: float | None, append: bool) -> None:
+    """Set (or append) row ``i`` of column ``j``, widening tenths to doubles when ``value`` is not a tenth."""
+    col = cols[j]
+    if col.typecode == "i":
+        n = _encode(value)
+        if n is not None:
+            if append:
+                col.append(n)
+            else:
+                col[i] = n
+            return
+        col = cols[j] = array.array("d", [_NAN if x == _I_NONE else x / 10 for x in col])
+    x = _NAN if value is None else value
+    if append:
+        col.append(x)
+    else:
+        col[i] = x
+
+
+def _folded(p: Point, peak: float | None) -> Point:
+    """``p`` with a dropped snapshot's higher window peak folded in."""
+    return p._replace(peak=peak) if peak is not None and (p.peak is None or peak > p.peak) else p
 
 
 class Series:
@@ -77,122 +148,212 @@ class Series:
     points stay evenly spread; the latest snapshot is always kept too. The window peaks
     of the snapshots that are dropped are folded into the next kept point, so a spike is
     never lost. A reader may hand over a snapshot's line unparsed (:meth:`add_line`), with
-    only its call and peak: lines are parsed (by ``parse``) only if they are still kept
-    when :attr:`points` is read, so most lines of a long log are never parsed in full.
+    only its call and peak: the line is parsed (by ``parse``) only if it is kept, so most
+    lines of a long log are never parsed in full.
+
+    Memory: kept points are stored by column (``array`` of calls; per field a constant
+    while every kept point has the same value, else an ``array`` of tenths in 32-bit ints
+    — sizes as udfmem logs them, exactly — or of doubles when a value is no tenth), about
+    4 bytes per varying figure per point; only the latest snapshot may be held as its
+    line, until it is replaced or read. :attr:`points` builds
+    :class:`Point` tuples on each read (not cached: a fleet's worth would be the peak).
     """
 
+    __slots__ = (
+        "_calls",
+        "_cols",
+        "_dropped_peak",
+        "_max",
+        "_parse",
+        "_recent_trims",
+        "_stride",
+        "_tail",
+        "released_mb",
+        "setup_gap",
+        "snapshots",
+        "trims",
+    )
+
     def __init__(self, max_points: int = MAX_POINTS, parse: Parse | None = None) -> None:
-        self._kept: list[_Entry] = []
-        self._tail: _Entry | None = None  # the latest snapshot, when it is not a kept one
+        self._calls = array.array("i")  # widened to 64 bits past 2**31
+        self._cols: list[Any] = [None] * _COLUMNS  # per field: a constant (float, None when unknown) or an array
+        self._tail: _Tail | None = None  # the latest snapshot, when it is not a kept one
         self._parse = parse
         self._dropped_peak: float | None = None  # the highest peak among dropped snapshots since the last kept
-        self._cached: list[Point] | None = None  # points, until the next snapshot
         self.trims = 0
-        self.recent_trims: collections.deque[tuple[int, float]] = collections.deque(maxlen=max_points)
+        self._recent_trims: collections.deque[tuple[int, float]] | None = None  # made at the first trim
         self.released_mb = 0.0
         self.setup_gap: float | None = None  # private RSS not malloc's nor Arrow's after setup
         self.snapshots = 0  # snapshots kept or not (repeats of a call number excluded)
         self._stride = 1
         self._max = max_points
 
-    def _point(self, entry: _Entry) -> Point | None:
-        """The entry as a point, parsed if it is a line, with its folded peak."""
-        _, peak, payload, segment = entry
-        if isinstance(payload, bytes):
-            return self._parse(payload, segment, peak) if self._parse is not None else None
-        if peak is not None and (payload.peak is None or peak > payload.peak):
-            payload = payload._replace(peak=peak)
-        return payload
+    # -- kept points, by column
+
+    def _row(self, i: int) -> Point:
+        rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = (_get(c, i) for c in self._cols)
+        return Point(
+            self._calls[i],
+            rss,
+            total,
+            peak,
+            heap,
+            free,
+            arrow,
+            None if blocks is None else int(blocks),
+            limit,
+            headroom,
+            int(segment or 0),
+            bool(final),
+        )
+
+    def _store(self, i: int, p: Point) -> None:
+        """Write ``p`` as row ``i`` (``i == len``: append)."""
+        append = i == len(self._calls)
+        calls = self._calls
+        if calls.typecode == "i" and not -_I_MAX < p.call < _I_MAX:
+            calls = self._calls = array.array("q", calls)
+        if append:
+            calls.append(p.call)
+        else:
+            calls[i] = p.call
+        rows = len(calls)
+        cols = self._cols
+        for j, v in enumerate(p[1:]):
+            value = None if v is None else float(v)
+            col = cols[j]
+            if isinstance(col, array.array):
+                _put(cols, j, i, value, append)
+            elif rows == 1:
+                cols[j] = value  # the only row: its value is the constant
+            elif col != value:  # a constant no more
+                first, code = _encode(col), _encode(value)
+                if first is not None and code is not None:
+                    column: array.array[Any] = array.array("i", [first])
+                else:
+                    column = array.array("d", [_NAN if col is None else col])
+                cols[j] = column * rows
+                _put(cols, j, i, value, False)
+
+    def _last_call(self) -> int | None:
+        if self._tail is not None:
+            return self._tail[0]
+        return self._calls[-1] if self._calls else None
 
     @property
     def points(self) -> list[Point]:
-        """The kept points, then the latest, in call order (lines parsed on the first read after a change)."""
-        if self._cached is not None:
-            return self._cached
-        kept: list[_Entry] = []
-        out: list[Point] = []
-        for entry in self._kept:
-            p = self._point(entry)
+        """The kept points, then the latest, in call order (the latest line parsed here if held unparsed)."""
+        out = [self._row(i) for i in range(len(self._calls))]
+        tail = self._tail
+        if tail is not None:
+            _, peak, payload, segment, parse = tail
+            dropped = self._dropped_peak
+            if dropped is not None and (peak is None or dropped > peak):
+                peak = dropped
+            p = self._point(payload, segment, peak, parse)
             if p is not None:
                 out.append(p)
-                kept.append((entry[0], None, p, entry[3]))  # the peak is folded into the point now
-        self._kept = kept
-        if self._tail is not None and (p := self._point(self._fold(self._tail))) is not None:
-            out.append(p)
-        self._cached = out
         return out
 
-    def _fold(self, entry: _Entry) -> _Entry:
-        """``entry`` with the dropped snapshots' peak folded in."""
-        dropped = self._dropped_peak
-        if dropped is not None and (entry[1] is None or dropped > entry[1]):
-            return (entry[0], dropped, entry[2], entry[3])
-        return entry
+    def _point(self, payload: Point | bytes, segment: int, peak: float | None, parse: Parse | None) -> Point | None:
+        if isinstance(payload, bytes):
+            parse = parse or self._parse
+            return parse(payload, segment, peak) if parse is not None else None
+        return _folded(payload, peak)
 
     def add(self, p: Point) -> None:
         """Add a snapshot (in log order). A repeated call number replaces the earlier point; older ones are dropped."""
-        self._add((p.call, p.peak, p, p.segment))
+        self._add(p.call, p.peak, p, p.segment, None)
 
-    def add_line(self, call: int, peak: float | None, line: bytes, segment: int) -> None:
-        """Add a snapshot by its call, its window peak and its line, to be parsed only if it is kept."""
-        self._add((call, peak, line, segment))
+    def add_line(self, call: int, peak: float | None, line: bytes, segment: int, parse: Parse | None = None) -> bool:
+        """Add a snapshot by its call, its window peak and its line, parsed (by ``parse``) only if it is kept.
 
-    def _add(self, entry: _Entry) -> None:
-        self._cached = None
-        last = self._tail if self._tail is not None else (self._kept[-1] if self._kept else None)
-        if last is not None and entry[0] <= last[0]:
-            if entry[0] == last[0]:  # the same snapshot again (two copies of a log), or a final at that call
+        False, and nothing added, when the line had to be parsed and could not be.
+        """
+        return self._add(call, peak, line, segment, parse)
+
+    def _add(self, call: int, peak: float | None, payload: Point | bytes, segment: int, parse: Parse | None) -> bool:
+        last = self._last_call()
+        if last is not None and call <= last:
+            if call == last:  # the same snapshot again (two copies of a log), or a final at that call
                 if self._tail is not None:
-                    self._tail = entry
+                    self._tail = (call, peak, payload, segment, parse)
                 else:
-                    self._kept[-1] = entry
-            return
+                    p = self._point(payload, segment, peak, parse)
+                    if p is None:
+                        return False
+                    self._store(len(self._calls) - 1, p)
+            return True
         index = self.snapshots
-        self.snapshots += 1
+        keep = not index % self._stride
+        dropped = self._dropped_peak
         tail = self._tail
-        if tail is not None:  # replaced: keep its peak
-            self._tail = None
-            if tail[1] is not None and (self._dropped_peak is None or tail[1] > self._dropped_peak):
-                self._dropped_peak = tail[1]
-        if index % self._stride:
-            self._tail = entry
-            return
-        self._kept.append(self._fold(entry))
-        self._dropped_peak = None
-        if len(self._kept) > self._max:
+        if tail is not None and tail[1] is not None and (dropped is None or tail[1] > dropped):
+            dropped = tail[1]  # the replaced latest snapshot: keep its peak
+        if keep:
+            folded = dropped if dropped is not None and (peak is None or dropped > peak) else peak
+            p = self._point(payload, segment, folded, parse)
+            if p is None:
+                return False
+            self._store(len(self._calls), p)
+            self._dropped_peak = None
+        else:
+            self._dropped_peak = dropped
+        self._tail = None if keep else (call, peak, payload, segment, parse)
+        self.snapshots += 1
+        if len(self._calls) > self._max:
             self._halve()
+        return True
 
     def _halve(self) -> None:
         """Keep every other point; each dropped one's peak goes to the point after it."""
-        kept, out = self._kept, []
-        for i in range(0, len(kept), 2):
-            entry = kept[i]
-            if i and (peak := kept[i - 1][1]) is not None and (entry[1] is None or peak > entry[1]):
-                entry = (entry[0], peak, entry[2], entry[3])
-            out.append(entry)
-        if len(kept) % 2 == 0 and (peak := kept[-1][1]) is not None:
-            self._dropped_peak = peak  # the last one dropped: its peak goes to the next kept point
-        self._kept = out
+        n = len(self._calls)
+        peaks = self._cols[2]
+        if isinstance(peaks, array.array):
+            kept = [_get(peaks, k) for k in range(0, n, 2)]
+            for k in range(1, len(kept)):
+                before = _get(peaks, 2 * k - 1)
+                if before is not None and (kept[k] is None or before > kept[k]):  # type: ignore[operator]
+                    kept[k] = before
+            if n % 2 == 0 and (last := _get(peaks, n - 1)) is not None:
+                self._dropped_peak = last  # the last one dropped: its peak goes to the next kept point
+            self._cols[2] = peaks[::2]
+            for k, value in enumerate(kept):
+                _put(self._cols, 2, k, value, False)
+        elif n % 2 == 0 and peaks is not None:
+            self._dropped_peak = peaks
+        self._calls = self._calls[::2]
+        self._cols = [c[::2] if isinstance(c, array.array) and j != 2 else c for j, c in enumerate(self._cols)]
         self._stride *= 2
 
     def add_trim(self, released_mb: float) -> None:
         """A ``udfmem.trim`` line (MiB it released): later points start a new segment."""
         self.trims += 1
         self.released_mb += released_mb
-        last = self._tail if self._tail is not None else (self._kept[-1] if self._kept else None)
+        last = self._last_call()
         if last is not None:
-            self.recent_trims.append((last[0], released_mb))
+            if self._recent_trims is None:
+                self._recent_trims = collections.deque(maxlen=self._max)
+            self._recent_trims.append((last, released_mb))
+
+    @property
+    def recent_trims(self) -> Sequence[tuple[int, float]]:
+        """(call, released MiB) of the latest ``MAX_POINTS`` trims."""
+        return self._recent_trims if self._recent_trims is not None else ()
 
     @property
     def trim_calls(self) -> list[int]:
         """The call each of the recent trims followed (the latest ``MAX_POINTS`` trims)."""
         return [call for call, _ in self.recent_trims]
 
-    def add_setup(self, fields: Mapping[str, Any]) -> None:
-        """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup."""
+    def add_setup(self, fields: Mapping[str, Any]) -> bool:
+        """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup (False: not sane)."""
         p = point({**fields, "call": 0})
-        if p is not None and p.rss is not None and p.heap is not None:
+        if p is None:
+            return False
+        if p.rss is not None and p.heap is not None:
             self.setup_gap = p.rss - p.heap - (p.arrow or 0.0)
+        return True
 
     @property
     def segment(self) -> int:
