@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _events, _render
 from ._inputs import LogError, find_logs, open_input
-from .analysis.series import Point, Series, point
+from .analysis.series import MAX_COUNT, MAX_MIB, Point, Series, point, sane
 
 MARKER = b"udfmem."
 MAX_LINE = 64 * 1024  # a longer "line" (binary garbage, a huge foreign line) is read in pieces and skipped
@@ -30,55 +30,101 @@ WorkerKey = tuple[str, int, str, str]
 
 
 _SCHEMA = str(_events.SCHEMA_VERSION).encode()
-_FIELD = re.compile(
-    rb'[ ,{]"?(call|rss_mb|rss_anon_mb|peak_rss_mb|heap_in_use_mb|heap_free_mb|arrow_live_mb|py_blocks|'
-    rb'limit_mb|headroom_mb|final|schema)"?[=:]([-+.0-9eE]+|true|false)'
+_NUMBER = (
+    rb"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|nan)|-?Infinity|NaN"  # as _render reads
 )
-_UNSEEN: Any = object()
+_IS_NUMBER = re.compile(_NUMBER)
+_IS_INT = re.compile(rb"[-+]?[0-9]+")
+_PAIR = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')  # _render's logfmt
+_JSON_PAIR = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*("[^"\\]*"|[^\s,}]+)')  # a flat object, no escapes
+_FLAG = re.compile(rb"(?<=\s)final(?=\s|$)")
+_LOGFMT_EVENT = re.compile(rb"""(?<![A-Za-z0-9_])event=["']?udfmem\.snapshot""")
+# a figure that may be infinite, NaN or absurd: such a line is parsed whole at once, never left unread
+_ODD = re.compile(rb"[=:] ?[-+]?(?:Infinity|NaN|inf|nan)(?=[\s,}]|$)|[0-9][eE]\+?[0-9]{2}|[0-9]{13}")
+IDENTITIES = 4096
+"""Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers."""
 _SKIP: Any = object()
+_TRUE = (b"true", b"True", b"'True'", b'"True"')
 
 
-def _snapshot_point(raw: bytes, end: int, segment: int, peak: float | None = None) -> Point | None:
-    """The point of a complete snapshot line whose head ends at ``end``; None if it is not one.
+def _int(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None and _IS_INT.fullmatch(raw) else None
 
-    Its window peak is at least ``peak`` (the peaks of snapshots dropped before it).
+
+def _float(raw: bytes | None) -> float | None:
+    return float(raw) if raw is not None and _IS_NUMBER.fullmatch(raw) else None
+
+
+def _point_of(pairs: dict[bytes, bytes], segment: int, peak: float | None) -> Point | None:
+    """A snapshot's point from its raw pairs (as the general parser would read them), its peak at least ``peak``."""
+    call = _int(pairs.get(b"call"))
+    if call is None:
+        return None
+    get = pairs.get
+    own, total, anon = _float(get(b"peak_rss_mb")), _float(get(b"rss_mb")), _float(get(b"rss_anon_mb"))
+    p = Point(
+        call,
+        total if anon is None else anon,
+        total,
+        own if peak is None or (own is not None and own >= peak) else peak,
+        _float(get(b"heap_in_use_mb")),
+        _float(get(b"heap_free_mb")),
+        _float(get(b"arrow_live_mb")),
+        _int(get(b"py_blocks")),
+        _float(get(b"limit_mb")),
+        _float(get(b"headroom_mb")),
+        segment,
+        get(b"final") in _TRUE,
+    )
+    return p if sane(p) else None
+
+
+def _pairs(raw: bytes) -> dict[bytes, bytes] | None:
+    """The raw pairs of a snapshot line in any key order, logfmt or flat JSON; None if it needs the general parser.
+
+    logfmt is read on both sides of ``event=`` (the side after it wins), as
+    :func:`udfmem._render.parse_line` reads it.
+    JSON is read here only when flat and without escapes (nothing nested could shadow a name).
     """
-    values = dict(_FIELD.findall(raw, end))
-    get = values.get
-    if get(b"schema") != _SCHEMA or b"call" not in values:
+    match = _LOGFMT_EVENT.search(raw)
+    if match is not None:
+        start = match.start()
+        pairs = {**dict(_PAIR.findall(raw, 0, start)), **dict(_PAIR.findall(raw, start))}
+        if b"final" not in pairs and _FLAG.search(raw) is not None:
+            pairs[b"final"] = b"true"  # structlog's LogfmtRenderer writes a true flag as its bare name
+        return pairs
+    start = raw.find(b"{")
+    if start < 0 or raw.find(b"{", start + 1) >= 0 or raw.find(b"[", start) >= 0 or raw.find(b"\\", start) >= 0:
         return None
-    try:
-        own = None if (v := get(b"peak_rss_mb")) is None else float(v)
-        total = None if (v := get(b"rss_mb")) is None else float(v)
-        anon = get(b"rss_anon_mb")
-        return Point(
-            int(values[b"call"]),
-            total if anon is None else float(anon),
-            total,
-            own if peak is None or (own is not None and own >= peak) else peak,
-            None if (v := get(b"heap_in_use_mb")) is None else float(v),
-            None if (v := get(b"heap_free_mb")) is None else float(v),
-            None if (v := get(b"arrow_live_mb")) is None else float(v),
-            None if (v := get(b"py_blocks")) is None else int(v),
-            None if (v := get(b"limit_mb")) is None else float(v),
-            None if (v := get(b"headroom_mb")) is None else float(v),
-            segment,
-            get(b"final") == b"true",
-        )
-    except ValueError:  # a malformed number
-        return None
-
-
-def _parse_kept(raw: bytes, segment: int, peak: float | None) -> Point | None:
-    """Parse a snapshot line the series kept (its head was read by the fast path)."""
-    end = raw.find(b" ts=")
+    end = raw.find(b"}", start)
     if end < 0:
-        end = raw.find(b',"ts":')
-    return None if end < 0 else _snapshot_point(raw, end, segment, peak)
+        return None  # truncated
+    pairs = dict(_JSON_PAIR.findall(raw, start, end + 1))
+    if pairs.get(b"event") != b'"udfmem.snapshot"':
+        return None
+    return pairs
+
+
+def _parse_line(raw: bytes, segment: int, peak: float | None) -> Point | None:
+    """Parse a kept snapshot line (any layout :func:`_pairs` reads)."""
+    pairs = _pairs(raw)
+    return None if pairs is None else _point_of(pairs, segment, peak)
+
+
+def _parse_general(raw: bytes, segment: int, peak: float | None) -> Point | None:
+    """Parse a kept snapshot line with the general parser."""
+    fields = _render.parse_line(raw.decode("utf-8", "replace"))
+    p = None if fields is None else point(fields, segment)
+    return None if p is None else p._replace(peak=peak) if peak is not None and (p.peak is None or peak > p.peak) else p
 
 
 class LogReader:
-    """Feeds lines into per-worker series and counts what it read, kept and skipped."""
+    """Feeds lines into per-worker series and counts what it read, kept and skipped.
+
+    Memory is the series' (each bounded, see :class:`~udfmem.analysis.series.Series`) and
+    one cache entry per series' identity; identities of other UDFs than asked for are
+    remembered up to :data:`IDENTITIES`; what could not be read is never remembered.
+    """
 
     def __init__(self, udf: str | None = None) -> None:
         self.udf = udf  # only this UDF's series, when given
@@ -86,9 +132,15 @@ class LogReader:
         self.read = 0  # lines read
         self.events = 0  # udfmem events of this schema
         self.other_schema = 0  # udfmem lines of another schema version
-        self.unreadable = 0  # lines that mention udfmem but could not be parsed (truncated, garbage)
+        self.unreadable = 0  # lines that mention udfmem but could not be parsed (truncated, garbage, absurd figures)
         self.cut: list[str] = []  # compressed files that ended early
-        self._heads: dict[bytes, Any] = {}  # a snapshot head -> its series (the fast path)
+        self._heads: dict[Any, Any] = {}  # a snapshot's identity (its head's bytes) -> its series or _SKIP
+        self._skips = 0  # identities of other UDFs in _heads
+
+    @property
+    def cached_identities(self) -> int:
+        """Identities the reader remembers: one per series (per layout it came in), plus other UDFs' up to a cap."""
+        return len(self._heads)
 
     @property
     def skipped(self) -> int:
@@ -101,12 +153,20 @@ class LogReader:
         at = raw.find(MARKER)
         if at < 0:
             return
-        if raw.startswith(b"snapshot", at + 7) and self._snapshot(raw, at):
-            return
+        if raw.startswith(b"snapshot", at + 7):
+            done = self._snapshot(raw, at)
+            if done is None:
+                done = self._snapshot_any(raw)
+            if done is not None:
+                if done:
+                    self.events += 1
+                else:
+                    self.unreadable += 1
+                return
         line = raw.decode("utf-8", "replace")
         try:  # setups, trims, warnings, suspects and odd snapshots: rare enough for the general parser
             fields = _render.parse_line(line)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, RecursionError):
             fields = None
         if fields is None:
             self.unreadable += 1
@@ -119,94 +179,160 @@ class LogReader:
             return
         self.events += 1
 
-    def _snapshot(self, raw: bytes, at: int) -> bool:
-        """The fast path of a complete snapshot line as udfmem writes it; False leaves it to the general parser.
+    def _snapshot(self, raw: bytes, at: int) -> bool | None:
+        """The fast path of a snapshot in udfmem's own layout: True (an event), False (unreadable), None (not this).
 
         ``at`` is where ``udfmem.snapshot`` starts. The head (``event udf pid host worker``,
         up to ``ts``) is parsed once per worker and cached; only ``call``, ``peak_rss_mb``
         and ``schema`` are read here, by name, in logfmt (`` name=value``) or JSON
-        (``,"name":value``); the line is handed to the series, which parses the rest only
-        if it keeps the snapshot. A line without its closing ``schema`` field (truncated)
-        takes the general path, and so does JSON whose keys udfmem did not order.
+        (``,"name":value``); the series parses the rest only if it keeps the snapshot. A
+        line without ``schema`` is version 1; extra fields may come anywhere after ``ts``.
+        A quote after the head (logfmt) or an escape (JSON) leaves the line to a general path.
         """
         if raw[at - 6 : at] == b"event=":
             start, sep = at - 6, b" "
             end = raw.find(b" ts=", at)
             i, k, p = raw.find(b" call=", end), raw.rfind(b" schema="), raw.find(b" peak_rss_mb=", end)
-            i, k, p = i + 6, k + 8, p + 13 if p >= 0 else -1
+            i, k, p = i + 6, k + 8 if k >= 0 else -1, p + 13 if p >= 0 else -1
+            if raw.find(b'"', end) >= 0 or raw.find(b"'", end) >= 0:
+                return None
         elif raw[at - 10 : at] == b'{"event":"':
             start, sep = at - 10, b","
             end = raw.find(b',"ts":', at)
             i, k, p = raw.find(b',"call":', end), raw.rfind(b',"schema":'), raw.find(b',"peak_rss_mb":', end)
-            i, k, p = i + 8, k + 10, p + 15 if p >= 0 else -1
+            i, k, p = i + 8, k + 10 if k >= 0 else -1, p + 15 if p >= 0 else -1
+            if raw.find(b"\\", end) >= 0 or raw.find(b"{", end) >= 0 or raw.find(b"[", end) >= 0:
+                return None
         else:
-            return False
-        if end < 0 or i <= end or k <= end:  # no ts, call or schema: the general path decides
-            return False
-        j = raw.find(sep, k)
-        if (raw[k:j] if j >= 0 else raw[k:].rstrip(b"}\r\n")) != _SCHEMA:
-            return False  # another schema (the general path counts it)
+            return None
+        if end < 0 or i <= end:  # no ts or call: another path decides
+            return None
+        if k > end:
+            j = raw.find(sep, k)
+            if (raw[k:j] if j >= 0 else raw[k:].rstrip(b"}\r\n")) != _SCHEMA:
+                return None  # another schema (the general path counts it)
         head = raw[start:end]
-        target = self._heads.get(head, _UNSEEN)
-        if target is _UNSEEN:
-            target = self._heads[head] = self._target(head)
+        target = self._heads.get(head)
         if target is None:
-            return False
+            target = self._target(head, self._head_fields(head))
+            if target is None:
+                return None
         try:
             j = raw.find(sep, i)
             call = int(raw[i:j] if j >= 0 else raw[i:].rstrip(b"}\r\n"))
             j = raw.find(sep, p)
             peak = None if p < 0 else float(raw[p:j] if j >= 0 else raw[p:].rstrip(b"}\r\n"))
         except ValueError:
-            return False
-        self.events += 1
-        if target is not _SKIP:
-            target.add_line(call, peak, raw, target.segment)
-        return True
+            return None
+        return self._add(target, call, peak, raw, end)
 
-    def _target(self, head: bytes) -> Any:
-        """The series a snapshot head belongs to; ``_SKIP`` for another UDF than asked; None if unreadable."""
+    def _add(self, target: Any, call: int, peak: float | None, raw: bytes, end: int) -> bool:
+        """Hand a snapshot to its series (an odd-looking line is parsed and checked whole first)."""
+        if not 0 <= call <= MAX_COUNT or (peak is not None and not -MAX_MIB <= peak <= MAX_MIB):
+            return False
+        if _ODD.search(raw, end) is not None and _parse_line(raw, 0, None) is None:
+            return False  # an infinite, NaN or absurd figure: the whole line is skipped
+        if target is _SKIP:
+            return True
+        return bool(target.add_line(call, peak, raw, target.segment, _parse_line))
+
+    def _snapshot_any(self, raw: bytes) -> bool | None:
+        """A snapshot line in another layout (key order, extra keys, structlog's renderers); None: the general path."""
+        pairs = _pairs(raw)
+        if pairs is None:
+            return None
+        get = pairs.get
+        schema = get(b"schema")
+        if schema is not None and schema != _SCHEMA:
+            return None
+        identity = (get(b"event"), get(b"udf"), get(b"pid"), get(b"host"), get(b"worker"))
+        target = self._heads.get(identity)
+        if target is None:
+            fields = {}
+            try:
+                for name, value in zip(("event", "udf", "pid", "host", "worker"), identity, strict=True):
+                    if value is not None:
+                        fields[name] = _render._value(value.decode("utf-8", "replace"))
+            except ValueError:  # a truncated quoted value
+                return None
+            if fields.get("event") != "udfmem.snapshot":
+                return None
+            target = self._target(identity, fields)
+            if target is None:
+                return None
+        call = _int(get(b"call"))
+        if call is None:
+            return None
+        raw_peak = get(b"peak_rss_mb")
+        peak = _float(raw_peak)
+        if raw_peak is not None and peak is None:
+            return None  # a peak the general parser reads as text: it decides
+        return self._add(target, call, peak, raw, 0)
+
+    @staticmethod
+    def _head_fields(head: bytes) -> dict[str, Any] | None:
         text = head.decode("utf-8", "replace")
-        fields = _render.parse_line(text + ("}" if text.startswith("{") else ""))
+        try:
+            return _render.parse_line(text + ("}" if text.startswith("{") else ""))
+        except (ValueError, RecursionError):
+            return None
+
+    def _target(self, identity: Any, fields: dict[str, Any] | None) -> Any:
+        """The series of a snapshot identity (remembered); ``_SKIP`` for another UDF than asked; None if unreadable."""
         if fields is None:
             return None
         udf, pid = fields.get("udf"), fields.get("pid")
         if not isinstance(udf, str) or not isinstance(pid, int) or isinstance(pid, bool):
-            return None
+            return None  # never remembered: distinct garbage must not grow memory
         if self.udf is not None and udf != self.udf:
+            if self._skips < IDENTITIES:
+                self._skips += 1
+                self._heads[identity] = _SKIP
             return _SKIP
         key = (str(fields.get("host", "")), pid, str(fields.get("worker", "")), udf)
         series = self.series.get(key)
         if series is None:
-            series = self.series[key] = Series(parse=_parse_kept)
+            series = self.series[key] = Series(parse=_parse_general)
+        self._heads[identity] = series
         return series
 
     def _keep(self, fields: dict[str, Any]) -> bool:
-        """Add a parsed event to its worker's series; False when it is malformed."""
+        """Add a parsed event to its worker's series; False when it is malformed or its figures are absurd."""
         event, udf, pid = fields.get("event"), fields.get("udf"), fields.get("pid")
         if not isinstance(udf, str) or not isinstance(pid, int) or isinstance(pid, bool):
             return False
         if event not in _events.BY_NAME:
             return False
-        if self.udf is not None and udf != self.udf:
-            return True  # an event, just not asked for
+        wanted = self.udf is None or udf == self.udf
         key = (str(fields.get("host", "")), pid, str(fields.get("worker", "")), udf)
         series = self.series.get(key)
         if event == "udfmem.snapshot":
-            if series is None:
-                series = self.series[key] = Series(parse=_parse_kept)
-            p = point(fields, series.segment)
+            call = fields.get("call")
+            if not isinstance(call, int) or isinstance(call, bool):
+                return False
+            p = point(fields, series.segment if series is not None else 0)
             if p is None:
                 return False
-            series.add(p)
-        elif event == "udfmem.trim":
-            released = fields.get("released_mb", 0.0)
-            if series is not None and isinstance(released, int | float):
-                series.add_trim(float(released))
-        elif event == "udfmem.setup":
+            if not wanted:
+                return True
             if series is None:
-                series = self.series[key] = Series(parse=_parse_kept)
-            series.add_setup(fields)
+                series = self.series[key] = Series(parse=_parse_general)
+            series.add(p)
+            return True
+        if event == "udfmem.trim":
+            released = fields.get("released_mb", 0.0)
+            if isinstance(released, int | float) and not isinstance(released, bool):
+                if not -MAX_MIB <= released <= MAX_MIB:
+                    return False
+                if series is not None and wanted:
+                    series.add_trim(float(released))
+        elif event == "udfmem.setup":
+            if point({**fields, "call": 0}) is None:
+                return False
+            if wanted:
+                if series is None:
+                    series = self.series[key] = Series(parse=_parse_general)
+                series.add_setup(fields)
         return True
 
     def feed_path(self, path: str) -> None:

@@ -110,4 +110,4 @@ def text(diagnosis: Diagnosis) -> str:
 
 def as_json(diagnosis: Diagnosis) -> str:
     """The ``--json`` object, indented (no trailing newline)."""
-    return json.dumps(diagnosis.to_dict(), indent=2)
+    return json.dumps(diagnosis.to_dict(), indent=2, allow_nan=False)  # strict: no figure is non-finite
