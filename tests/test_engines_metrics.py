@@ -3,8 +3,10 @@
 One driver script (``engines/ray_metrics_script.py``) starts a cluster with a metrics
 export port, runs a tracked UDF on 2 Ray Data actors (``worker_env(metrics="ray")`` in
 the operator's ``env_vars``), holds one upstream block back so the actors idle long
-after their last call, and scrapes the endpoint every 2 s. The tests compare the scrapes
-with the workers' own log lines.
+after their last call, and scrapes the endpoint every 2 s. The driver releases the held
+block on events (every other call logged, then answered scrapes 30 s past that), not after
+a fixed time, so a loaded machine only makes the run longer. The tests compare the
+scrapes with the workers' own log lines.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from conftest import Events, engine_script, parse_events
 
 pytest.importorskip("ray.data")
-pytestmark = pytest.mark.engines
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(1800)]  # the run's own waits end within 20 minutes
 
 SCRIPT = Path(__file__).parent / "engines" / "ray_metrics_script.py"
 UDF = "MetricsEmbed"
@@ -51,12 +53,15 @@ class MetricsRun:
         self.result = result
         # the scrapes the endpoint answered (one may time out on a loaded machine)
         self.scrapes = [(t, [Sample(line) for line in lines]) for t, lines in result["scrapes"] if lines is not None]
+        assert self.scrapes, f"the metrics endpoint answered none of {len(result['scrapes'])} scrapes"
+        assert "released_at" in result, "the driver never released the held block"
+        # the driver released the held block after every other call was logged: only its call comes later
+        self.held_at: float = result["released_at"]
         events = [e for e in parse_events(worker_logs) if e["udf"] == UDF]
-        snaps = [e for e in events if e["event"] == "udfmem.snapshot"]
-        # the held batch's call waited for the hold: the first snapshot whose window is that long
-        self.held_at = min(_ts(e["ts"]) for e in snaps if e["window_s"] >= 20)
-        before = [e for e in events if _ts(e["ts"]) < self.held_at - 1]
-        self.last_call_at = max(_ts(e["ts"]) for e in before if e["event"] == "udfmem.snapshot")
+        before = [e for e in events if _ts(e["ts"]) < self.held_at]
+        snaps = [_ts(e["ts"]) for e in before if e["event"] == "udfmem.snapshot"]
+        assert snaps, f"no {UDF} snapshot in the workers' logs before the release ({len(events)} events in all)"
+        self.last_call_at = max(snaps)
         self.before: dict[str, Events] = defaultdict(list)  # per worker tag, in log order
         for e in before:
             self.before[e["worker"]].append(e)
@@ -107,7 +112,9 @@ def test_gauges_are_still_there_30_s_after_the_last_call(metrics_run: MetricsRun
 
 def test_gauges_hold_the_last_snapshots_values(metrics_run: MetricsRun) -> None:
     """At the last idle scrape, each worker's gauges equal its snapshots' last known figures; the counters its trims."""
-    samples = metrics_run.idle_scrapes()[-1]
+    idle = metrics_run.idle_scrapes()
+    assert idle, (metrics_run.last_call_at, metrics_run.held_at, [t for t, _ in metrics_run.scrapes])
+    samples = idle[-1]
     for worker, events in metrics_run.before.items():
         snaps = [e for e in events if e["event"] == "udfmem.snapshot"]
         trims = [e for e in events if e["event"] == "udfmem.trim"]

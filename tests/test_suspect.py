@@ -13,6 +13,9 @@ from conftest import Events, parse_events, run_python
 from udfmem import _inspect
 from udfmem.commands.diagnose import load
 
+pytestmark = pytest.mark.timeout(1800)  # a test runs up to two shapes, each within SUBPROCESS_S
+SUBPROCESS_S = 900
+
 SHAPES = """
 import random, sys, time
 import udfmem
@@ -64,9 +67,22 @@ for i in range(calls):
 """
 
 
+_RUNS: dict[tuple[str, int], str] = {}
+
+
 def run(shape: str, calls: int = 160, env: dict[str, str] | None = None) -> str:
-    """Run the shape in a fresh interpreter; its stderr."""
-    return run_python(f"import sys; sys.argv = ['x', {shape!r}, '{calls}']\n" + SHAPES, env=env).stderr
+    """Run the shape in a fresh interpreter; its stderr (a run without ``env`` is made once, shared by the tests).
+
+    The limit is generous: 400 calls of the noisy shape fault in ~40 GiB of transients,
+    which takes minutes on a loaded machine.
+    """
+    if env is None and (shape, calls) in _RUNS:
+        return _RUNS[shape, calls]
+    code = f"import sys; sys.argv = ['x', {shape!r}, '{calls}']\n" + SHAPES
+    stderr = run_python(code, env=env, timeout=SUBPROCESS_S).stderr
+    if env is None:
+        _RUNS[shape, calls] = stderr
+    return stderr
 
 
 def suspects(stderr: str) -> Events:
@@ -164,7 +180,7 @@ def test_the_inspection_calls_only_len_keeps_no_reference_and_stops_at_its_budge
             self.data = bytearray(1000)
 
     udf = Udf()
-    measures = _inspect.inspect(udf, None)
+    measures = _inspect.inspect(udf, None, budget_s=60.0)  # a budget the machine's load cannot spend
     assert 3 == measures["self.cache"][0]  # bytes: list's own __sizeof__ and sampled items, none of Hostile's
     assert (None, 1000) == measures["self.data"]
     assert [] == Hostile.calls
