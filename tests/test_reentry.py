@@ -287,3 +287,46 @@ def test_a_storm_of_real_interrupts_around_tracked_calls_leaves_snapshots_workin
     result = json.loads(line[len("RESULT ") :])
     assert (True, 10) == (result["lock_free"], result["snapshots"])
     assert result["most_pending"] <= 1
+
+
+UNPICKLE_BOMB = """
+import gc, json, pickle
+import udfmem
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
+class Embed:
+    def __call__(self, x):
+        return x
+
+# what a class pickled by value (cloudpickle, in every engine) carries: its state pickles
+# to a registry lookup by key, run again on every load
+blob = pickle.dumps(Embed.__call__.__udfmem_state__)
+armed = [True]
+fired = [0]
+
+class Bomb:
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        fired[0] += 1
+        pickle.loads(blob)  # the registry again, from inside a collection
+        if armed[0]:
+            Bomb()
+
+Bomb()
+gc.set_threshold(1, 1, 1)
+for _ in range(200):
+    pickle.loads(blob)
+armed[0] = False
+gc.set_threshold(700, 10, 10)
+gc.collect()
+print("RESULT " + json.dumps({"fired": fired[0]}))
+"""
+
+
+def test_unpickling_a_udf_from_a_finalizer_inside_a_registry_lookup_never_hangs() -> None:
+    """A ``__del__`` that unpickles a tracked UDF while the registry looks a state up on the same thread finishes."""
+    proc = run_python(UNPICKLE_BOMB, timeout=120)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    assert 0 < json.loads(line[len("RESULT ") :])["fired"]

@@ -39,7 +39,7 @@ Factory = Callable[[str, _settings.Settings, "str | None", "str | None"], S]
 RECENT = 64  # states held strongly after their last lookup, beyond their class's life
 _states: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _recent: collections.deque[Any] = collections.deque(maxlen=RECENT)
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()  # a finalizer may unpickle a UDF inside a lookup on this thread
 
 
 class _Seen:
@@ -106,7 +106,7 @@ def states() -> list[Any]:
 
 def _after_fork_in_child() -> None:
     global _registry_lock
-    _registry_lock = threading.Lock()
+    _registry_lock = threading.RLock()
     for state in list(_states.values()):
         state.fresh()
 
