@@ -125,6 +125,18 @@ def test_a_udf_object_released_inside_another_udfs_snapshot_gets_its_final_snaps
 # Sweeps every point of udfmem's snapshot path where CPython 3.11 can deliver a signal
 # (the instruction after a call returns, a function's first instruction, a backward jump)
 # and raises KeyboardInterrupt there, as a Ctrl-C landing there would, once per point.
+# After the interrupts: ten more calls (every=1) under capture, and whether another thread
+# can take the snapshot lock at once.
+AFTER = """
+with _emit.capture() as events:
+    for i in range(10):
+        u(i)
+got = []
+probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
+probe.start()
+probe.join()
+"""
+
 SWEEP = """
 import dis, json, sys, threading
 import udfmem
@@ -187,14 +199,7 @@ while True:
         sys.settrace(None)
     if point[0] < k:
         break  # past the last point: the sweep is complete
-with _emit.capture() as events:
-    for i in range(10):
-        u(i)
-got = []
-probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
-probe.start()
-probe.join()
-print("RESULT " + json.dumps({{
+{after}print("RESULT " + json.dumps({{
     "points": k - 1,
     "interrupts": interrupts,
     "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
@@ -212,7 +217,7 @@ def test_an_interrupt_at_any_point_of_a_snapshot_never_leaves_it_stuck() -> None
     handlers (after a call returns, at a function's start, at a backward jump), so each
     point, the one between the lock's acquire and its ``try`` included, is hit for certain.
     """
-    proc = run_python(SWEEP.format(), timeout=300)
+    proc = run_python(SWEEP.format(after=AFTER), timeout=300)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     assert result["points"] >= 20  # the sweep covered the path (27 points on CPython 3.11)
@@ -261,14 +266,7 @@ while delivered[0] < {interrupts}:
     except KeyboardInterrupt:
         pass
 signal.setitimer(signal.ITIMER_REAL, 0)
-with _emit.capture() as events:
-    for i in range(10):
-        u(i)
-got = []
-probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
-probe.start()
-probe.join()
-print("RESULT " + json.dumps({{
+{after}print("RESULT " + json.dumps({{
     "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
     "lock_free": got == [True],
     "most_pending": max(most_pending[0], len(state._pending)),
@@ -282,7 +280,7 @@ def test_a_storm_of_real_interrupts_around_tracked_calls_leaves_snapshots_workin
     As Ctrl-C in a notebook: afterwards the lock is free, calls snapshot, and the pending
     structure never held more than one entry (one thread).
     """
-    proc = run_python(STORM.format(interrupts=3000), timeout=300)
+    proc = run_python(STORM.format(interrupts=3000, after=AFTER), timeout=300)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line[len("RESULT ") :])
     assert (True, 10) == (result["lock_free"], result["snapshots"])
