@@ -328,3 +328,51 @@ def test_unpickling_a_udf_from_a_finalizer_inside_a_registry_lookup_never_hangs(
     proc = run_python(UNPICKLE_BOMB, timeout=120)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     assert 0 < json.loads(line[len("RESULT ") :])["fired"]
+
+
+DECORATE_BOMB = """
+import gc, json
+import udfmem
+
+fired = [0]
+armed = [True]
+made = []
+
+class Bomb:
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        fired[0] += 1
+        made.append(udfmem.tracked(name=f"inner{{fired[0]}}", every_s=0, trim="off", suspect=False)(lambda x: x))
+        if armed[0] and fired[0] < {fires}:
+            Bomb()
+
+Bomb()
+gc.set_threshold(1, 1, 1)
+for i in range({names}):  # more names than the default emitters kept: each new one evicts the oldest
+    made.append(udfmem.tracked(name=f"outer{{i}}", every_s=0, trim="off", suspect=False)(lambda x: x))
+armed[0] = False
+gc.set_threshold(700, 10, 10)
+gc.collect()
+for f in made:
+    f(1)
+states = {{id(f.__udfmem_state__) for f in made}}
+print("RESULT " + json.dumps({{"fired": fired[0], "made": len(made), "states": len(states),
+                               "calls": sorted({{f.__udfmem_state__.calls() for f in made}})}}))
+"""
+
+
+def test_decorating_from_a_finalizer_inside_a_decoration_neither_raises_nor_hangs() -> None:
+    """A ``__del__`` that decorates a UDF, run by the collector inside another decoration, leaves both working.
+
+    Each decoration runs the registry and makes a default emitter (the oldest evicted past
+    64 names); the collector may run inside either, on the same thread. Every decorated
+    function gets a state of its own, and each counts its one call.
+    """
+    proc = run_python(DECORATE_BOMB.format(names=100, fires=2000), env={"UDFMEM_LOG_FORMAT": "json"}, timeout=120)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
+    assert 0 < result["fired"]
+    assert result["made"] == result["states"]
+    assert [1] == result["calls"]

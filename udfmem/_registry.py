@@ -93,7 +93,9 @@ def _lookup(factory: Factory[S], key: str, settings: _settings.Settings, source:
     state: S | None = _states.get(key)
     if state is None:
         state = _states[key] = factory(key, settings, source, owner)
-    if not any(kept is state for kept in _recent):
+    # by identity (states define no __eq__), in C without allocating: the collector cannot run in the middle and
+    # have a finalizer look a state up there (the lock is re-entrant), mutating the deque under the scan
+    if state not in _recent:
         _recent.append(state)
     return state
 
