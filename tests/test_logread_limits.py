@@ -210,18 +210,18 @@ def _many_workers(workers: int, snapshots: int) -> list[str]:
     out = []
     for s in range(1, snapshots + 1):
         for w, head in enumerate(heads):
-            rss = 500.0 + 0.1 * s + w % 7
+            rss = round(500.0 + 0.1 * s + w % 7, 1)  # udfmem rounds sizes to 0.1 MiB
             memory = _events.Memory(
-                rss_mb=rss + 180.0,
+                rss_mb=round(rss + 180.0, 1),
                 rss_anon_mb=rss,
                 rss_shared_mb=180.0,
-                peak_rss_mb=rss + 190.5,
+                peak_rss_mb=round(rss + 190.5, 1),
                 arrow_live_mb=40.0,
-                gap_mb=rss + 140.0,
-                heap_in_use_mb=rss - 100.0,
+                gap_mb=round(rss + 140.0, 1),
+                heap_in_use_mb=round(rss - 100.0, 1),
                 heap_free_mb=20.0 + (s * 7 + w) % 11,
                 limit_mb=8192.0,
-                headroom_mb=8192.0 - rss - 180.0,
+                headroom_mb=round(8192.0 - rss - 180.0, 1),
                 py_blocks=1_200_000 + 3 * s if s % 8 == 0 else None,
             )
             event = _events.Snapshot(32 * s, memory, round(0.1 * s, 1), 32, 1.6)

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _events, _render
 from ._inputs import LogError, find_logs, open_input
-from .analysis.series import MAX_COUNT, MAX_MIB, Point, Series, point, sane
+from .analysis.series import MAX_COUNT, MAX_MIB, Parse, Point, Series, point, sane
 
 MARKER = b"udfmem."
 MAX_LINE = 64 * 1024  # a longer "line" (binary garbage, a huge foreign line) is read in pieces and skipped
@@ -39,12 +39,30 @@ _PAIR = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\
 _JSON_PAIR = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*("[^"\\]*"|[^\s,}]+)')  # a flat object, no escapes
 _FLAG = re.compile(rb"(?<=\s)final(?=\s|$)")
 _LOGFMT_EVENT = re.compile(rb"""(?<![A-Za-z0-9_])event=["']?udfmem\.snapshot""")
-# a figure that may be infinite, NaN or absurd: such a line is parsed whole at once, never left unread
-_ODD = re.compile(rb"[=:] ?[-+]?(?:Infinity|NaN|inf|nan)(?=[\s,}]|$)|[0-9][eE]\+?[0-9]{2}|[0-9]{13}")
+_ODD = re.compile(rb"[=:] ?[-+]?(?:Infinity|NaN|inf|nan)(?=[\s,}]|$)|[0-9][eE]\+[0-9]{2}")  # see _odd
 IDENTITIES = 4096
 """Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers."""
 _SKIP: Any = object()
 _TRUE = (b"true", b"True", b"'True'", b'"True"')
+
+
+def _odd(raw: bytes, end: int) -> bool:
+    """Whether a figure after ``end`` may be infinite, NaN or huge as Python writes it (``inf``, ``nan``, ``e+NN``).
+
+    Such a line is parsed whole at once, so that it is skipped whether or not the series
+    would keep it; a cheap screen (a few ``find``), then the exact pattern.
+    """
+    find = raw.find
+    if (
+        find(b"inf", end) < 0
+        and find(b"nan", end) < 0
+        and find(b"e+", end) < 0
+        and find(b"E+", end) < 0
+        and find(b"Inf", end) < 0
+        and find(b"NaN", end) < 0
+    ):
+        return False
+    return _ODD.search(raw, end) is not None
 
 
 def _int(raw: bytes | None) -> int | None:
@@ -52,7 +70,14 @@ def _int(raw: bytes | None) -> int | None:
 
 
 def _float(raw: bytes | None) -> float | None:
-    return float(raw) if raw is not None and _IS_NUMBER.fullmatch(raw) else None
+    """A number as the general parser reads it (``inf``, ``nan``; no ``_``, no ``infinity``), else None."""
+    if raw is None or b"_" in raw:
+        return None
+    try:
+        x = float(raw)
+    except ValueError:
+        return None
+    return x if x - x == 0 or _IS_NUMBER.fullmatch(raw) else None  # x - x: NaN for inf and NaN
 
 
 def _point_of(pairs: dict[bytes, bytes], segment: int, peak: float | None) -> Point | None:
@@ -109,6 +134,18 @@ def _parse_line(raw: bytes, segment: int, peak: float | None) -> Point | None:
     """Parse a kept snapshot line (any layout :func:`_pairs` reads)."""
     pairs = _pairs(raw)
     return None if pairs is None else _point_of(pairs, segment, peak)
+
+
+def _parse_own_logfmt(raw: bytes, segment: int, peak: float | None) -> Point | None:
+    """Parse a kept snapshot line in udfmem's own logfmt layout (its fields after ``ts``, no quotes there)."""
+    end = raw.find(b" ts=", raw.find(MARKER))
+    return _point_of(dict(_PAIR.findall(raw, end)), segment, peak)
+
+
+def _parse_own_json(raw: bytes, segment: int, peak: float | None) -> Point | None:
+    """Parse a kept snapshot line in udfmem's own JSON layout (its fields after ``ts``, flat, no escapes there)."""
+    end = raw.find(b',"ts":', raw.find(MARKER))
+    return _point_of(dict(_JSON_PAIR.findall(raw, end)), segment, peak)
 
 
 def _parse_general(raw: bytes, segment: int, peak: float | None) -> Point | None:
@@ -224,17 +261,17 @@ class LogReader:
             peak = None if p < 0 else float(raw[p:j] if j >= 0 else raw[p:].rstrip(b"}\r\n"))
         except ValueError:
             return None
-        return self._add(target, call, peak, raw, end)
+        return self._add(target, call, peak, raw, end, _parse_own_logfmt if sep == b" " else _parse_own_json)
 
-    def _add(self, target: Any, call: int, peak: float | None, raw: bytes, end: int) -> bool:
+    def _add(self, target: Any, call: int, peak: float | None, raw: bytes, end: int, parse: Parse) -> bool:
         """Hand a snapshot to its series (an odd-looking line is parsed and checked whole first)."""
         if not 0 <= call <= MAX_COUNT or (peak is not None and not -MAX_MIB <= peak <= MAX_MIB):
             return False
-        if _ODD.search(raw, end) is not None and _parse_line(raw, 0, None) is None:
+        if _odd(raw, end) and _parse_line(raw, 0, None) is None:
             return False  # an infinite, NaN or absurd figure: the whole line is skipped
         if target is _SKIP:
             return True
-        return bool(target.add_line(call, peak, raw, target.segment, _parse_line))
+        return bool(target.add_line(call, peak, raw, target.segment, parse))
 
     def _snapshot_any(self, raw: bytes) -> bool | None:
         """A snapshot line in another layout (key order, extra keys, structlog's renderers); None: the general path."""
@@ -267,7 +304,7 @@ class LogReader:
         peak = _float(raw_peak)
         if raw_peak is not None and peak is None:
             return None  # a peak the general parser reads as text: it decides
-        return self._add(target, call, peak, raw, 0)
+        return self._add(target, call, peak, raw, 0, _parse_line)
 
     @staticmethod
     def _head_fields(head: bytes) -> dict[str, Any] | None:

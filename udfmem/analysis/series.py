@@ -91,53 +91,26 @@ Parse = Callable[[bytes, int, "float | None"], "Point | None"]
 """Parses a snapshot line into a point of a segment, its peak at least the given one (folded peaks)."""
 _Tail = tuple[int, "float | None", "Point | bytes", int, "Parse | None"]  # call, peak, point or line, segment, parse
 _NAN = float("nan")
-_COLUMNS = 11  # the fields of a Point after call: rss ... headroom, segment, final
+_WIDTH = 11  # the fields of a Point after call: rss ... headroom, segment, final
 _I_MAX = 2**31 - 1
-_I_NONE = -(2**31)  # unknown, in a column of tenths
-
-
-def _encode(value: float | None) -> int | None:
-    """``value`` in tenths as a 32-bit int (unknown: ``_I_NONE``); None when that is not exact."""
-    if value is None:
-        return _I_NONE
-    if not -MAX_MIB <= value <= MAX_MIB:
-        return None
-    n = round(value * 10)
-    return n if -_I_MAX <= n <= _I_MAX and n / 10 == value else None
-
-
-def _get(col: Any, i: int) -> float | None:
-    """Row ``i`` of a column: a constant, tenths in 32-bit ints (sizes as logged) or doubles (NaN: unknown)."""
-    if not isinstance(col, array.array):
-        return col  # type: ignore[no-any-return]
-    x = col[i]
-    if col.typecode == "i":
-        return None if x == _I_NONE else x / 10
-    return None if x != x else x
-
-
-def _put(cols: list[Any], j: int, i: int, value: float | None, append: bool) -> None:
-    """Set (or append) row ``i`` of column ``j``, widening tenths to doubles when ``value`` is not a tenth."""
-    col = cols[j]
-    if col.typecode == "i":
-        n = _encode(value)
-        if n is not None:
-            if append:
-                col.append(n)
-            else:
-                col[i] = n
-            return
-        col = cols[j] = array.array("d", [_NAN if x == _I_NONE else x / 10 for x in col])
-    x = _NAN if value is None else value
-    if append:
-        col.append(x)
-    else:
-        col[i] = x
+_I_NONE = -(2**31)  # unknown, among tenths
 
 
 def _folded(p: Point, peak: float | None) -> Point:
     """``p`` with a dropped snapshot's higher window peak folded in."""
     return p._replace(peak=peak) if peak is not None and (p.peak is None or peak > p.peak) else p
+
+
+def _tenths(values: Sequence[Any]) -> list[int] | None:
+    """``values`` as tenths in 32-bit ints (unknown: ``_I_NONE``); None when one is not exactly a tenth."""
+    try:
+        out = [_I_NONE if v is None else round(v * 10) for v in values]
+    except (OverflowError, ValueError):  # inf, nan
+        return None
+    for n, v in zip(out, values, strict=True):
+        if v is not None and (n / 10 != v or not -_I_MAX <= n <= _I_MAX):
+            return None
+    return out
 
 
 class Series:
@@ -151,21 +124,20 @@ class Series:
     only its call and peak: the line is parsed (by ``parse``) only if it is kept, so most
     lines of a long log are never parsed in full.
 
-    Memory: kept points are stored by column (``array`` of calls; per field a constant
-    while every kept point has the same value, else an ``array`` of tenths in 32-bit ints
-    — sizes as udfmem logs them, exactly — or of doubles when a value is no tenth), about
-    4 bytes per varying figure per point; only the latest snapshot may be held as its
-    line, until it is replaced or read. :attr:`points` builds
+    Memory: kept points are stored as rows of one ``array`` — tenths in 32-bit ints
+    (sizes as udfmem logs them, exactly), or doubles once a value is no tenth — about 48
+    bytes a point; only the latest snapshot may be held as its line, until it is
+    replaced or read. :attr:`points` builds
     :class:`Point` tuples on each read (not cached: a fleet's worth would be the peak).
     """
 
     __slots__ = (
         "_calls",
-        "_cols",
         "_dropped_peak",
         "_max",
         "_parse",
         "_recent_trims",
+        "_rows",
         "_stride",
         "_tail",
         "released_mb",
@@ -176,7 +148,7 @@ class Series:
 
     def __init__(self, max_points: int = MAX_POINTS, parse: Parse | None = None) -> None:
         self._calls = array.array("i")  # widened to 64 bits past 2**31
-        self._cols: list[Any] = [None] * _COLUMNS  # per field: a constant (float, None when unknown) or an array
+        self._rows: array.array[Any] = array.array("i")  # _WIDTH tenths a point; doubles once one is no tenth
         self._tail: _Tail | None = None  # the latest snapshot, when it is not a kept one
         self._parse = parse
         self._dropped_peak: float | None = None  # the highest peak among dropped snapshots since the last kept
@@ -191,7 +163,12 @@ class Series:
     # -- kept points, by column
 
     def _row(self, i: int) -> Point:
-        rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = (_get(c, i) for c in self._cols)
+        raw = self._rows[i * _WIDTH : (i + 1) * _WIDTH]
+        if self._rows.typecode == "i":
+            values: list[Any] = [None if n == _I_NONE else n / 10 for n in raw]
+        else:
+            values = [None if x != x else x for x in raw]  # NaN: unknown
+        rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = values
         return Point(
             self._calls[i],
             rss,
@@ -203,37 +180,28 @@ class Series:
             None if blocks is None else int(blocks),
             limit,
             headroom,
-            int(segment or 0),
+            int(segment),
             bool(final),
         )
 
     def _store(self, i: int, p: Point) -> None:
         """Write ``p`` as row ``i`` (``i == len``: append)."""
-        append = i == len(self._calls)
         calls = self._calls
-        if calls.typecode == "i" and not -_I_MAX < p.call < _I_MAX:
+        if calls.typecode == "i" and not -_I_MAX <= p.call <= _I_MAX:
             calls = self._calls = array.array("q", calls)
-        if append:
+        values = p[1:]
+        rows = self._rows
+        row: list[Any] | None = _tenths(values) if rows.typecode == "i" else None
+        if row is None:
+            if rows.typecode == "i":  # a value that is no tenth: doubles from now on
+                rows = self._rows = array.array("d", [_NAN if n == _I_NONE else n / 10 for n in rows])
+            row = [_NAN if v is None else float(v) for v in values]
+        if i == len(calls):
             calls.append(p.call)
+            rows.extend(row)
         else:
             calls[i] = p.call
-        rows = len(calls)
-        cols = self._cols
-        for j, v in enumerate(p[1:]):
-            value = None if v is None else float(v)
-            col = cols[j]
-            if isinstance(col, array.array):
-                _put(cols, j, i, value, append)
-            elif rows == 1:
-                cols[j] = value  # the only row: its value is the constant
-            elif col != value:  # a constant no more
-                first, code = _encode(col), _encode(value)
-                if first is not None and code is not None:
-                    column: array.array[Any] = array.array("i", [first])
-                else:
-                    column = array.array("d", [_NAN if col is None else col])
-                cols[j] = column * rows
-                _put(cols, j, i, value, False)
+            rows[i * _WIDTH : (i + 1) * _WIDTH] = array.array(rows.typecode, row)
 
     def _last_call(self) -> int | None:
         if self._tail is not None:
@@ -307,23 +275,16 @@ class Series:
 
     def _halve(self) -> None:
         """Keep every other point; each dropped one's peak goes to the point after it."""
-        n = len(self._calls)
-        peaks = self._cols[2]
-        if isinstance(peaks, array.array):
-            kept = [_get(peaks, k) for k in range(0, n, 2)]
-            for k in range(1, len(kept)):
-                before = _get(peaks, 2 * k - 1)
-                if before is not None and (kept[k] is None or before > kept[k]):  # type: ignore[operator]
-                    kept[k] = before
-            if n % 2 == 0 and (last := _get(peaks, n - 1)) is not None:
-                self._dropped_peak = last  # the last one dropped: its peak goes to the next kept point
-            self._cols[2] = peaks[::2]
-            for k, value in enumerate(kept):
-                _put(self._cols, 2, k, value, False)
-        elif n % 2 == 0 and peaks is not None:
-            self._dropped_peak = peaks
-        self._calls = self._calls[::2]
-        self._cols = [c[::2] if isinstance(c, array.array) and j != 2 else c for j, c in enumerate(self._cols)]
+        points = [self._row(i) for i in range(len(self._calls))]
+        kept = points[::2]
+        for k in range(1, len(kept)):
+            kept[k] = _folded(kept[k], points[2 * k - 1].peak)
+        if len(points) % 2 == 0 and points[-1].peak is not None:
+            self._dropped_peak = points[-1].peak  # the last one dropped: its peak goes to the next kept point
+        self._calls = array.array(self._calls.typecode)
+        self._rows = array.array("i")
+        for k, p in enumerate(kept):
+            self._store(k, p)
         self._stride *= 2
 
     def add_trim(self, released_mb: float) -> None:
