@@ -3,9 +3,9 @@
 Used by the online detector (``udfmem.suspect``'s ``growing``) when a growth pattern is
 flagged. Each measure is the length of a container, ``nbytes`` of a buffer (bytes,
 bytearray, memoryview, NumPy, Arrow) or the built-in size otherwise; a large container's
-bytes are estimated from a few sampled items. Two inspections are compared and the
-attributes that grew most are named first, e.g. ``self.cache +1,200 items (~1.2 MiB);
-module KEEP +96 items``.
+bytes are estimated from a few sampled items (``LEVELS`` levels deep at most). Two
+inspections are compared and the attributes that grew most are named first, e.g.
+``self.cache +1,200 items (~1.2 MiB); module KEEP +96 items``.
 
 An inspection keeps no strong reference (names and numbers only), never raises, and runs
 no Python code but udfmem's own. Types and attributes are read the way
@@ -46,6 +46,10 @@ MAX_NAMES = 256
 """Attributes and module globals measured at most (the first ones found)."""
 INNER = 8
 """Attributes of an object without a C-implemented length that are measured for it (one level)."""
+LEVELS = 2
+"""Levels looked into below a measured value (its sampled items, a class of yours' attributes, and
+theirs); deeper ones count by their own size: a nested or self-holding container costs at most
+``SAMPLED`` x ``SAMPLED`` measures, never one per item."""
 SHOWN = 3
 """Growers named at most."""
 MAX_SLOW = 1024
@@ -202,7 +206,8 @@ def _sample(obj: Any, sampler: type, n: int) -> list[Any]:
     return [get(obj, i) for i in range(0, n, max(1, n // SAMPLED))][:SAMPLED]
 
 
-def _measure(obj: Any, clock: Clock, inner: bool) -> tuple[int | None, int]:
+def _measure(obj: Any, clock: Clock, inner: bool, levels: int = LEVELS) -> tuple[int | None, int]:
+    """(items, bytes) of ``obj``, looking ``levels`` levels into what it holds (``inner``: a class of yours' too)."""
     cls = type(obj)
     plan = _plan(cls)
     if plan.buffer_len is not None:
@@ -218,16 +223,16 @@ def _measure(obj: Any, clock: Clock, inner: bool) -> tuple[int | None, int]:
     if slot is not None:
         n = _call(cls, "__len__", lambda: slot(obj), clock) if plan.timed_len else slot(obj)
     if type(n) is int:
-        sample = _sample(obj, plan.sampler, n) if plan.sampler is not None else []
-        each = sum(_measure(x, clock, False)[1] for x in sample) / len(sample) if sample else 0
+        sample = _sample(obj, plan.sampler, n) if plan.sampler is not None and levels > 0 else []
+        each = sum(_measure(x, clock, False, levels - 1)[1] for x in sample) / len(sample) if sample else 0
         return n, _sizeof(obj, plan) + int(each * n)
     size = _sizeof(obj, plan)
-    own = _instance_dict(obj) if inner else None
+    own = _instance_dict(obj) if inner and levels > 0 else None
     if own is None:
         return None, size
     items: int | None = None
     for value in islice(dict.values(own), INNER):  # a class of yours: what it holds, one level
-        held, nbytes = _measure(value, clock, False)
+        held, nbytes = _measure(value, clock, False, levels - 1)
         size += nbytes
         if held is not None:
             items = (items or 0) + held
