@@ -7,9 +7,12 @@ test instead of hanging the suite.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from conftest import parse_events, run_python
+
+from udfmem import _reentry
 
 # A bomb in a reference cycle re-arms itself from its __del__: every collection finds one,
 # so with a gen0 threshold of 1 a collection (and the bomb's finalizer) runs at every
@@ -376,3 +379,33 @@ def test_decorating_from_a_finalizer_inside_a_decoration_neither_raises_nor_hang
     assert 0 < result["fired"]
     assert result["made"] == result["states"]
     assert [1] == result["calls"]
+
+
+def test_every_deferred_work_runs_once_however_many_were_deferred() -> None:
+    """The most works one thread may defer, each entering a section of its own, all run, once, in order.
+
+    Deferred works run one after the other when the thread leaves its section, never one
+    inside the next (which would nest a call per work, past the interpreter's recursion
+    limit: the works hit there would be lost). A finalizer storm that releases objects of
+    hundreds of runtime-defined UDF classes inside one snapshot defers that many finals.
+    """
+    ran: list[int] = []
+
+    def work(i: int) -> Callable[[], None]:
+        def run() -> None:
+            _reentry.section(ran.append, i)  # what a final snapshot does: its work in a section of its own
+
+        return run
+
+    works = [work(i) for i in range(_reentry.MAX_DEFERRED)]
+
+    def defer_all() -> None:
+        for w in works:
+            _reentry.defer(w)
+
+    _reentry.section(defer_all)
+    for _ in range(len(works)):  # each later section's end runs more of what is left
+        if not _reentry.here.deferred:
+            break
+        _reentry.section(lambda: None)
+    assert list(range(len(works))) == ran

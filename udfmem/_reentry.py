@@ -39,10 +39,11 @@ ROUNDS = 64  # works run per section exit (deferred work may defer more; the res
 
 
 class _Here(threading.local):
-    """This thread's section flag and the work deferred meanwhile (a dict used as an ordered set)."""
+    """This thread's section flag, the work deferred meanwhile (a dict used as an ordered set), and whether it runs."""
 
     def __init__(self) -> None:
         self.inside = False
+        self.draining = False
         self.deferred: dict[Callable[[], Any], None] = {}
 
 
@@ -61,15 +62,27 @@ def defer(work: Callable[[], Any]) -> None:
 
 
 def run_deferred() -> None:
-    """After the outermost section: run the deferred work, each in a section of its own. Never raises."""
-    deferred = here.deferred
-    for _ in range(ROUNDS):
-        if not deferred or here.inside:
-            return
-        work = next(iter(deferred))
-        del deferred[work]
-        with contextlib.suppress(Exception):  # each work reports its own failures; nothing may reach the caller
-            work()
+    """After the outermost section: run the deferred work, each in a section of its own. Never raises.
+
+    One work after the other: the end of a work's own section, inside this loop, leaves the
+    rest to it (run there, each work would nest a call inside the previous one, and past the
+    interpreter's recursion limit the works would be lost).
+    """
+    h = here
+    if h.draining:
+        return
+    deferred = h.deferred
+    try:
+        h.draining = True
+        for _ in range(ROUNDS):
+            if not deferred or h.inside:
+                return
+            work = next(iter(deferred))
+            del deferred[work]
+            with contextlib.suppress(Exception):  # each work reports its own failures; nothing may reach the caller
+                work()
+    finally:
+        h.draining = False
 
 
 def section(work: Callable[..., Any], *args: Any) -> bool:
@@ -89,7 +102,7 @@ def section(work: Callable[..., Any], *args: Any) -> bool:
 
 def _after_fork_in_child() -> None:
     """The forking thread is the child's only one: nothing of udfmem runs there yet."""
-    here.inside = False
+    here.inside = here.draining = False
     here.deferred.clear()
 
 
