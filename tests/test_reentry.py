@@ -409,3 +409,58 @@ def test_every_deferred_work_runs_once_however_many_were_deferred() -> None:
             break
         _reentry.section(lambda: None)
     assert list(range(len(works))) == ran
+
+
+FORK_WHILE_HELD = """
+import json, os, threading, time, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: on purpose
+import udfmem
+
+@udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)  # a program's order: the decorator first
+class U:
+    def __call__(self, x):
+        return x
+
+from udfmem import _emit
+
+u = U()
+u(1)
+held, done = threading.Event(), threading.Event()
+
+def hold():
+    with _emit.{lock}:  # another thread inside udfmem's emitter bookkeeping at the instant of the fork
+        held.set()
+        done.wait()
+
+t = threading.Thread(target=hold)
+t.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    u(2)
+    os._exit(0)
+done.set()
+t.join()
+status, deadline = None, time.monotonic() + 120
+while status is None and time.monotonic() < deadline:
+    got, st = os.waitpid(pid, os.WNOHANG)
+    status = st if got else None
+    time.sleep(0.05)
+if status is None:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print("RESULT " + json.dumps({{"exit": None if status is None else os.waitstatus_to_exitcode(status)}}))
+"""
+
+
+def test_a_fork_while_another_thread_makes_an_emitter_never_hangs_the_child() -> None:
+    """A child forked while another thread is inside ``_emit.default()`` runs its tracked calls and exits.
+
+    The fork hook that renews the UDF states (each asks ``_emit.default()`` for an emitter)
+    must run after the one that renews the emitter module's locks. Holding the lock from a
+    test thread stands in for a thread caught inside ``default()`` at the instant of the
+    fork, which cannot be timed otherwise.
+    """
+    proc = run_python(FORK_WHILE_HELD.format(lock="_default_lock"), timeout=300)
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    assert {"exit": 0} == json.loads(line[len("RESULT ") :])

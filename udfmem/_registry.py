@@ -24,7 +24,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from . import _settings
+# _emit is imported for its fork hook, registered at its import: hooks run in the order registered, and it must
+# renew the emitter locks before ours below renews the states (fresh() asks _emit.default() for an emitter)
+from . import _emit, _settings  # noqa: F401
 
 
 class PerProcess(Protocol):
