@@ -36,6 +36,7 @@ class KeptFd:
         self._check = check
         self.fd: int | None = None
         self._key: tuple[int, int] | None = None
+        self.links = 1  # the file's link count at the last open or get; 0: it was deleted (its directory removed?)
 
     def open(self) -> int:
         """Open the file now (raises ``OSError``, or ``PermissionError`` from ``check``)."""
@@ -47,7 +48,7 @@ class KeptFd:
         except OSError:
             os.close(fd)
             raise
-        self.fd, self._key = fd, (st.st_dev, st.st_ino)
+        self.fd, self._key, self.links = fd, (st.st_dev, st.st_ino), st.st_nlink
         return fd
 
     def get(self) -> int | None:
@@ -57,7 +58,7 @@ class KeptFd:
             try:
                 st = os.fstat(fd)
                 if (st.st_dev, st.st_ino) == self._key:
-                    self.links = st.st_nlink  # 0: the file was deleted (its directory removed?)
+                    self.links = st.st_nlink
                     return fd
             except OSError:
                 pass

@@ -53,7 +53,7 @@ class JsonlSink:
                 kept = self._kept
         assert kept is not None
         fd = kept.get()  # the user may have closed our fd and reused its number
-        if fd is None or getattr(kept, "links", 1) == 0 or kept is not self._kept:  # deleted: make it again
+        if fd is None or kept.links == 0 or kept is not self._kept:  # deleted: make it again
             with self._lock:
                 if kept is self._kept:
                     self._open(pid)
