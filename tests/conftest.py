@@ -129,6 +129,22 @@ def engine_script(
         shutil.rmtree(temp, ignore_errors=True)
 
 
+LEAK = """
+import udfmem
+@udfmem.tracked(every=8)
+class Leak:
+    def __init__(self):
+        self.keep = []
+    def __call__(self, x):
+        self.keep.append(bytes(256 * 1024))
+        return x
+udf = Leak()
+for i in range(403):
+    udf(i)
+"""
+"""A script (for :func:`run_python`) of a UDF leaking 256 KiB a call: 403 calls, every=8 (a setup, 51 snapshots)."""
+
+
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (this venv) with the UDFMEM_* env cleaned.
 

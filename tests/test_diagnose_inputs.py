@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_python
+from conftest import LEAK, run_python
 
 from udfmem.commands import main
 
@@ -31,20 +31,6 @@ class Steady:
     def __call__(self, x):
         return bytes(64 * 1024)[:1]
 udf = Steady()
-for i in range(403):
-    udf(i)
-"""
-
-LEAK = """
-import udfmem
-@udfmem.tracked(every=8)
-class Leak:
-    def __init__(self):
-        self.keep = []
-    def __call__(self, x):
-        self.keep.append(bytes(256 * 1024))
-        return x
-udf = Leak()
 for i in range(403):
     udf(i)
 """
