@@ -37,12 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -217,8 +219,20 @@ def foreign(rng: random.Random, ts: str, w: Worker) -> list[str]:
     return [f"{w.prefix}INFO {day} {clock} {w.udf.lower()}.py:{n % 300} processed batch {n} in 0.{n % 97:02d}s"]
 
 
-def write_log(path: Path, fmt: str, size_mb: float, n_workers: int, seed: int = 7) -> tuple[int, int]:
-    """Write a log of about ``size_mb`` MiB at ``path``; returns (lines, udfmem event lines)."""
+def write_log(
+    path: Path,
+    fmt: str,
+    size_mb: float,
+    n_workers: int,
+    seed: int = 7,
+    layout: Callable[[str], str] | None = None,
+    snapshots: int | None = None,
+) -> tuple[int, int]:
+    """Write a log of about ``size_mb`` MiB at ``path``; returns (lines, udfmem event lines).
+
+    ``layout`` rewrites each rendered udfmem line (another key order, extra keys, another
+    renderer); ``snapshots`` stops once every worker wrote that many snapshots.
+    """
     rng = random.Random(seed)
     workers = make_workers(n_workers, fmt, rng)
     target = int(size_mb * 1024 * 1024)
@@ -228,7 +242,7 @@ def write_log(path: Path, fmt: str, size_mb: float, n_workers: int, seed: int = 
     buf: list[str] = []
     size = 0
     with open(path, "w", encoding="utf-8") as out:
-        while written + size < target:
+        while written + size < target and (snapshots is None or workers[-1].snapshots <= snapshots):
             order = workers[:]
             rng.shuffle(order)
             for w in order:
@@ -238,7 +252,8 @@ def write_log(path: Path, fmt: str, size_mb: float, n_workers: int, seed: int = 
                     prefix = _render.ts_prefix(second)
                 ts = f"{prefix}.{ms:03d}Z"
                 for event in events_of(w, rng):
-                    text = w.prefix + _render.render(event, w.heads[event.EVENT], ts, fmt) + "\n"
+                    line = _render.render(event, w.heads[event.EVENT], ts, fmt)
+                    text = w.prefix + (layout(line) if layout is not None else line) + "\n"
                     buf.append(text)
                     size += len(text)
                     events += 1
@@ -254,7 +269,8 @@ def write_log(path: Path, fmt: str, size_mb: float, n_workers: int, seed: int = 
                     size = 0
         for w in workers:  # the last snapshot of every worker
             event = _events.Snapshot(w.call + 1, memory(w, rng, True), None, 1, 0.1, True)
-            buf.append(w.prefix + _render.render(event, w.heads[event.EVENT], f"{prefix}.999Z", fmt) + "\n")
+            line = _render.render(event, w.heads[event.EVENT], f"{prefix}.999Z", fmt)
+            buf.append(w.prefix + (layout(line) if layout is not None else line) + "\n")
             events += 1
             lines += 1
         _flush(out, buf)
@@ -358,8 +374,23 @@ def main() -> int:
     parser.add_argument("--no-naive-big", action="store_true", help="skip the naive reader on the big logs")
     parser.add_argument("--dir", default="/tmp", help="where the logs are written (deleted afterwards)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scenarios", action="store_true", help="layouts, garbage heads, many workers (issue 18)")
+    parser.add_argument("--garbage-mb", type=float, default=100, help="garbage-heads log, MiB (default 100)")
+    parser.add_argument("--many-workers", type=int, default=10_000, help="workers of the many-workers log")
+    parser.add_argument("--snapshots", type=int, default=200, help="snapshots per worker there (default 200)")
     args = parser.parse_args()
     log = sys.stderr
+    if args.scenarios:
+        tmp = Path(tempfile.mkdtemp(prefix="udfmem-bench-diagnose-", dir=args.dir))
+        try:
+            found = scenarios(args, tmp, log)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if args.json:
+            print(json.dumps(found, indent=2))
+        else:
+            print_scenarios(found, args)
+        return 0
     results: dict[str, Any] = {"workers": args.workers, "rounds": args.rounds, "logs": {}}
     tmp = Path(tempfile.mkdtemp(prefix="udfmem-bench-diagnose-", dir=args.dir))
     try:
@@ -421,6 +452,139 @@ def print_table(results: dict[str, Any]) -> None:
             verdict = "met" if rss <= GOAL_RSS_MIB else "NOT met"
             size = f"{entry['mib']:.0f} MiB"
             print(f"goal <= {GOAL_RSS_MIB:.0f} MiB peak RSS on {name} ({size}): {rss:.1f} (max) - {verdict}")
+
+
+# -- scenarios (issue 18): other layouts, garbage heads, many workers --------------------------
+
+_RAW_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def _fields(line: str) -> dict[str, Any]:
+    fields = _render.parse_line(line)
+    assert fields is not None, line
+    return fields
+
+
+def _structlog(renderer: Callable[[Any, str, dict[str, Any]], Any]) -> Callable[[str], str]:
+    """A layout: the event as a user's structlog pipeline would render it (fields, then event, level, timestamp)."""
+
+    def layout(line: str) -> str:
+        fields = _fields(line)
+        event, ts = fields.pop("event"), fields.pop("ts")
+        return str(renderer(None, "info", {**fields, "event": event, "level": "info", "timestamp": ts}))
+
+    return layout
+
+
+def _reordered(line: str) -> str:
+    """``ts`` first, then the pairs sorted by name (``event`` among them)."""
+    pairs = _RAW_PAIR.findall(line)
+    ts = next(v for k, v in pairs if k == "ts")
+    return f"ts={ts} " + " ".join(f"{k}={v}" for k, v in sorted(pairs) if k != "ts")
+
+
+def _extra_keys(line: str) -> str:
+    """Extra pairs after ``ts`` and before ``schema``, as a wrapper adding its context would."""
+    head, _, rest = line.partition(" ts=")
+    ts, _, rest = rest.partition(" ")
+    rest = rest.replace(" schema=", " shard=3 schema=")
+    return f"{head} ts={ts} level=info logger=udfmem.worker job=backfill-7 {rest}"
+
+
+def layouts() -> dict[str, tuple[str, Callable[[str], str] | None]]:
+    """Every layout the reader accepts: name -> (the format rendered, the rewrite of each udfmem line)."""
+    import structlog
+
+    return {
+        "udfmem-logfmt": ("logfmt", None),
+        "udfmem-json": ("json", None),
+        "v1-noschema-logfmt": ("logfmt", lambda line: line.replace(" schema=1", "")),
+        "v1-noschema-json": ("json", lambda line: line.replace(',"schema":1', "")),
+        "reordered-logfmt": ("logfmt", _reordered),
+        "extra-keys-logfmt": ("logfmt", _extra_keys),
+        "structlog-kv": ("logfmt", _structlog(structlog.processors.KeyValueRenderer())),
+        "structlog-logfmt": ("logfmt", _structlog(structlog.processors.LogfmtRenderer())),
+        "structlog-json": ("logfmt", _structlog(structlog.processors.JSONRenderer())),
+    }
+
+
+def write_garbage(path: Path, size_mb: float, seed: int = 11) -> int:
+    """``size_mb`` MiB of distinct snapshot-like lines whose heads cannot be read (a pid that is no number)."""
+    rng = random.Random(seed)
+    target, written, lines = int(size_mb * 2**20), 0, 0
+    with open(path, "w", encoding="utf-8") as out:
+        while written < target:
+            buf = []
+            for _ in range(20_000):
+                n = rng.getrandbits(64)
+                buf.append(
+                    f"event=udfmem.snapshot udf=Embed pid=p{n:x} host=10.0.0.{n % 250} worker=w{n:x}"
+                    f" ts=2026-11-22T21:30:00.{n % 1000:03d}Z call={32 * (n % 999 + 1)} rss_mb=512.5"
+                    f" rss_anon_mb=400.1 peak_rss_mb=530.0 heap_in_use_mb=300.2 heap_free_mb=20.0 schema=1\n"
+                )
+            written += _flush(out, buf)
+            lines += 20_000
+    return lines
+
+
+def udfmem_run(path: Path) -> tuple[Run, dict[str, int]]:
+    """``udfmem diagnose --json`` over ``path``: the run and its line counts."""
+    run = measure(udfmem_cmd(path))
+    return run, json.loads(run.stdout)["lines"]
+
+
+def scenarios(args: argparse.Namespace, tmp: Path, log: TextIO) -> dict[str, Any]:
+    """Layouts (throughput), garbage heads (memory flat), many workers (memory per worker), rounds interleaved."""
+    out: dict[str, Any] = {}
+    runs: dict[str, list[Run]] = {}
+    logs: dict[str, tuple[Path, int, int]] = {}
+    for name, (fmt, layout) in layouts().items():
+        path = tmp / f"layout-{name}.log"
+        lines, events = write_log(path, fmt, args.size_mb, args.workers, layout=layout)
+        logs[name] = (path, lines, events)
+    for name, size in (("garbage-small", args.garbage_mb / 16), ("garbage", args.garbage_mb)):
+        path = tmp / f"{name}.log"
+        lines = write_garbage(path, size)
+        logs[name] = (path, lines, 0)
+    for name, n in (("workers-small", max(1, args.many_workers // 100)), ("workers", args.many_workers)):
+        path = tmp / f"{name}.log"
+        lines, events = write_log(path, "logfmt", 1e9, n, snapshots=args.snapshots)
+        logs[name] = (path, lines, events)
+    for path, lines, _ in logs.values():
+        print(f"wrote {path.name}: {path.stat().st_size / 2**20:.0f} MiB, {lines:,} lines", file=log, flush=True)
+    for i in range(args.rounds):
+        for name, (path, lines, events) in logs.items():
+            run, seen = udfmem_run(path)
+            runs.setdefault(name, []).append(run)
+            out.setdefault(name, {"lines": lines, "events": events, "mib": path.stat().st_size / 2**20})["seen"] = seen
+            print(
+                f"  {name} round {i + 1}: {run.wall_s:.2f} s, {lines / run.wall_s:,.0f} lines/s,"
+                f" {run.rss_mib:.1f} MiB, events {seen['events']:,} of {events:,}",
+                file=log,
+                flush=True,
+            )
+    for name, entry in out.items():
+        entry.update(summary(runs[name], entry["lines"]))
+    small, big = out["workers-small"], out["workers"]
+    n_small, n_big = max(1, args.many_workers // 100), args.many_workers
+    per_worker = (big["rss_mib"]["median"] - small["rss_mib"]["median"]) * 2**20 / (n_big - n_small)
+    out["per_worker_bytes"] = per_worker
+    return out
+
+
+def print_scenarios(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """The scenarios' table: lines/s per layout, peak RSS of garbage and many workers."""
+    print(f"{args.rounds} rounds, figures median (best)")
+    print(f"{'log':22s} {'MiB':>6s} {'lines':>10s} {'events read':>16s} {'lines/s':>20s} {'peak RSS MiB':>13s}")
+    for name, e in results.items():
+        if not isinstance(e, dict):
+            continue
+        print(
+            f"{name:22s} {e['mib']:6.0f} {e['lines']:10,d} {e['seen']['events']:>7,d}/{e['events']:<8,d}"
+            f" {e['lines_per_s']['median']:>9,.0f} ({e['lines_per_s']['max']:>8,.0f}) {e['rss_mib']['median']:13.1f}"
+        )
+    shape = f"{args.many_workers:,} workers x {args.snapshots} snapshots"
+    print(f"per worker ({shape}): {results['per_worker_bytes']:,.0f} B")
 
 
 if __name__ == "__main__":

@@ -53,14 +53,10 @@ def _odd(raw: bytes, end: int) -> bool:
     would keep it; a cheap screen (a few ``find``), then the exact pattern.
     """
     find = raw.find
-    if (
-        find(b"inf", end) < 0
-        and find(b"nan", end) < 0
-        and find(b"e+", end) < 0
-        and find(b"E+", end) < 0
-        and find(b"Inf", end) < 0
-        and find(b"NaN", end) < 0
-    ):
+    i = find(b"nf", end)
+    while i >= 0 and raw[i + 2 : i + 3] == b"o":  # "info" (a level) is no figure
+        i = find(b"nf", i + 3)
+    if i < 0 and find(b"nan", end) < 0 and find(b"e+", end) < 0 and find(b"E+", end) < 0 and find(b"NaN", end) < 0:
         return False
     return _ODD.search(raw, end) is not None
 
