@@ -242,9 +242,11 @@ def test_a_blocked_inspection_holds_the_next_judgements_back() -> None:
 
     Stand-in: the detector's target sleeps 0.2 s, for a C-implemented ``len``/``nbytes`` that blocks
     off the CPU (none is at hand here); counting thread CPU time, the detector would block at every
-    judgement of a leak.
+    judgement of a leak. The wall time the budget shares is an injected clock (25 ms of the UDF's work
+    between snapshots), so a loaded machine's slow sleeps cannot earn extra judgements.
     """
     blocked: list[float] = []
+    now = [0.0]
 
     class Udf:
         def __init__(self) -> None:
@@ -257,9 +259,9 @@ def test_a_blocked_inspection_holds_the_next_judgements_back() -> None:
         time.sleep(0.2)
         return udf, None
 
-    detector = Detector(target)
+    detector = Detector(target, clock=lambda: now[0])
     for i in range(1, 49):
-        time.sleep(0.025)  # the UDF's work between snapshots: the time a judgement's budget is a share of
+        now[0] += 0.025  # the UDF's work between snapshots: the time a judgement's budget is a share of
         mib = 100.0 + 8 * i
         detector.observe(8 * i, Memory(rss_mb=mib, rss_anon_mb=mib, peak_rss_mb=mib, heap_in_use_mb=mib - 50))
     assert "heap-leak" == detector.said

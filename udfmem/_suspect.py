@@ -75,11 +75,12 @@ def point(call: int, memory: Memory, segment: int, final: bool = False) -> Point
 class Detector:
     """One UDF's online verdicts in one process. Never raises into the snapshot (the state guards it)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, clock: Callable[[], float] = time.monotonic) -> None:
+        """``target`` gives the UDF object and its module; ``clock`` is the wall time the judging budget shares."""
         self.series = Series(max_points=MAX_POINTS)
         self._target = target
         self._blocked = 0.0  # seconds the inspections spent off this thread's CPU
-        self._judge = Budget(self._judge_now, share=SHARE, cost_clock=self._cost)
+        self._judge = Budget(self._judge_now, share=SHARE, clock=clock, cost_clock=self._cost)
         self._last: Point | None = None  # the point of the last judgement
         self._since_judged = 0
         self.said = P.HEALTHY  # the pattern last said (healthy until a problem is)
