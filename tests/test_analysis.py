@@ -138,8 +138,16 @@ def test_no_sidecar_uses_defaults_and_the_header() -> None:
 
 @pytest.mark.parametrize("package", ["analysis", "reporters"])
 def test_analysis_and_reporters_never_import_the_runtime(package: str) -> None:
-    """analysis/ imports the stdlib and itself; reporters/ the stdlib, itself, analysis/ (and png.py matplotlib)."""
-    allowed = {"analysis"} if package == "analysis" else {"analysis", "reporters"}
+    """analysis/ imports the stdlib and itself; reporters/ the stdlib, itself, analysis/, _text (png.py: matplotlib).
+
+    ``udfmem._text`` (escaping what is printed from input) is a leaf importing the stdlib
+    alone, checked here too, so a reporter importing it loads no runtime.
+    """
+    allowed = {"analysis"} if package == "analysis" else {"analysis", "reporters", "_text"}
+    leaf = ast.parse((Path(profile.UDFMEM_DIR) / "_text.py").read_text())
+    leaf_imports = {a.name for n in ast.walk(leaf) if isinstance(n, ast.Import) for a in n.names}
+    leaf_imports |= {n.module or "." for n in ast.walk(leaf) if isinstance(n, ast.ImportFrom)}
+    assert {m.split(".")[0] for m in leaf_imports} <= sys.stdlib_module_names | {"__future__"}
     for path in (Path(profile.UDFMEM_DIR) / package).glob("*.py"):
         extra = {"matplotlib"} if path.name == "png.py" else set()
         known = sys.stdlib_module_names | {"__future__"} | extra
