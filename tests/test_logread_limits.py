@@ -324,3 +324,80 @@ def test_every_layout_reads_the_same_series(leak_lines: dict[str, list[str]], la
     assert key == other_key
     assert series.points == other.points
     assert P.HEAP_LEAK == judge(other).pattern
+
+
+def _mixed_lines(fmt: str) -> list[str]:
+    """One worker's 300 snapshots in udfmem's layout: tenths and odd figures (more decimals, huge, negative, absent)."""
+    from udfmem import _events, _render
+
+    head = _render.head(fmt, "udfmem.snapshot", "Embed", 77, "10.0.0.1", "w")
+    out = []
+    for s in range(1, 301):
+        peak = 900.0 + (s % 13) * 1.5 if s % 17 else 2000.0 + s  # spikes in snapshots a series may drop
+        memory = _events.Memory(
+            rss_mb=round(700.0 + s * 0.3, 1) if s != 150 else 123_456_789.5,  # too many digits for a 32-bit tenth
+            rss_anon_mb=round(600.0 + s * 0.3, 1) if s % 5 else None,
+            rss_shared_mb=100.0,
+            peak_rss_mb=peak if s != 200 else 1234.56,  # no tenth: the pairs are read, the series turns to doubles
+            arrow_live_mb=-0.5 if s == 100 else 40.0,
+            heap_in_use_mb=round(400.0 + s * 0.2, 1) if s % 3 else None,
+            heap_free_mb=20.0,
+            limit_mb=8192.0 if s % 2 else None,
+            headroom_mb=round(7000.0 - s * 0.3, 1),
+            py_blocks=1_000_000 + s if s % 8 == 0 else None,
+        )
+        event = _events.Snapshot(32 * s, memory, 0.1, 32, 1.6, True if s == 300 else None)
+        out.append(_render.render(event, head, "2026-11-27T18:00:00.000Z", fmt) + "\n")
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_own_lines_read_whole_give_the_general_parsers_points(fmt: str) -> None:
+    """udfmem's own lines, read whole into rows of tenths, give the points the general parser's fields give.
+
+    Tenths, negative figures, absent fields, a final flag, a figure too long for a 32-bit
+    tenth and a peak with two decimals (the rest of the series in doubles from there), over
+    300 snapshots (halvings, peaks of dropped snapshots folded in).
+    """
+    from udfmem import _render
+    from udfmem.analysis.series import Series, point
+
+    lines = _mixed_lines(fmt)
+    expected = Series()
+    for line in lines:
+        fields = _render.parse_line(line)
+        assert fields is not None
+        p = point(fields)
+        assert p is not None
+        expected.add(p)
+    reader = _logread.LogReader()
+    for line in lines:
+        reader.feed(line.encode())
+
+    assert (300, 300) == (reader.read, reader.events)
+    ((series,),) = [list(reader.series.values())]
+    assert expected.points == series.points
+    assert series.points[-1].final
+
+
+def test_points_read_again_after_a_change_are_rebuilt() -> None:
+    """A series' points read, then a snapshot added, read again: the new one is there (the built points are not stale).
+
+    Another series' points read in between: the first series' are still right.
+    """
+    lines = _many_workers(2, 40)
+    reader = _logread.LogReader()
+    for line in lines[:40]:
+        reader.feed(line.encode())
+    first, second = reader.series.values()
+    before = first.points
+    assert before == first.points
+    assert 32 * 20 == before[-1].call
+    second_points = second.points
+    for line in lines[40:]:
+        reader.feed(line.encode())
+
+    assert 32 * 40 == first.points[-1].call
+    assert before == first.points[:20]
+    assert second_points != second.points
+    assert 32 * 40 == second.points[-1].call

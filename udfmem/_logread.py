@@ -3,7 +3,7 @@
 udfmem's lines are found anywhere in a line, after any prefix (Ray's driver console,
 Ray's worker files, Daft's worker tags, ``kubectl logs --timestamps``), in logfmt or
 JSON, among any other output. A foreign line costs one ``bytes.find``; a snapshot line
-as udfmem writes it is read by its call, peak and schema only (the fast path, below);
+as udfmem writes it is matched whole by one pattern, and its figures read only if its series keeps it;
 anything else goes through the general parser (``_render.parse_line``). Lines that are not udfmem events of this
 schema — other output, truncated lines, binary garbage, other schema versions — are
 counted, never fatal. Memory stays bounded by the per-worker series
@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _events, _render
 from ._inputs import LogError, find_logs, open_input
-from .analysis.series import MAX_COUNT, MAX_MIB, Parse, Point, Series, point, sane
+from .analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series, point, sane
 
 MARKER = b"udfmem."
 MAX_LINE = 64 * 1024  # a longer "line" (binary garbage, a huge foreign line) is read in pieces and skipped
@@ -132,6 +132,82 @@ def _parse_line(raw: bytes, segment: int, peak: float | None) -> Point | None:
     return None if pairs is None else _point_of(pairs, segment, peak)
 
 
+_GROUPS: tuple[str, ...] = ("call", "rss_mb", "rss_anon_mb", "peak_rss_mb", "arrow_live_mb", "heap_in_use_mb")
+_GROUPS += ("heap_free_mb", "limit_mb", "headroom_mb", "py_blocks", "final")
+"""The figures of a point that :func:`_row_pattern` captures, in the renderer's order (which :func:`_row` reads)."""
+
+
+def _row_pattern(fmt: str) -> re.Pattern[bytes]:
+    """A snapshot's fields from ``ts`` to its end as udfmem's renderer writes them, its point's figures captured.
+
+    Captured sizes are tenths (one decimal, at most 8 digits before it: within a 32-bit row)
+    and block counts at most 8 digits; any other line (more decimals, ``inf``, ``null``,
+    another order, an extra or repeated key) does not match and is read by its pairs.
+    """
+    json = fmt == "json"
+    parts = [r',"ts":"[^"\\]*+"' if json else r" ts=\S*+"]
+    for name, kind, _, required in _render._flat(_events.Snapshot):
+        key = re.escape(f',"{name}":' if json else f" {name}=")
+        if name == "call":
+            value = "(?P<call>[0-9]{1,16})"
+        elif name in _GROUPS:
+            value = (
+                f"(?P<{name}>"
+                + ("true|false" if kind is bool else "[0-9]{1,8}" if kind is int else r"-?[0-9]{1,8}\.[0-9]")
+                + ")"
+            )
+        elif kind is str:
+            value = r'"[^"\\]*+"' if json else r"[^\s\"']*+"
+        else:
+            value = r'[^\s,}"]++' if json else r"[^\s\"']++"
+        parts.append(key + value if required else f"(?:{key}{value})?")
+    schema = re.escape(',"schema":' if json else " schema=") + str(_events.SCHEMA_VERSION)
+    parts.append(f"(?:{schema})?")  # none: version 1
+    return re.compile(("".join(parts) + ("}" if json else "") + r"[\r\n]*").encode())
+
+
+_OWN_LOGFMT, _OWN_JSON = _row_pattern("logfmt"), _row_pattern("json")
+_WHOLE = tuple(_OWN_LOGFMT.groupindex) == tuple(_OWN_JSON.groupindex) == _GROUPS
+"""Whether the renderer's order is the one :func:`_row` reads (else every line is read by its pairs)."""
+_NONE = str(TENTHS_NONE).encode()
+_CALL, _PEAK = _GROUPS.index("call") + 1, _GROUPS.index("peak_rss_mb") + 1
+
+
+def _row(match: re.Match[bytes], segment: int, peak: float | None) -> list[int] | None:
+    """A matched own-layout line's point as a row of tenths (see :data:`Parse`); None if ``peak`` is no tenth."""
+    groups = match.groups(_NONE)  # _GROUPS, in order
+    total, anon, own, arrow, heap, free, limit, headroom, blocks = map(
+        int, b" ".join(groups[1:10]).replace(b".", b"").split()
+    )
+    if peak is not None:
+        folded = round(peak * 10)
+        if folded / 10 != peak or not -TENTHS_MAX <= folded <= TENTHS_MAX:
+            return None
+        if folded > own:
+            own = folded
+    return [
+        total if anon == TENTHS_NONE else anon,
+        total,
+        own,
+        heap,
+        free,
+        arrow,
+        blocks if blocks == TENTHS_NONE else blocks * 10,
+        limit,
+        headroom,
+        segment * 10,
+        10 if groups[10] == b"true" else 0,
+    ]
+
+
+def _matched(match: re.Match[bytes], segment: int, peak: float | None) -> Point | list[int] | None:
+    """Parse a kept line that ``match`` read whole: its row, or its pairs when the peak folded in is no tenth."""
+    row = _row(match, segment, peak) if segment < 2**27 else None
+    if row is not None:
+        return row
+    return (_parse_own_json if match.re is _OWN_JSON else _parse_own_logfmt)(match.string, segment, peak)
+
+
 def _parse_own_logfmt(raw: bytes, segment: int, peak: float | None) -> Point | None:
     """Parse a kept snapshot line in udfmem's own logfmt layout (its fields after ``ts``, no quotes there)."""
     end = raw.find(b" ts=", raw.find(MARKER))
@@ -216,7 +292,9 @@ class LogReader:
         """The fast path of a snapshot in udfmem's own layout: True (an event), False (unreadable), None (not this).
 
         ``at`` is where ``udfmem.snapshot`` starts. The head (``event udf pid host worker``,
-        up to ``ts``) is parsed once per worker and cached; only ``call``, ``peak_rss_mb``
+        up to ``ts``) is parsed once per worker and cached. A line exactly as udfmem's
+        renderer writes it is matched whole (:func:`_row_pattern`, no odd-figure screen).
+        Else only ``call``, ``peak_rss_mb``
         and ``schema`` are read here, by name, in logfmt (`` name=value``) or JSON
         (``,"name":value``); the series parses the rest only if it keeps the snapshot. A
         line without ``schema`` is version 1; extra fields may come anywhere after ``ts``.
@@ -225,6 +303,9 @@ class LogReader:
         if raw[at - 6 : at] == b"event=":
             start, sep = at - 6, b" "
             end = raw.find(b" ts=", at)
+            match = _OWN_LOGFMT.fullmatch(raw, end) if end >= 0 and _WHOLE else None
+            if match is not None:
+                return self._whole(raw[start:end], match)
             i, k, p = raw.find(b" call=", end), raw.rfind(b" schema="), raw.find(b" peak_rss_mb=", end)
             i, k, p = i + 6, k + 8 if k >= 0 else -1, p + 13 if p >= 0 else -1
             if raw.find(b'"', end) >= 0 or raw.find(b"'", end) >= 0:
@@ -232,6 +313,9 @@ class LogReader:
         elif raw[at - 10 : at] == b'{"event":"':
             start, sep = at - 10, b","
             end = raw.find(b',"ts":', at)
+            match = _OWN_JSON.fullmatch(raw, end) if end >= 0 and _WHOLE else None
+            if match is not None:
+                return self._whole(raw[start:end], match)
             i, k, p = raw.find(b',"call":', end), raw.rfind(b',"schema":'), raw.find(b',"peak_rss_mb":', end)
             i, k, p = i + 8, k + 10 if k >= 0 else -1, p + 15 if p >= 0 else -1
             if raw.find(b"\\", end) >= 0 or raw.find(b"{", end) >= 0 or raw.find(b"[", end) >= 0:
@@ -258,6 +342,25 @@ class LogReader:
         except ValueError:
             return None
         return self._add(target, call, peak, raw, end, _parse_own_logfmt if sep == b" " else _parse_own_json)
+
+    def _whole(self, head: bytes, match: re.Match[bytes]) -> bool | None:
+        """A snapshot line exactly as udfmem's renderer writes it (``match``: from ``ts`` to its end).
+
+        Its point's figures are all tenths or counts (the pattern takes nothing else), so no
+        screen for odd figures is needed; the series reads its row from the match if it keeps it.
+        """
+        target = self._heads.get(head)
+        if target is None:
+            target = self._target(head, self._head_fields(head))
+            if target is None:
+                return None
+        call, peak = match.group(_CALL, _PEAK)
+        call = int(call)
+        if call > MAX_COUNT:
+            return False
+        if target is _SKIP:
+            return True
+        return bool(target.add_line(call, None if peak is None else float(peak), match, target.segment, _matched))
 
     def _add(self, target: Any, call: int, peak: float | None, raw: bytes, end: int, parse: Parse) -> bool:
         """Hand a snapshot to its series (an odd-looking line is parsed and checked whole first)."""

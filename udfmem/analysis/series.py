@@ -87,13 +87,25 @@ def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
     return p if sane(p) else None
 
 
-Parse = Callable[[bytes, int, "float | None"], "Point | None"]
-"""Parses a snapshot line into a point of a segment, its peak at least the given one (folded peaks)."""
-_Tail = tuple[int, "float | None", "Point | bytes", int, "Parse | None"]  # call, peak, point or line, segment, parse
+Parse = Callable[[Any, int, "float | None"], "Point | list[int] | None"]
+"""Parses a snapshot line (or what a reader handed for it: anything but a point) into a point.
+
+The point is of the given segment, its peak at least the given one (folded peaks).
+
+It may instead give the point's row of tenths (see :data:`TENTHS_NONE`), the cheap form for a
+reader that knows its layout: the figures after ``call`` as :class:`Point` orders them
+(``rss ... headroom, segment, final``), each ten times the value, ``TENTHS_NONE`` when unknown,
+each within ``±TENTHS_MAX``.
+"""
+_Tail = tuple[int, "float | None", Any, int, "Parse | None"]  # call, peak, point or line, segment, parse
 _NAN = float("nan")
 _WIDTH = 11  # the fields of a Point after call: rss ... headroom, segment, final
 _I_MAX = 2**31 - 1
 _I_NONE = -(2**31)  # unknown, among tenths
+TENTHS_NONE = _I_NONE
+"""An unknown figure in a row of tenths (below every known one: the higher of two peaks is their ``max``)."""
+TENTHS_MAX = _I_MAX
+"""The largest magnitude of a figure in a row of tenths."""
 
 
 def _folded(p: Point, peak: float | None) -> Point:
@@ -111,6 +123,33 @@ def _tenths(values: Sequence[Any]) -> list[int] | None:
         if v is not None and (n / 10 != v or not -_I_MAX <= n <= _I_MAX):
             return None
     return out
+
+
+def _decode(call: int, raw: Sequence[Any]) -> Point:
+    """A point from its call and its row (tenths, or doubles with NaN for unknown)."""
+    if isinstance(raw, list) or raw.typecode == "i":  # type: ignore[attr-defined]
+        values: list[Any] = [None if n == _I_NONE else n / 10 for n in raw]
+    else:
+        values = [None if x != x else x for x in raw]  # NaN: unknown
+    rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = values
+    return Point(
+        call,
+        rss,
+        total,
+        peak,
+        heap,
+        free,
+        arrow,
+        None if blocks is None else int(blocks),
+        limit,
+        headroom,
+        int(segment),
+        bool(final),
+    )
+
+
+_cached_by: Series | None = None
+"""The one series whose points are built and kept (see :attr:`Series.points`)."""
 
 
 class Series:
@@ -132,6 +171,7 @@ class Series:
     """
 
     __slots__ = (
+        "_cached",
         "_calls",
         "_dropped_peak",
         "_max",
@@ -151,6 +191,7 @@ class Series:
         self._rows: array.array[Any] = array.array("i")  # _WIDTH tenths a point; doubles once one is no tenth
         self._tail: _Tail | None = None  # the latest snapshot, when it is not a kept one
         self._parse = parse
+        self._cached: list[Point] | None = None  # points, until a change (see points)
         self._dropped_peak: float | None = None  # the highest peak among dropped snapshots since the last kept
         self.trims = 0
         self._recent_trims: collections.deque[tuple[int, float]] | None = None  # made at the first trim
@@ -163,44 +204,29 @@ class Series:
     # -- kept points, by column
 
     def _row(self, i: int) -> Point:
-        raw = self._rows[i * _WIDTH : (i + 1) * _WIDTH]
-        if self._rows.typecode == "i":
-            values: list[Any] = [None if n == _I_NONE else n / 10 for n in raw]
-        else:
-            values = [None if x != x else x for x in raw]  # NaN: unknown
-        rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = values
-        return Point(
-            self._calls[i],
-            rss,
-            total,
-            peak,
-            heap,
-            free,
-            arrow,
-            None if blocks is None else int(blocks),
-            limit,
-            headroom,
-            int(segment),
-            bool(final),
-        )
+        return _decode(self._calls[i], self._rows[i * _WIDTH : (i + 1) * _WIDTH])
 
-    def _store(self, i: int, p: Point) -> None:
-        """Write ``p`` as row ``i`` (``i == len``: append)."""
+    def _store(self, i: int, call: int, p: Point | list[int]) -> None:
+        """Write ``p`` (a point, or a row of tenths from a parse) as row ``i`` (``i == len``: append)."""
         calls = self._calls
-        if calls.typecode == "i" and not -_I_MAX <= p.call <= _I_MAX:
+        if calls.typecode == "i" and not -_I_MAX <= call <= _I_MAX:
             calls = self._calls = array.array("q", calls)
-        values = p[1:]
         rows = self._rows
-        row: list[Any] | None = _tenths(values) if rows.typecode == "i" else None
-        if row is None:
-            if rows.typecode == "i":  # a value that is no tenth: doubles from now on
-                rows = self._rows = array.array("d", [_NAN if n == _I_NONE else n / 10 for n in rows])
-            row = [_NAN if v is None else float(v) for v in values]
+        row: list[Any] | None
+        if isinstance(p, list):
+            row = p if rows.typecode == "i" else [_NAN if n == _I_NONE else n / 10 for n in p]
+        else:
+            values = p[1:]
+            row = _tenths(values) if rows.typecode == "i" else None
+            if row is None:
+                if rows.typecode == "i":  # a value that is no tenth: doubles from now on
+                    rows = self._rows = array.array("d", [_NAN if n == _I_NONE else n / 10 for n in rows])
+                row = [_NAN if v is None else float(v) for v in values]
         if i == len(calls):
-            calls.append(p.call)
+            calls.append(call)
             rows.extend(row)
         else:
-            calls[i] = p.call
+            calls[i] = call
             rows[i * _WIDTH : (i + 1) * _WIDTH] = array.array(rows.typecode, row)
 
     def _last_call(self) -> int | None:
@@ -210,7 +236,16 @@ class Series:
 
     @property
     def points(self) -> list[Point]:
-        """The kept points, then the latest, in call order (the latest line parsed here if held unparsed)."""
+        """The kept points, then the latest, in call order (the latest line parsed here if held unparsed).
+
+        Built on the first read after a change and kept until the next change or until
+        another series' points are read (one series at a time holds them: a judge reads a
+        series' points a few times in a row, and a fleet's worth at once would be the peak).
+        """
+        global _cached_by
+        cached = self._cached
+        if cached is not None:
+            return cached[:]
         out = [self._row(i) for i in range(len(self._calls))]
         tail = self._tail
         if tail is not None:
@@ -220,28 +255,33 @@ class Series:
                 peak = dropped
             p = self._point(payload, segment, peak, parse)
             if p is not None:
-                out.append(p)
-        return out
+                out.append(p if isinstance(p, Point) else _decode(tail[0], p))
+        last = _cached_by
+        if last is not None and last is not self:
+            last._cached = None
+        _cached_by, self._cached = self, out
+        return out[:]
 
-    def _point(self, payload: Point | bytes, segment: int, peak: float | None, parse: Parse | None) -> Point | None:
-        if isinstance(payload, bytes):
-            parse = parse or self._parse
-            return parse(payload, segment, peak) if parse is not None else None
-        return _folded(payload, peak)
+    def _point(self, payload: Any, segment: int, peak: float | None, parse: Parse | None) -> Point | list[int] | None:
+        """The snapshot as a point with its folded peak, or a row of tenths when its parse gives one."""
+        if isinstance(payload, Point):
+            return _folded(payload, peak)
+        parse = parse or self._parse
+        return parse(payload, segment, peak) if parse is not None else None
 
     def add(self, p: Point) -> None:
         """Add a snapshot (in log order). A repeated call number replaces the earlier point; older ones are dropped."""
-        self._add(p.call, p.peak, p, p.segment, None)
+        self.add_line(p.call, p.peak, p, p.segment)
 
-    def add_line(self, call: int, peak: float | None, line: bytes, segment: int, parse: Parse | None = None) -> bool:
-        """Add a snapshot by its call, its window peak and its line, parsed (by ``parse``) only if it is kept.
+    def add_line(self, call: int, peak: float | None, payload: Any, segment: int, parse: Parse | None = None) -> bool:
+        """Add a snapshot by its call, its window peak and its line (``payload``), parsed (by ``parse``) only if kept.
 
-        False, and nothing added, when the line had to be parsed and could not be.
+        False, and nothing added, when the line had to be parsed and could not be. (:meth:`add`
+        hands its point as the line.)
         """
-        return self._add(call, peak, line, segment, parse)
-
-    def _add(self, call: int, peak: float | None, payload: Point | bytes, segment: int, parse: Parse | None) -> bool:
-        last = self._last_call()
+        self._cached = None
+        tail = self._tail
+        last = tail[0] if tail is not None else self._calls[-1] if self._calls else None
         if last is not None and call <= last:
             if call == last:  # the same snapshot again (two copies of a log), or a final at that call
                 if self._tail is not None:
@@ -250,12 +290,11 @@ class Series:
                     p = self._point(payload, segment, peak, parse)
                     if p is None:
                         return False
-                    self._store(len(self._calls) - 1, p)
+                    self._store(len(self._calls) - 1, call, p)
             return True
         index = self.snapshots
         keep = not index % self._stride
         dropped = self._dropped_peak
-        tail = self._tail
         if tail is not None and tail[1] is not None and (dropped is None or tail[1] > dropped):
             dropped = tail[1]  # the replaced latest snapshot: keep its peak
         if keep:
@@ -263,7 +302,7 @@ class Series:
             p = self._point(payload, segment, folded, parse)
             if p is None:
                 return False
-            self._store(len(self._calls), p)
+            self._store(len(self._calls), call, p)
             self._dropped_peak = None
         else:
             self._dropped_peak = dropped
@@ -275,16 +314,30 @@ class Series:
 
     def _halve(self) -> None:
         """Keep every other point; each dropped one's peak goes to the point after it."""
-        points = [self._row(i) for i in range(len(self._calls))]
-        kept = points[::2]
-        for k in range(1, len(kept)):
-            kept[k] = _folded(kept[k], points[2 * k - 1].peak)
-        if len(points) % 2 == 0 and points[-1].peak is not None:
+        calls, rows, n = self._calls, self._rows, len(self._calls)
+        if rows.typecode == "i":  # tenths: unknown is the lowest, so the higher peak is the max
+            kept = array.array("i")
+            for k in range(0, n, 2):
+                kept += rows[k * _WIDTH : (k + 1) * _WIDTH]
+                if k:
+                    at, dropped = (k // 2) * _WIDTH + 2, rows[(k - 1) * _WIDTH + 2]
+                    if dropped > kept[at]:
+                        kept[at] = dropped
+            if n % 2 == 0 and (last := rows[(n - 1) * _WIDTH + 2]) != _I_NONE:
+                self._dropped_peak = last / 10  # the last one dropped: its peak goes to the next kept point
+            self._calls, self._rows = calls[::2], kept
+            self._stride *= 2
+            return
+        points = [self._row(i) for i in range(n)]
+        kept_points = points[::2]
+        for k in range(1, len(kept_points)):
+            kept_points[k] = _folded(kept_points[k], points[2 * k - 1].peak)
+        if n % 2 == 0 and points[-1].peak is not None:
             self._dropped_peak = points[-1].peak  # the last one dropped: its peak goes to the next kept point
-        self._calls = array.array(self._calls.typecode)
-        self._rows = array.array("i")
-        for k, p in enumerate(kept):
-            self._store(k, p)
+        self._calls = array.array(calls.typecode)
+        self._rows = array.array("d")
+        for k, p in enumerate(kept_points):
+            self._store(k, p.call, p)
         self._stride *= 2
 
     def add_trim(self, released_mb: float) -> None:
