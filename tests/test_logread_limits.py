@@ -15,26 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_python
+from conftest import LEAK, run_python
 
 from udfmem import _logread
 from udfmem.analysis import patterns as P
 from udfmem.analysis.series import MAX_POINTS
 from udfmem.analysis.verdict import judge
-
-LEAK = """
-import udfmem
-@udfmem.tracked(every=8)
-class Leak:
-    def __init__(self):
-        self.keep = []
-    def __call__(self, x):
-        self.keep.append(bytes(256 * 1024))
-        return x
-udf = Leak()
-for i in range(403):
-    udf(i)
-"""
 
 
 @pytest.fixture(scope="module")
