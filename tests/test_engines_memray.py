@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("ray.data")
 pytest.importorskip("memray")
-pytestmark = pytest.mark.engines
+pytestmark = [pytest.mark.engines, pytest.mark.timeout(1800)]  # a loaded machine is many times slower
 
 SCRIPT = Path(__file__).parent / "engines" / "ray_memray_script.py"
 

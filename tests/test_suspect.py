@@ -23,6 +23,7 @@ import udfmem
 KEEP = []
 MIB = 1 << 20
 shape, calls = sys.argv[1], int(sys.argv[2])
+random.seed(18)  # the noisy shape's transients are the same sequence in every run
 
 @udfmem.tracked(every=8)
 class Embed:
