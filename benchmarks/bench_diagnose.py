@@ -49,8 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from udfmem import _events, _render
-from udfmem._emit import worker_tag
+from udfmem.emit.emitter import worker_tag
+from udfmem.events import render as _render
+from udfmem.events import schema as _events
 
 NAIVE = r"""
 import json, re, sys

@@ -144,7 +144,7 @@ def start_exporters() -> dict[str, Callable[[int], Any]]:
 
 def ray_set_all_us() -> float:
     """One push of every gauge to Ray (what a snapshot pays at most once a second), median of 200."""
-    from udfmem import _registry
+    from udfmem.runtime import registry as _registry
 
     (state,) = [s for s in _registry.states() if s.name == "SnapshottingRay"]
     sink = state.emitter.metrics
@@ -223,7 +223,7 @@ class HandWritten:
 def udfmem_probe_reads() -> Callable[[int], Any] | None:
     """udfmem's own four probe reads (statm, rusage, clear_refs, mallinfo2), if its internals still have them."""
     try:
-        from udfmem import _probes
+        from udfmem.probes import process as _probes
 
         p = _probes.probes()
         return lambda _: (p.rss(), p.peak(), p.reset_peak(), p.heap())

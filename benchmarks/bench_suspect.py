@@ -99,7 +99,7 @@ LEAK_SHAPES = tuple(NAMED)
 
 def suspects(shape: str, size: int, calls: int, seed: int, trim: str = "auto") -> list[dict[str, Any]]:
     """The suspect events of one run."""
-    from udfmem._render import parse_line
+    from udfmem.events.render import parse_line
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
     proc = subprocess.run(
@@ -150,9 +150,9 @@ def costs() -> dict[str, float]:
     """Median µs of: a snapshot's observe without judgement, a judgement of a full series, one inspection."""
     import types
 
-    from udfmem import _inspect
-    from udfmem._events import Memory
-    from udfmem._suspect import MAX_POINTS, Detector
+    from udfmem.events.schema import Memory
+    from udfmem.policies.detector import MAX_POINTS, Detector
+    from udfmem.probes import inspect as _inspect
 
     module = types.ModuleType("m")
     for i in range(50):

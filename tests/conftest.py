@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 
-from udfmem import _allocator, _emit, _probes, _settings
-from udfmem._render import parse_line
+from udfmem import _settings
+from udfmem.emit import emitter as _emit
+from udfmem.events.render import parse_line
+from udfmem.probes import allocator as _allocator
+from udfmem.probes import process as _probes
 
 Events = list[dict[str, Any]]
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
 import udfmem
-from udfmem import _allocator
+from udfmem.probes import allocator as _allocator
 
 Reader = Callable[..., Events]
 BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
@@ -165,7 +165,7 @@ def test_setup_transients_are_trimmed_after_setup() -> None:
         import sys
         sys.path.insert(0, {BENCH!r})
         import udfmem
-        from udfmem import _probes
+        from udfmem.probes import process as _probes
         from reproducers import thread_churn
         _probes.probes().use_budgets(cost_clock=lambda: 0.0)
         @udfmem.tracked(every=1000)
@@ -253,7 +253,7 @@ def test_arena_max_applied_early_caps_the_arenas() -> None:
         import sys
         sys.path.insert(0, {BENCH!r})
         import udfmem
-        from udfmem import _allocator
+        from udfmem.probes import allocator as _allocator
         from reproducers import thread_churn
         @udfmem.tracked(every=1, arena_max=2)
         class Udf:
@@ -296,7 +296,7 @@ def test_worker_env_arena_max_works_at_process_start() -> None:
         f"""
         import sys
         sys.path.insert(0, {BENCH!r})
-        from udfmem import _allocator
+        from udfmem.probes import allocator as _allocator
         from reproducers import thread_churn
         kept = thread_churn(threads=8, mib_per_thread=8)
         print("ARENAS", _allocator.arena_count())
@@ -312,7 +312,7 @@ def test_arena_count_sees_thread_arenas() -> None:
         f"""
         import sys
         sys.path.insert(0, {BENCH!r})
-        from udfmem import _allocator
+        from udfmem.probes import allocator as _allocator
         from reproducers import thread_churn
         before = _allocator.arena_count()
         kept = thread_churn(threads=8, mib_per_thread=8)

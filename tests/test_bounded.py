@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import parse_events, run_python
 
-from udfmem import _emit, _events, tracked
-from udfmem._render import parse_line
+from udfmem import tracked
+from udfmem.emit import emitter as _emit
+from udfmem.events import schema as _events
+from udfmem.events.render import parse_line
 
 
 def test_per_name_structures_are_forgotten_with_runtime_classes() -> None:
@@ -26,7 +28,10 @@ def test_per_name_structures_are_forgotten_with_runtime_classes() -> None:
         """
         import gc, json, os, sys
         sys.stderr = open(os.devnull, "w")  # 5,000 final snapshots: not what is measured
-        from udfmem import _emit, _registry, _state, tracked
+        from udfmem import tracked
+        from udfmem.emit import emitter as _emit
+        from udfmem.runtime import registry as _registry
+        from udfmem.runtime import state as _state
 
         def rss_mib():
             with open("/proc/self/statm") as f:

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from conftest import Events, identity_udf
 
-from udfmem import _budget, _probes
+from udfmem.probes import budget as _budget
+from udfmem.probes import process as _probes
 
 Reader = Callable[..., Events]
 HEAP_FIELDS = {"heap_in_use_mb", "heap_free_mb", "heap_mmap_mb"}

@@ -36,7 +36,8 @@ def test_a_call_that_gives_up_waiting_still_gets_its_snapshot(monkeypatch: pytes
 
     Simulated slowness: the first snapshot waits on an event (a real one takes ~20 µs).
     """
-    from udfmem import _emit, _state
+    from udfmem.emit import emitter as _emit
+    from udfmem.runtime import state as _state
 
     Udf = identity_udf(every=2, every_s=0, trim="off")
     udf = Udf()
@@ -73,7 +74,7 @@ def test_reentry_on_the_snapshotting_thread_passes_through(monkeypatch: pytest.M
 
     Simulated re-entry: the snapshot itself calls the UDF, as a __del__ run by the GC there would.
     """
-    from udfmem import _emit
+    from udfmem.emit import emitter as _emit
 
     Udf = identity_udf(every=1, every_s=0, trim="off")
     udf = Udf()
@@ -96,7 +97,7 @@ def test_reentry_on_the_snapshotting_thread_passes_through(monkeypatch: pytest.M
 
 def test_a_force_during_a_snapshot_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     """The every_s timer flagging a UDF while a snapshot runs: the next call still snapshots."""
-    from udfmem import _emit
+    from udfmem.emit import emitter as _emit
 
     Udf = identity_udf(every=100, every_s=0, trim="off")
     udf = Udf()

@@ -17,10 +17,10 @@ from conftest import LEAK, run_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfmem import _logread
 from udfmem.analysis import patterns as P
 from udfmem.analysis.series import MAX_POINTS, Point, Series
 from udfmem.analysis.verdict import judge
+from udfmem.commands import _logs as _logread
 from udfmem.commands import main
 
 
@@ -290,8 +290,8 @@ def test_shared_pages_are_named_but_never_judged_as_growth() -> None:
 
 def test_the_fast_path_reads_what_the_general_parser_reads(leak_logs: dict[str, str]) -> None:
     """Every real snapshot line, logfmt and JSON, with fields in udfmem's order or reversed: the same point."""
-    from udfmem._render import parse_line
     from udfmem.analysis.series import point as point_of
+    from udfmem.events.render import parse_line
 
     for fmt, text in leak_logs.items():
         for line in (x for x in text.splitlines() if "udfmem.snapshot" in x):

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
-from udfmem import TrackedUDF, _probes, tracked
+from udfmem import TrackedUDF, tracked
+from udfmem.probes import process as _probes
 
 Reader = Callable[..., Events]
 
@@ -272,7 +273,7 @@ def test_telemetry_failure_never_reaches_the_udf(monkeypatch: pytest.MonkeyPatch
     The probe failure is simulated (monkeypatched): real probes degrade to None instead
     of raising, so this internal failure cannot be produced otherwise.
     """
-    from udfmem import _memory
+    from udfmem.probes import memory as _memory
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("probe exploded")
@@ -294,7 +295,7 @@ def test_bind_failure_turns_udfmem_off_not_the_udf(monkeypatch: pytest.MonkeyPat
 
     Simulated (monkeypatched probe), since the real probes degrade instead of raising.
     """
-    from udfmem import _probes
+    from udfmem.probes import process as _probes
 
     def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("probe exploded")
@@ -426,7 +427,7 @@ def test_a_failed_setup_measurement_warns(monkeypatch: pytest.MonkeyPatch, stder
 
     udf = Udf()
     Udf.__dict__["__call__"].__udfmem_state__.bind()
-    from udfmem import _probes
+    from udfmem.probes import process as _probes
 
     def broken(*_: Any) -> Any:
         raise RuntimeError("rss exploded")

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 from conftest import parse_events, run_python
 
 import udfmem
-from udfmem import _inspect
-from udfmem._events import Memory
-from udfmem._suspect import Detector
+from udfmem.events.schema import Memory
+from udfmem.policies.detector import Detector
+from udfmem.probes import inspect as _inspect
 
 UDFMEM_DIR = str(Path(udfmem.__file__).parent)
 
@@ -220,7 +220,7 @@ def test_a_slow_arrow_nbytes_is_called_once_per_process() -> None:
     out = run_python(
         """
         import itertools, pyarrow as pa
-        from udfmem import _inspect
+        from udfmem.probes import inspect as _inspect
         chunks = [pa.array([i, i]) for i in range(1000)]
         class Udf:
             def __init__(self):

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from conftest import LEAK, run_python
 
-from udfmem import _logread
 from udfmem.analysis import patterns as P
 from udfmem.analysis.series import MAX_POINTS
 from udfmem.analysis.verdict import judge
+from udfmem.commands import _logs as _logread
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,8 @@ def test_other_udfs_identities_are_remembered_up_to_a_cap() -> None:
 
 def _many_workers(workers: int, snapshots: int) -> list[str]:
     """Real-layout snapshot lines (udfmem's renderer) of ``workers`` leaking workers, interleaved."""
-    from udfmem import _events, _render
+    from udfmem.events import render as _render
+    from udfmem.events import schema as _events
 
     heads = [_render.head("logfmt", "udfmem.snapshot", "Embed", 1000 + w, "10.0.0.1", f"w{w}") for w in range(workers)]
     out = []
@@ -249,7 +250,7 @@ def _structlog_layout(name: str) -> Any:
     """A user's structlog renderer (``UDFMEM_LOG_FORMAT=structlog``): the fields, then event, level and timestamp."""
     import structlog
 
-    from udfmem import _render
+    from udfmem.events import render as _render
 
     renderer = {
         "kv": structlog.processors.KeyValueRenderer(),
@@ -314,7 +315,8 @@ def test_every_layout_reads_the_same_series(leak_lines: dict[str, list[str]], la
 
 def _mixed_lines(fmt: str) -> list[str]:
     """One worker's 300 snapshots in udfmem's layout: tenths and odd figures (more decimals, huge, negative, absent)."""
-    from udfmem import _events, _render
+    from udfmem.events import render as _render
+    from udfmem.events import schema as _events
 
     head = _render.head(fmt, "udfmem.snapshot", "Embed", 77, "10.0.0.1", "w")
     out = []
@@ -345,8 +347,8 @@ def test_own_lines_read_whole_give_the_general_parsers_points(fmt: str) -> None:
     tenth and a peak with two decimals (the rest of the series in doubles from there), over
     300 snapshots (halvings, peaks of dropped snapshots folded in).
     """
-    from udfmem import _render
     from udfmem.analysis.series import Series, point
+    from udfmem.events import render as _render
 
     lines = _mixed_lines(fmt)
     expected = Series()

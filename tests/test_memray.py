@@ -13,7 +13,7 @@ import pytest
 from conftest import parse_events, run_python
 
 import udfmem
-from udfmem import _memray
+from udfmem.policies import memray as _memray
 
 pytest.importorskip("memray")
 UDFS = str(Path(__file__).parent)

@@ -18,9 +18,9 @@ from conftest import parse_events, run_python
 
 import udfmem
 from udfmem import _settings
-from udfmem._events import Memory, Snapshot
-from udfmem.sinks import gauges as exported
-from udfmem.sinks.metrics import MetricsSink
+from udfmem.emit.sinks import gauges as exported
+from udfmem.emit.sinks.metrics import MetricsSink
+from udfmem.events.schema import Memory, Snapshot
 
 GAUGES = (
     "udfmem_rss_mb",
@@ -139,7 +139,7 @@ def test_otel_without_an_sdk_never_runs_a_callback() -> None:
     proc = run_python(
         """
         import sys
-        from udfmem.sinks import otel_metrics
+        from udfmem.emit.sinks import otel_metrics
         runs = []
         make = otel_metrics._gauge_callback
         def counting(gauge, observation):
@@ -223,7 +223,7 @@ def test_ray_metrics_outside_a_ray_cluster_warn_once_and_the_udf_runs() -> None:
     proc = run_python(
         """
         import sys, udfmem
-        from udfmem.sinks import ray_metrics
+        from udfmem.emit.sinks import ray_metrics
         @udfmem.tracked(every=2, metrics="ray")
         def f(x):
             return -x

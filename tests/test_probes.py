@@ -13,7 +13,10 @@ import pytest
 from conftest import Events, parse_events, run_python
 
 import udfmem
-from udfmem import _cgroup, _memory, _probes, tracked
+from udfmem import tracked
+from udfmem.probes import cgroup as _cgroup
+from udfmem.probes import memory as _memory
+from udfmem.probes import process as _probes
 
 Reader = Callable[..., Events]
 MIB = 1024 * 1024

@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import parse_events, run_python
 
-from udfmem import _reentry
+from udfmem.runtime import reentry as _reentry
 
 # A bomb in a reference cycle re-arms itself from its __del__: every collection finds one,
 # so with a gen0 threshold of 1 a collection (and the bomb's finalizer) runs at every
@@ -143,7 +143,7 @@ probe.join()
 SWEEP = """
 import dis, json, sys, threading
 import udfmem
-from udfmem import _emit
+from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
 class U:
@@ -231,7 +231,7 @@ def test_an_interrupt_at_any_point_of_a_snapshot_never_leaves_it_stuck() -> None
 STORM = """
 import json, signal, threading
 import udfmem
-from udfmem import _emit
+from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
 class U:
@@ -421,7 +421,7 @@ class U:
     def __call__(self, x):
         return x
 
-from udfmem import _emit
+from udfmem.emit import emitter as _emit
 
 u = U()
 u(1)

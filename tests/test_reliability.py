@@ -295,7 +295,7 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
 
 def test_a_stderr_without_flush_does_not_cut_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sys.stderr stand-in with write() but no flush(): every snapshot completes (windows stay every calls)."""
-    from udfmem import _emit
+    from udfmem.emit import emitter as _emit
 
     class WriteOnly:
         """A stream some frameworks install: write() only."""
@@ -327,7 +327,7 @@ def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyP
     Simulated (the cgroup lookup raises): this machine's /proc is well-formed.
     """
     import udfmem
-    from udfmem import _probes
+    from udfmem.probes import process as _probes
 
     def broken() -> tuple[str | None, str | None]:
         raise ValueError("odd cgroup file")
@@ -347,7 +347,11 @@ def test_runtime_classes_are_forgotten_with_their_states() -> None:
     proc = run_python(
         """
         import gc, json
-        from udfmem import _probes, _registry, _state, _timer, tracked
+        from udfmem import tracked
+        from udfmem.probes import process as _probes
+        from udfmem.runtime import registry as _registry
+        from udfmem.runtime import state as _state
+        from udfmem.runtime import timer as _timer
 
         for i in range(3000):
             cls = tracked(every=1, trim="auto")(type(f"U{i}", (), {"__call__": lambda self, x: x}))

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from udfmem import _events, _render
+from udfmem.events import render as _render
+from udfmem.events import schema as _events
 
 # Values as the runtime produces them: finite numbers (sizes, times), any text.
 FLOATS = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import udfmem
-from udfmem import TrackedUDF, _decorator, _settings
+from udfmem import TrackedUDF, _settings
+from udfmem.runtime import decorator as _decorator
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

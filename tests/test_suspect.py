@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 import pytest
 from conftest import Events, parse_events, run_python
 
-from udfmem import _inspect
 from udfmem.commands.diagnose import load
+from udfmem.probes import inspect as _inspect
 
 pytestmark = pytest.mark.timeout(1800)  # a test runs up to two shapes, each within SUBPROCESS_S
 SUBPROCESS_S = 900

@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
-from udfmem import _allocator, _budget, _emit, _probes, _timer
-from udfmem._trim import IDLE_S, TRIM_SHARE, Trimmer, TrimPolicy
+from udfmem.emit import emitter as _emit
+from udfmem.policies.trim import IDLE_S, TRIM_SHARE, Trimmer, TrimPolicy
+from udfmem.probes import allocator as _allocator
+from udfmem.probes import budget as _budget
+from udfmem.probes import process as _probes
+from udfmem.runtime import timer as _timer
 
 Reader = Callable[..., Events]
 MIB = 1024 * 1024
@@ -351,6 +355,6 @@ def _decorator_state(udf: Any) -> Any:
 
 def tracked_like(state: Any, obj: Any) -> Callable[..., Any]:
     """A tracked wrapper over ``obj.__call__`` counting in ``state`` (so the sleeping call is udfmem's)."""
-    from udfmem._decorator import _wrap_call
+    from udfmem.runtime.decorator import _wrap_call
 
     return _wrap_call(obj.__call__, state)

@@ -13,10 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._allocator import TrimResult, trim
-    from ._decorator import TrackedUDF, tracked
-    from ._memory import MemorySample, sample
     from ._settings import worker_env
+    from .probes.allocator import TrimResult, trim
+    from .probes.memory import MemorySample, sample
+    from .runtime.decorator import TrackedUDF, tracked
 
 __version__ = "0.1.0"
 
@@ -32,12 +32,12 @@ __all__ = [
 ]
 
 _HOME = {
-    "MemorySample": "._memory",
-    "TrackedUDF": "._decorator",
-    "TrimResult": "._allocator",
-    "sample": "._memory",
-    "tracked": "._decorator",
-    "trim": "._allocator",
+    "MemorySample": ".probes.memory",
+    "TrackedUDF": ".runtime.decorator",
+    "TrimResult": ".probes.allocator",
+    "sample": ".probes.memory",
+    "tracked": ".runtime.decorator",
+    "trim": ".probes.allocator",
     "worker_env": "._settings",
 }
 

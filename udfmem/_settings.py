@@ -413,7 +413,7 @@ def worker_env(**overrides: object) -> dict[str, str]:
         TypeError, ValueError: for an unknown setting or a bad override value. A bad
             value inherited from the environment is left out, with one ``udfmem.warning``.
     """
-    from . import _emit
+    from .emit import emitter as _emit
 
     env, problems = worker_vars(overrides)
     for problem in problems:

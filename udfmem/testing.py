@@ -27,8 +27,10 @@ import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _drive, _inspect, _probes
+from . import _drive
 from .analysis import patterns as P
+from .probes import inspect as _inspect
+from .probes import process as _probes
 
 __all__ = ["BLOCK_BYTES", "GrowthReport", "assert_no_growth", "check_growth", "measure", "parse_size"]
 

@@ -22,7 +22,7 @@ Frame = tuple[str, str, int]
 CALL, SETUP, OTHER = "call", "setup", "other"
 """Where a leaked allocation came from: the per-call methods, setup, or neither."""
 UDFMEM_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-"""udfmem's package directory: frames of files directly in it are udfmem's own wrappers."""
+"""udfmem's package directory: frames of files anywhere under it are udfmem's own (its wrappers), never a user's."""
 NO_PYTHON_FRAME = "(no Python frame: the interpreter or a native library)"
 """The stand-in for a stack with no user frame."""
 STACK_DEPTH = 8
@@ -153,8 +153,12 @@ def classify_stack(stack: Sequence[Frame], attribution: Attribution) -> str:
 
 
 def user_frames(stack: Sequence[Frame], own_dir: str = UDFMEM_DIR) -> list[str]:
-    """The stack without udfmem's own wrapper frames (files directly in ``own_dir``), rendered innermost first."""
-    frames = [_frame(f) for f in stack if os.path.dirname(os.path.abspath(f[1])) != own_dir]
+    """The stack without udfmem's own frames (files anywhere under ``own_dir``), rendered innermost first.
+
+    By place, not by file name: a module of udfmem's that moves stays out of every report.
+    """
+    inside = own_dir.rstrip(os.sep) + os.sep
+    frames = [_frame(f) for f in stack if not os.path.abspath(f[1]).startswith(inside)]
     return frames or [NO_PYTHON_FRAME]
 
 

@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 
 def make_udfs() -> tuple[type, type]:
     """The demo's two tracked UDF classes (made on first use: the runtime is imported only for the demo)."""
-    from .._decorator import tracked
+    from ..runtime.decorator import tracked
 
     @tracked(every=16, name="HealthyEmbed")
     class HealthyEmbed:
@@ -63,7 +63,7 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
 
 def run(out: TextIO, calls: int = 320) -> int:
     """Run both UDFs ``calls`` times; snapshot lines go to stderr, the summary to ``out``."""
-    from .. import _emit
+    from ..emit import emitter as _emit
 
     with _emit.capture() as events:
         for cls in make_udfs():

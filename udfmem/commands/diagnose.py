@@ -1,9 +1,9 @@
 """``udfmem diagnose``: worker logs in, one verdict per worker and a fleet line out.
 
-Reading is :mod:`udfmem._logread` (files, directories, ``.gz``, stdin, any prefix, either
+Reading is :mod:`udfmem.commands._logs` (files, directories, ``.gz``, stdin, any prefix, either
 format), judging is :mod:`udfmem.analysis.verdict`, rendering is
 :mod:`udfmem.reporters.diagnosis`. Every readable input is read and reported; each one
-that cannot be read is named on one stderr line (:mod:`udfmem._inputs`).
+that cannot be read is named on one stderr line (:mod:`udfmem.commands._files`).
 
 Exit codes: without ``--fail-on``, 0, or 2 when an input could not be read (after
 printing what could); 2 also for usage errors (one line, no traceback). With ``--fail-on``
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 
-from .. import _inputs, _logread
 from .._text import printable
 from ..analysis import patterns
 from ..analysis.diagnosis import Diagnosis, Lines, diagnose
 from ..reporters import diagnosis as reporter
+from . import _files as _inputs
+from . import _logs as _logread
 from ._args import add_allow_unreadable, add_log_inputs, error
 
 

@@ -21,17 +21,17 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-from .. import _inputs
 from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
+from . import _files as _inputs
 from . import _profile_reader
 from ._args import add_allow_unreadable, at_least, error
 
 
 def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]:
-    """The memray files named by ``paths`` and what could not be read (:func:`udfmem._inputs.find_logs`).
+    """The memray files named by ``paths`` and what could not be read (:func:`udfmem.commands._files.find_logs`).
 
     Files are kept as given (refused before reading if not a regular file of a real
     filesystem); directories are searched for ``*.bin``: a directory that cannot be listed

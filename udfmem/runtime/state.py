@@ -22,14 +22,22 @@ import types
 import weakref
 from typing import Any
 
-from . import _allocator, _emit, _memory, _memray, _probes, _reentry, _registry, _settings, _timer
-from ._emit import Emitter
-from ._events import Memory, Snapshot
-from ._finals import Finals
-from ._setup import SetupMeter, SetupPhases
-from ._suspect import Detector
-from ._trim import Trimmer, TrimPolicy
-from ._visits import Visits
+from .. import _settings
+from ..emit import emitter as _emit
+from ..emit.emitter import Emitter
+from ..events.schema import Memory, Snapshot
+from ..policies import memray as _memray
+from ..policies.detector import Detector
+from ..policies.trim import Trimmer, TrimPolicy
+from ..probes import allocator as _allocator
+from ..probes import memory as _memory
+from ..probes import process as _probes
+from . import reentry as _reentry
+from . import registry as _registry
+from . import timer as _timer
+from .finals import Finals
+from .setup import SetupMeter, SetupPhases
+from .visits import Visits
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
 
@@ -37,8 +45,8 @@ WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it 
 class UDFState(SetupPhases, Finals, Visits):
     """Counters and windows of one UDF in one process. Never pickled whole.
 
-    Its setup phases (:mod:`udfmem._setup`), final snapshots (:mod:`udfmem._finals`) and
-    the timer's visits (:mod:`udfmem._visits`) are parts kept in modules of their own.
+    Its setup phases (:mod:`udfmem.runtime.setup`), final snapshots (:mod:`udfmem.runtime.finals`) and
+    the timer's visits (:mod:`udfmem.runtime.visits`) are parts kept in modules of their own.
     """
 
     _p: _probes.Probes  # this process's probes, from bind on
@@ -211,7 +219,7 @@ class UDFState(SetupPhases, Finals, Visits):
         it made due when done, so the last one is never lost. A call re-entering udfmem on
         a thread already inside it (a finalizer or signal handler run inside a snapshot,
         of this UDF or another) never waits: it publishes its number and its snapshot is
-        taken when that thread leaves udfmem (:mod:`udfmem._reentry`). A snapshot's
+        taken when that thread leaves udfmem (:mod:`udfmem.runtime.reentry`). A snapshot's
         ``call`` is the multiple of ``every`` that was crossed.
         """
         settings = self.settings
@@ -240,7 +248,7 @@ class UDFState(SetupPhases, Finals, Visits):
             pending[me] = n
 
     def _drain(self) -> None:
-        """Deferred work (:func:`udfmem._reentry.defer`): take the snapshots published meanwhile."""
+        """Deferred work (:func:`udfmem.runtime.reentry.defer`): take the snapshots published meanwhile."""
         self.after(0)
 
     def _take(self, n: int) -> None:

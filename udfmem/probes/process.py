@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._budget import Budget
-from ._cgroup import cgroup_files, read_limit
-from ._fds import KeptFd
+from .budget import Budget
+from .cgroup import cgroup_files, read_limit
+from .fds import KeptFd
 
 try:
     import resource as _resource
@@ -189,7 +189,7 @@ class Probes:
     def snapshot_reads(self, wid: int) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
         """A snapshot's reads in one call: RSS, shared, window ``wid``'s peak, lifetime flag, budgeted heap.
 
-        The peak is the kernel's; :func:`udfmem._memory.block` lifts it to the RSS where it lags.
+        The peak is the kernel's; :func:`udfmem.probes.memory.block` lifts it to the RSS where it lags.
 
         The same as :meth:`resident`, ``windows.take(wid)`` and ``heap_budget()`` in turn,
         in one frame: a snapshot runs every K calls and must cost little more than a

@@ -12,10 +12,12 @@ import threading
 import time
 from typing import Any
 
-from . import _memory, _probes, _reentry
-from ._emit import Emitter
-from ._events import Memory, Setup
-from ._trim import Trimmer
+from ..emit.emitter import Emitter
+from ..events.schema import Memory, Setup
+from ..policies.trim import Trimmer
+from ..probes import memory as _memory
+from ..probes import process as _probes
+from . import reentry as _reentry
 
 
 class SetupMeter:

@@ -20,7 +20,8 @@ import threading
 import time
 from typing import Any
 
-from . import _probes, _reentry
+from ..runtime import reentry as _reentry
+from . import process as _probes
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ._events import Memory
-from ._probes import MIB, Probes, arrow_backend, arrow_live, probes
+from ..events.schema import Memory
+from .process import MIB, Probes, arrow_backend, arrow_live, probes
 
 _TENTHS = 10 / MIB
 

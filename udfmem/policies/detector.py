@@ -15,7 +15,7 @@ It speaks when its verdict starts or changes, when the slope changes by
 ``SLOPE_CHANGE`` or every ``REPEAT_EVERY`` snapshots while a problem persists, and once
 with ``pattern=healthy`` when one ends (a cache that filled and stopped). When a growth
 pattern is judged, the UDF object's attributes and its module's containers are measured
-(:mod:`udfmem._inspect`: no Python code of yours, 1 ms of wall time) and compared with the
+(:mod:`udfmem.probes.inspect`: no Python code of yours, 1 ms of wall time) and compared with the
 previous inspection (the first one is taken at the second snapshot, after setup):
 ``growing`` names what grew.
 """
@@ -27,12 +27,12 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from . import _inspect
-from ._budget import Budget
-from ._events import Memory, Suspect
-from .analysis import patterns as P
-from .analysis.series import Point, Series
-from .analysis.verdict import Verdict, judge
+from ..analysis import patterns as P
+from ..analysis.series import Point, Series
+from ..analysis.verdict import Verdict, judge
+from ..events.schema import Memory, Suspect
+from ..probes import inspect as _inspect
+from ..probes.budget import Budget
 
 MAX_POINTS = 64
 """Points the detector keeps (then every other one, evenly)."""

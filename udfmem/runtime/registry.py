@@ -26,7 +26,8 @@ from typing import Any, Protocol, TypeVar
 
 # _emit is imported for its fork hook, registered at its import: hooks run in the order registered, and it must
 # renew the emitter locks before ours below renews the states (fresh() asks _emit.default() for an emitter)
-from . import _emit, _settings  # noqa: F401
+from .. import _settings
+from ..emit import emitter as _emit  # noqa: F401
 
 
 class PerProcess(Protocol):

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from ._text import printable
+from .._text import printable
 
 PSEUDO_FILESYSTEMS = frozenset(
     {

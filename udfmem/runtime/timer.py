@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from types import CodeType
 from typing import Protocol
 
-from . import _reentry
+from . import reentry as _reentry
 
 RETRY_S = 1.0
 MAX_WAIT_S = 60.0  # the timer thread wakes at least this often
@@ -104,7 +104,7 @@ class Timer:
 
         A failing ``tick`` must not switch ``every_s`` and idle trims off for good, unseen:
         the state is told (it warns once) and visited again soon. The visit is a udfmem
-        section (:mod:`udfmem._reentry`): a finalizer run inside it defers its udfmem work
+        section (:mod:`udfmem.runtime.reentry`): a finalizer run inside it defers its udfmem work
         to the visit's end instead of waiting on a lock the visit holds.
         """
         here = _reentry.here

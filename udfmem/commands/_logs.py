@@ -19,9 +19,10 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from . import _events, _render
-from ._inputs import LogError, find_logs, open_input
-from .analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series, point, sane
+from ..analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series, point, sane
+from ..events import render as _render
+from ..events import schema as _events
+from ._files import LogError, find_logs, open_input
 
 MARKER = b"udfmem."
 MAX_LINE = 64 * 1024  # a longer "line" (binary garbage, a huge foreign line) is read in pieces and skipped
@@ -104,7 +105,7 @@ def _pairs(raw: bytes) -> dict[bytes, bytes] | None:
     """The raw pairs of a snapshot line in any key order, logfmt or flat JSON; None if it needs the general parser.
 
     logfmt is read on both sides of ``event=`` (the side after it wins), as
-    :func:`udfmem._render.parse_line` reads it.
+    :func:`udfmem.events.render.parse_line` reads it.
     JSON is read here only when flat and without escapes (nothing nested could shadow a name).
     """
     match = _LOGFMT_EVENT.search(raw)

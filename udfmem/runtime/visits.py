@@ -3,16 +3,17 @@
 It forces an ``every_s`` snapshot, notices an idle UDF for the trim policy, and re-sets
 the metrics an exporter would drop (Ray's gauges); it returns when to come back, later
 and later while the UDF stays idle. None of it runs on the hot path. :class:`Visits` is
-a part of :class:`~udfmem._state.UDFState`, kept apart by concept.
+a part of :class:`~udfmem.runtime.state.UDFState`, kept apart by concept.
 """
 
 from __future__ import annotations
 
 import threading
 
-from . import _settings, _timer
-from ._emit import Emitter
-from ._trim import IDLE_S, Trimmer
+from .. import _settings
+from ..emit.emitter import Emitter
+from ..policies.trim import IDLE_S, Trimmer
+from . import timer as _timer
 
 MAX_IDLE_WAIT_S = 60.0  # the longest an idle UDF waits for the timer's next visit (a call wakes it at once)
 
@@ -63,7 +64,7 @@ class Visits:
 
         Idle means no call completed since the previous visit (the next call clears the
         flag set here) and none in progress now. The stacks are walked (see
-        :func:`udfmem._timer.call_in_progress`) only when an idle decision is due, not at
+        :func:`udfmem.runtime.timer.call_in_progress`) only when an idle decision is due, not at
         every visit; while nothing is to decide (the decision was made, or a long call is
         still running) the visits back off (2, 4 ... ``MAX_IDLE_WAIT_S`` s) and the next
         completed call wakes the timer, so an idle worker costs ~nothing.

@@ -64,7 +64,7 @@ def _register(metrics: Any) -> None:
             return
         from opentelemetry.metrics import Observation
 
-        from .. import __version__
+        from ... import __version__
 
         meter = metrics.get_meter("udfmem", __version__)
         for gauge in (*GAUGES, SLOPE):

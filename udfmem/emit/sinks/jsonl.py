@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from .._fds import SAFE_CREATE, KeptFd, check_own_regular_file
+from ...probes.fds import SAFE_CREATE, KeptFd, check_own_regular_file
 
 
 class JsonlSink:

@@ -4,7 +4,7 @@ So a series ends where the work ended, not at the last multiple of ``every``. En
 that keep one object per worker (Ray Data actors) release it and exit without running
 ``atexit``; engines that re-create objects (Daft, per partition) get a final snapshot
 per object that ran calls past the last snapshot; a normal exit gives one per live UDF.
-:class:`Finals` is a part of :class:`~udfmem._state.UDFState`, kept apart by concept.
+:class:`Finals` is a part of :class:`~udfmem.runtime.state.UDFState`, kept apart by concept.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import threading
 import weakref
 from typing import Any
 
-from . import _reentry, _registry, _settings
-from ._emit import Emitter
+from .. import _settings
+from ..emit.emitter import Emitter
+from . import reentry as _reentry
+from . import registry as _registry
 
 
 class Finals:

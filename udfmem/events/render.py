@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _events
+from . import schema as _events
 
 _PLAIN = re.compile(r"[A-Za-z0-9_./:@+-]+\Z")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+|inf|nan)\Z", re.IGNORECASE)

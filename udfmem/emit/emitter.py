@@ -24,8 +24,9 @@ from typing import Any
 
 import structlog
 
-from . import _events, _render
-from ._text import MAX_ECHO, MAX_LINE, capped, capped_id
+from .._text import MAX_ECHO, MAX_LINE, capped, capped_id
+from ..events import render as _render
+from ..events import schema as _events
 from .sinks import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.metrics import MetricsSink

@@ -1,7 +1,7 @@
 """What is exported: the gauges and counters, and what an exporter sees of a UDF's metrics sink.
 
 The one list of names (a rename breaks dashboards: a test holds it to the README) shared
-by the sink (:mod:`udfmem.sinks.metrics`) and the exporters (``ray_metrics``,
+by the sink (:mod:`udfmem.emit.sinks.metrics`) and the exporters (``ray_metrics``,
 ``otel_metrics``), which know the sink only through :class:`Exported`.
 """
 

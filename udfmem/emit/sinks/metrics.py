@@ -20,7 +20,7 @@ import time
 from operator import attrgetter
 from typing import Any
 
-from .._events import Snapshot, Trim
+from ...events.schema import Snapshot, Trim
 from .gauges import GAUGES, SLOPE, Exporter, Warn
 
 MIN_SET_S = 1.0

@@ -25,9 +25,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from . import _allocator, _probes
-from ._emit import Emitter
-from ._events import Trim
+from ..emit.emitter import Emitter
+from ..events.schema import Trim
+from ..probes import allocator as _allocator
+from ..probes import process as _probes
 
 TRIM_SHARE = 0.05  # at most this share of the wall time goes to trimming (a 50 ms trim: once per second)
 LOW_HEADROOM_SHARE = 0.10  # under a known limit with less headroom than this, the budget is ignored

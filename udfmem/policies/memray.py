@@ -28,11 +28,11 @@ import time
 import weakref
 from typing import Any
 
-from . import _reentry
-from ._emit import Emitter
-from ._events import Memray
-from ._fds import SAFE_CREATE
-from ._settings import Settings
+from .._settings import Settings
+from ..emit.emitter import Emitter
+from ..events.schema import Memray
+from ..probes.fds import SAFE_CREATE
+from ..runtime import reentry as _reentry
 
 
 @dataclasses.dataclass(frozen=True)

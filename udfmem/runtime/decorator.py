@@ -15,9 +15,10 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, ClassVar, TypeVar, overload
 
-from . import _settings, _timer
-from ._registry import new_state
-from ._state import UDFState
+from .. import _settings
+from . import timer as _timer
+from .registry import new_state
+from .state import UDFState
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

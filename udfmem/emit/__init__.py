@@ -1,0 +1,1 @@
+"""Emitting: the emitter and the sinks it writes to, built from settings in one place."""

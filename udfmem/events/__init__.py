@@ -1,0 +1,1 @@
+"""Events: the one field list (schema), rendering and parsing of lines."""

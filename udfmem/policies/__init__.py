@@ -1,0 +1,1 @@
+"""Policies: each observes snapshots and returns decisions (trim, detector, memray); none emits."""

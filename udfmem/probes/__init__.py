@@ -1,0 +1,1 @@
+"""Probes: what this process holds and where; they return readings, never emit."""
