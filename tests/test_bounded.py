@@ -14,7 +14,7 @@ from conftest import parse_events, run_python
 from udfmem import tracked
 from udfmem.emit import emitter as _emit
 from udfmem.events import schema as _events
-from udfmem.events.render import parse_line
+from udfmem.events.parse import parse_line
 
 
 def test_per_name_structures_are_forgotten_with_runtime_classes() -> None:
@@ -53,7 +53,7 @@ def test_per_name_structures_are_forgotten_with_runtime_classes() -> None:
             "states": sum(isinstance(o, _state.UDFState) for o in objects),
             "emitters": sum(isinstance(o, _emit.Emitter) for o in objects),
             "names": len(_registry._seen_names),
-            "warned": len(_emit._warned),
+            "warned": _emit.warned(),
             "grown_mib": rss_mib() - before,
         }))
         """,
@@ -100,7 +100,7 @@ def test_distinct_warnings_are_capped_per_process() -> None:
             emitter.warn_once("test-flood", f"distinct warning {i}", once_key=f"test-flood:{i}")
     whats = [e["what"] for e in events if e["event"] == "udfmem.warning"]
     assert ["test-flood"] * 1000 + ["warnings-capped"] == whats
-    assert 1001 == len(_emit._warned)
+    assert 1001 == _emit.warned()
 
 
 def test_a_removed_log_dir_is_made_again_and_no_line_is_lost(tmp_path: Path) -> None:

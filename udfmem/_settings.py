@@ -417,7 +417,7 @@ def worker_env(**overrides: object) -> dict[str, str]:
 
     env, problems = worker_vars(overrides)
     for problem in problems:
-        _emit.default("udfmem", *log_target()).warn_once(
+        _emit.default("udfmem").warn_once(
             "bad-env",
             f"not passing {problem.var}={problem.value!r} to workers ({problem.reason})",
             once_key=f"bad-env:{problem.var}={problem.value}",  # the same key as at bind: once per process

@@ -35,7 +35,7 @@ GAUGES: tuple[Gauge, ...] = (
 SLOPE = Gauge(
     "udfmem_growth_slope_mb_per_100_calls",
     "the online detector's growth slope as of its last judgement (MiB per 100 calls; 0: no growth)",
-    "",  # not a snapshot field: the state hands it over (MetricsSink.set_slope)
+    "",  # not a snapshot field: the emitter hands it over (MetricsSink.note_slope)
 )
 #: The counters: trims that ran, and the MiB they gave back (Prometheus adds ``_total``).
 TRIMS = ("udfmem_trims", "trims that ran (malloc_trim and Arrow's release_unused)")

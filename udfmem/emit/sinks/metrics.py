@@ -4,7 +4,7 @@ Switched on by ``UDFMEM_METRICS`` (or ``@tracked(metrics=...)``, ``worker_env(me
 ``ray`` sets ``ray.util.metrics`` gauges, which Ray's metrics agent serves on its
 Prometheus endpoint (with the prefix ``ray_``); ``otel`` registers OpenTelemetry
 observable gauges whose callbacks read the last snapshot. The sink sits behind the
-emitter like the log sinks, in the ``event`` format: it receives the typed events, not
+emitter like the log sinks, in the ``typed`` format: it receives the typed events, not
 lines, keeps each gauge's last known value from the ``udfmem.snapshot`` events and adds
 up the ``udfmem.trim`` events; other events pass by.
 
@@ -17,46 +17,68 @@ gives one ``udfmem.warning`` and the UDF runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
 from ...events.schema import Snapshot, Trim
+from ...runtime import timer as _timer
 from .gauges import GAUGES, SLOPE, Exporter, Warn
 
 MIN_SET_S = 1.0
 """Push to Ray at most this often: Ray exports a worker's metrics every 10 s, so more is work nobody sees.
 
-A snapshot within this time of the last push is pushed by the daemon timer, about a second later.
+A snapshot within this time of the last push is pushed by the timer's visit, about a second later.
 """
 
 _READERS = tuple((g.name, attrgetter(g.field)) for g in GAUGES)  # C-level reads: ~0.5 µs for all
 
 
 class MetricsSink:
-    """One UDF's gauges in one process: the last snapshot, the slope and the trim totals."""
+    """One UDF's gauges in one process: the last snapshot, the slope and the trim totals.
 
-    format = "event"
+    A full sink: the emitter hands it the typed events (:meth:`write`) and the detector's
+    slope (:meth:`note_slope`). Where an exporter needs values set again (Ray drops a
+    series not set lately), the sink asks udfmem's timer for visits itself (it is a
+    :class:`~udfmem.runtime.timer.Watched`, held weakly by the timer) from its first
+    change on. ``clock`` is the monotonic clock of its pushes (tests inject one).
+    """
 
-    def __init__(self, exporters: tuple[str, ...], udf: str, host: str, worker: str, warn: Warn) -> None:
+    format = "typed"
+
+    def __init__(
+        self,
+        exporters: tuple[str, ...],
+        udf: str,
+        host: str,
+        worker: str,
+        warn: Warn | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.attributes = {"udf": udf, "host": host, "worker": worker}
         self.last: Snapshot | None = None  # the last snapshot
         self.known: dict[str, float | int] = {}  # each gauge's last known value
         self.slope: float | None = None
         self.trims = 0
         self.released_mb = 0.0
-        self.warn = warn
-        self.problems: list[tuple[str, str]] = []  # the emitter says these once it is built
+        self.problems: list[tuple[str, str]] = []  # said by the emitter once it is built
+        self.warn: Warn = warn if warn is not None else self._note_problem  # the emitter's, once built
+        self.clock = clock
         self._exporters = [e for e in (_load(name, self) for name in exporters) if e is not None]
         # re-set unchanged values this often (the shortest an exporter needs); None: never
         self.refresh_s = min((e.refresh_s for e in self._exporters if e.refresh_s is not None), default=None)
         self.expires = self.refresh_s is not None  # the values must be pushed (and set again)
         self.dirty = False  # values changed since they were last pushed
         self.set_at = float("-inf")
+        self._watched = False  # the timer visits this sink (from its first change on)
 
     @property
     def exporting(self) -> bool:
         """Whether any exporter loaded (else the emitter leaves the sink out)."""
         return bool(self._exporters)
+
+    def _note_problem(self, what: str, message: str) -> None:
+        self.problems.append((what, message))
 
     def write(self, event: Any) -> None:
         """Take one event: a snapshot updates the gauges' values, a trim is counted. Never raises."""
@@ -77,8 +99,8 @@ class MetricsSink:
         except Exception as exc:  # telemetry never raises into the UDF
             self.warn("metrics-failed", f"metrics export failed: {exc!r}")
 
-    def set_slope(self, slope: float | None) -> None:
-        """The online detector's slope after a snapshot (the state calls this); published if it changed."""
+    def note_slope(self, slope: float | None) -> None:
+        """The online detector's slope after a snapshot (the emitter forwards it); published if it changed."""
         if slope != self.slope:
             self.slope = slope
             try:
@@ -89,13 +111,17 @@ class MetricsSink:
     def _changed(self, now: bool = False) -> None:
         """Values changed: push them to exporters that need pushing, at most every ``MIN_SET_S`` unless ``now``."""
         if self.expires:
-            if now or time.monotonic() - self.set_at >= MIN_SET_S:
+            if not self._watched:
+                self._watched = True
+                _timer.timer.watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
+            if now or self.clock() - self.set_at >= MIN_SET_S:
                 self._publish()
-            else:
-                self.dirty = True  # the timer's next visit sets them
+            elif not self.dirty:
+                self.dirty = True
+                _timer.timer.wake(self)  # the visit pushes them once MIN_SET_S has passed
 
     def _publish(self) -> None:
-        self.set_at = time.monotonic()
+        self.set_at = self.clock()
         self.dirty = False
         for exporter in self._exporters:
             exporter.publish(self)
@@ -107,7 +133,7 @@ class MetricsSink:
             out.append((SLOPE.name, self.slope))
         return out
 
-    def refresh(self, now: float) -> float | None:
+    def tick(self, now: float) -> float | None:
         """The timer's visit: push waiting values, or re-set them every ``refresh_s``; when to come back.
 
         An idle or slow UDF takes no snapshot for minutes, and Ray would drop its series. None:
@@ -122,8 +148,12 @@ class MetricsSink:
                 self._publish()
             except Exception as exc:  # _publish stamped set_at first: retried at the next re-set
                 self.warn("metrics-failed", f"metrics export failed: {exc!r}")
-        # values waiting: as soon as they may be pushed; else within a second, for the next snapshot's
-        return self.set_at + MIN_SET_S if self.dirty else now + MIN_SET_S
+        # values waiting: as soon as they may be pushed; else at the next re-set (a change wakes the timer)
+        return self.set_at + (MIN_SET_S if self.dirty else refresh_s)
+
+    def tick_failed(self, exc: Exception) -> None:
+        """A visit raised ``exc``: say so, once (the timer visits again)."""
+        self.warn("metrics-failed", f"metrics export failed: {exc!r}")
 
 
 def _load(name: str, sink: MetricsSink) -> Exporter | None:
