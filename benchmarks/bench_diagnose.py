@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from udfmem.emit.emitter import worker_tag
+from udfmem.events import parse as _parse
 from udfmem.events import render as _render
 from udfmem.events import schema as _events
 
@@ -461,7 +462,7 @@ _RAW_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 def _fields(line: str) -> dict[str, Any]:
-    fields = _render.parse_line(line)
+    fields = _parse.parse_line(line)
     assert fields is not None, line
     return fields
 

@@ -99,7 +99,7 @@ LEAK_SHAPES = tuple(NAMED)
 
 def suspects(shape: str, size: int, calls: int, seed: int, trim: str = "auto") -> list[dict[str, Any]]:
     """The suspect events of one run."""
-    from udfmem.events.render import parse_line
+    from udfmem.events.parse import parse_line
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
     proc = subprocess.run(

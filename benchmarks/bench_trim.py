@@ -24,7 +24,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from udfmem.events.render import parse_line
+from udfmem.events.parse import parse_line
 
 HERE = Path(__file__).resolve().parent
 

@@ -20,7 +20,7 @@ import pytest
 
 from udfmem import _settings
 from udfmem.emit import emitter as _emit
-from udfmem.events.render import parse_line
+from udfmem.events.parse import parse_line
 from udfmem.probes import allocator as _allocator
 from udfmem.probes import process as _probes
 

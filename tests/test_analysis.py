@@ -46,16 +46,16 @@ def line(*values: float, segments: tuple[int, ...] = ()) -> list[Point]:
 def test_lag_slope_is_exact_on_a_line_and_ignores_one_spike() -> None:
     """On y = 0.25 x the slope is 0.25 per call; one spike anywhere does not move it; one point gives None."""
     straight = [2.0 * (i + 1) for i in range(20)]
-    assert 0.25 == lag_slope(line(*straight), lambda p: p.rss)
+    assert 0.25 == lag_slope(line(*straight), lambda p: p.private)
     spiked = [*straight[:12], 900.0, *straight[13:]]
-    assert 0.25 == lag_slope(line(*spiked), lambda p: p.rss)
-    assert lag_slope(line(5.0), lambda p: p.rss) is None
+    assert 0.25 == lag_slope(line(*spiked), lambda p: p.private)
+    assert lag_slope(line(5.0), lambda p: p.private) is None
 
 
 def test_lag_slope_never_spans_a_trim() -> None:
     """A sawtooth that trims bring down every 5 points rises within each segment only: its slope is the rise."""
     values = [100.0 + 8 * (i % 5) for i in range(20)]
-    assert 1.0 == lag_slope(line(*values, segments=(5, 10, 15)), lambda p: p.rss)
+    assert 1.0 == lag_slope(line(*values, segments=(5, 10, 15)), lambda p: p.private)
 
 
 def test_pattern_vocabulary_is_the_contracts() -> None:

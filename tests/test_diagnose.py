@@ -31,13 +31,13 @@ def leak_logs() -> dict[str, str]:
     return {fmt: run_python(LEAK, env={**env, "UDFMEM_LOG_FORMAT": fmt}).stderr for fmt in ("logfmt", "json")}
 
 
-def point(call: int, rss: float, *, heap: float = 100.0, free: float = 5.0, arrow: float = 0.0, **kw: Any) -> Point:
+def point(call: int, private: float, *, heap: float = 100.0, free: float = 5.0, arrow: float = 0.0, **kw: Any) -> Point:
     """A synthetic snapshot (MiB)."""
     fields: dict[str, Any] = dict(
         call=call,
-        rss=rss,
-        rss_total=rss + 20,
-        peak=rss + 20,
+        private=private,
+        rss=private + 20,
+        peak=private + 20,
         heap=heap,
         free=free,
         arrow=arrow,
@@ -282,7 +282,7 @@ def test_retention_that_trims_keep_down_is_healthy() -> None:
 
 def test_shared_pages_are_named_but_never_judged_as_growth() -> None:
     """Total RSS grows by shared pages (Ray's object store, mapped files) while private RSS is flat: healthy."""
-    pts = [point(8 * i, 300, rss_total=320 + 3 * i) for i in range(1, 61)]
+    pts = [point(8 * i, 300, rss=320 + 3 * i) for i in range(1, 61)]
     verdict = judge(series_of(pts))
     assert P.HEALTHY == verdict.pattern
     assert "shared pages +159 MiB" in verdict.evidence
@@ -290,8 +290,8 @@ def test_shared_pages_are_named_but_never_judged_as_growth() -> None:
 
 def test_the_fast_path_reads_what_the_general_parser_reads(leak_logs: dict[str, str]) -> None:
     """Every real snapshot line, logfmt and JSON, with fields in udfmem's order or reversed: the same point."""
-    from udfmem.analysis.series import point as point_of
-    from udfmem.events.render import parse_line
+    from udfmem.events.parse import parse_line
+    from udfmem.events.point import of_fields as point_of
 
     for fmt, text in leak_logs.items():
         for line in (x for x in text.splitlines() if "udfmem.snapshot" in x):

@@ -250,7 +250,7 @@ def _structlog_layout(name: str) -> Any:
     """A user's structlog renderer (``UDFMEM_LOG_FORMAT=structlog``): the fields, then event, level and timestamp."""
     import structlog
 
-    from udfmem.events import render as _render
+    from udfmem.events import parse as _parse
 
     renderer = {
         "kv": structlog.processors.KeyValueRenderer(),
@@ -259,7 +259,7 @@ def _structlog_layout(name: str) -> Any:
     }[name]
 
     def layout(line: str) -> str:
-        fields = _render.parse_line(line)
+        fields = _parse.parse_line(line)
         assert fields is not None
         event, ts = fields.pop("event"), fields.pop("ts")
         return str(renderer(None, "info", {**fields, "event": event, "level": "info", "timestamp": ts}))
@@ -347,13 +347,14 @@ def test_own_lines_read_whole_give_the_general_parsers_points(fmt: str) -> None:
     tenth and a peak with two decimals (the rest of the series in doubles from there), over
     300 snapshots (halvings, peaks of dropped snapshots folded in).
     """
-    from udfmem.analysis.series import Series, point
-    from udfmem.events import render as _render
+    from udfmem.analysis.series import Series
+    from udfmem.events import parse as _parse
+    from udfmem.events.point import of_fields as point
 
     lines = _mixed_lines(fmt)
     expected = Series()
     for line in lines:
-        fields = _render.parse_line(line)
+        fields = _parse.parse_line(line)
         assert fields is not None
         p = point(fields)
         assert p is not None

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from udfmem.events import parse as _parse
 from udfmem.events import render as _render
 from udfmem.events import schema as _events
 
@@ -49,7 +50,7 @@ def test_every_event_round_trips(fmt: str, event: Any, head: tuple[str, int, str
     line = _render.render(
         event, _render.head(fmt, event.EVENT, udf, pid, host, worker), "2026-11-27T16:00:00.123Z", fmt
     )
-    fields = _render.parse_line(line)
+    fields = _parse.parse_line(line)
     assert fields is not None
     assert event == _events.from_fields(fields)
     assert (event.EVENT, udf, pid, host, worker, "2026-11-27T16:00:00.123Z") == tuple(fields[k] for k in _events.HEAD)
@@ -69,7 +70,7 @@ def test_events_parse_after_engine_prefixes(event: Any, prefix: str) -> None:
     """Ray's, Daft's and kubectl's prefixes in front of a line do not change what is read."""
     for fmt in ("logfmt", "json"):
         line = _render.render(event, _render.head(fmt, event.EVENT, "Embed", 7, "w1", "abcdefgh"), "t", fmt)
-        assert event == _render.parse_event(prefix + line)
+        assert event == _parse.parse_event(prefix + line)
 
 
 def test_to_fields_leaves_out_unknowns_and_splices_memory() -> None:
@@ -97,13 +98,13 @@ def test_to_fields_leaves_out_unknowns_and_splices_memory() -> None:
 )
 def test_other_lines_are_none_never_an_error(line: str) -> None:
     """Lines that are not a readable event of this schema give None (diagnose counts them as skipped)."""
-    assert _render.parse_event(line) is None
+    assert _parse.parse_event(line) is None
 
 
 def test_json_is_read_whatever_its_key_order_and_spacing() -> None:
     """JSON written by another serializer (spaces, other key order) is read too: no byte-layout dependence."""
     line = 'prefix {"call": 3, "event": "udfmem.snapshot", "udf": "U", "rss_mb": 2.5, "window_s": 1}'
-    event = _render.parse_event(line)
+    event = _parse.parse_event(line)
     assert _events.Snapshot(3, _events.Memory(rss_mb=2.5), window_s=1.0) == event
 
 

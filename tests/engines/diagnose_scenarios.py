@@ -477,7 +477,7 @@ FIELDS = ("rss_mb", "rss_anon_mb", "heap_in_use_mb", "heap_free_mb", "arrow_live
 
 def summarize(text: str) -> str:
     """Per worker: snapshot and trim counts, first → last regular value (and final) of the main fields, peak - rss."""
-    from udfmem.events.render import parse_line
+    from udfmem.events.parse import parse_line
 
     snaps: dict[int, list[dict[str, Any]]] = defaultdict(list)
     trims: dict[int, int] = defaultdict(int)

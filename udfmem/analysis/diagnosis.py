@@ -74,7 +74,7 @@ def worker_result(key: tuple[str, int, str, str], series: Series) -> WorkerResul
     host, pid, worker, udf = key
     pts = series.points
     working = [p for p in pts if not p.final]  # a final snapshot's memory is read after the release
-    rss = [p.rss_total for p in working if p.rss_total is not None]
+    rss = [p.rss for p in working if p.rss is not None]
     peaks = [p.peak for p in working if p.peak is not None]
     return WorkerResult(
         host,

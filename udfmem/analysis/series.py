@@ -12,7 +12,7 @@ from __future__ import annotations
 import array
 import collections
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 MAX_POINTS = 128
@@ -20,11 +20,15 @@ MAX_POINTS = 128
 
 
 class Point(NamedTuple):
-    """One snapshot as analysis needs it. Sizes are MiB; ``None`` where the line did not say."""
+    """One snapshot as analysis needs it. Sizes are MiB; ``None`` where the line did not say.
+
+    Which snapshot field fills which figure is written once, in :mod:`udfmem.events.schema`
+    (each field's ``point``); :mod:`udfmem.events.point` builds points from lines and events.
+    """
 
     call: int
-    rss: float | None  # private (anonymous) RSS where known, else RSS: where leaks show
-    rss_total: float | None  # RSS as the kernel and the OOM killer count it
+    private: float | None  # private (anonymous) RSS where known (``rss_anon_mb``), else RSS: where leaks show
+    rss: float | None  # RSS as the kernel and the OOM killer count it (``rss_mb``)
     peak: float | None  # peak RSS in the window before this snapshot
     heap: float | None  # malloc in use (``heap_in_use_mb`` counts mmapped chunks too)
     free: float | None  # malloc's freed-but-held
@@ -42,11 +46,6 @@ MAX_COUNT = 2**53
 """The largest call number or block count a line may give (beyond, floats lose integers)."""
 
 
-def _num(fields: Mapping[str, Any], name: str) -> float | None:
-    value = fields.get(name)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def sane(p: Point) -> bool:
     """Whether every figure of ``p`` is finite and in range (sizes within ±``MAX_MIB``, counts ``MAX_COUNT``).
 
@@ -55,36 +54,10 @@ def sane(p: Point) -> bool:
     """
     if not 0 <= p.call <= MAX_COUNT or (p.blocks is not None and not 0 <= p.blocks <= MAX_COUNT):
         return False
-    for v in (p.rss, p.rss_total, p.peak, p.heap, p.free, p.arrow, p.limit, p.headroom):
+    for v in (p.private, p.rss, p.peak, p.heap, p.free, p.arrow, p.limit, p.headroom):
         if v is not None and not -MAX_MIB <= v <= MAX_MIB:
             return False
     return True
-
-
-def point(fields: Mapping[str, Any], segment: int = 0) -> Point | None:
-    """A :class:`Point` from a parsed ``udfmem.snapshot`` line's fields; None without a call or not :func:`sane`."""
-    call = fields.get("call")
-    if not isinstance(call, int) or isinstance(call, bool):
-        return None
-    rss_total = _num(fields, "rss_mb")
-    anon = _num(fields, "rss_anon_mb")
-    blocks = fields.get("py_blocks")
-    final = fields.get("final")
-    p = Point(
-        call,
-        anon if anon is not None else rss_total,
-        rss_total,
-        _num(fields, "peak_rss_mb"),
-        _num(fields, "heap_in_use_mb"),
-        _num(fields, "heap_free_mb"),
-        _num(fields, "arrow_live_mb"),
-        blocks if isinstance(blocks, int) and not isinstance(blocks, bool) else None,
-        _num(fields, "limit_mb"),
-        _num(fields, "headroom_mb"),
-        segment,
-        final is True or final == "True",  # structlog's KeyValueRenderer writes Python's repr
-    )
-    return p if sane(p) else None
 
 
 Parse = Callable[[Any, int, "float | None"], "Point | list[int] | None"]
@@ -94,12 +67,12 @@ The point is of the given segment, its peak at least the given one (folded peaks
 
 It may instead give the point's row of tenths (see :data:`TENTHS_NONE`), the cheap form for a
 reader that knows its layout: the figures after ``call`` as :class:`Point` orders them
-(``rss ... headroom, segment, final``), each ten times the value, ``TENTHS_NONE`` when unknown,
+(``private ... headroom, segment, final``), each ten times the value, ``TENTHS_NONE`` when unknown,
 each within ``±TENTHS_MAX``.
 """
 _Tail = tuple[int, "float | None", Any, int, "Parse | None"]  # call, peak, point or line, segment, parse
 _NAN = float("nan")
-_WIDTH = 11  # the fields of a Point after call: rss ... headroom, segment, final
+_WIDTH = 11  # the fields of a Point after call: private ... headroom, segment, final
 _I_MAX = 2**31 - 1
 _I_NONE = -(2**31)  # unknown, among tenths
 TENTHS_NONE = _I_NONE
@@ -131,11 +104,11 @@ def _decode(call: int, raw: Sequence[Any]) -> Point:
         values: list[Any] = [None if n == _I_NONE else n / 10 for n in raw]
     else:
         values = [None if x != x else x for x in raw]  # NaN: unknown
-    rss, total, peak, heap, free, arrow, blocks, limit, headroom, segment, final = values
+    private, rss, peak, heap, free, arrow, blocks, limit, headroom, segment, final = values
     return Point(
         call,
+        private,
         rss,
-        total,
         peak,
         heap,
         free,
@@ -360,14 +333,10 @@ class Series:
         """The call each of the recent trims followed (the latest ``MAX_POINTS`` trims)."""
         return [call for call, _ in self.recent_trims]
 
-    def add_setup(self, fields: Mapping[str, Any]) -> bool:
-        """A ``udfmem.setup`` line: the memory that is neither malloc's nor Arrow's after setup (False: not sane)."""
-        p = point({**fields, "call": 0})
-        if p is None:
-            return False
-        if p.rss is not None and p.heap is not None:
-            self.setup_gap = p.rss - p.heap - (p.arrow or 0.0)
-        return True
+    def add_setup(self, p: Point) -> None:
+        """A ``udfmem.setup`` line's point: the memory that is neither malloc's nor Arrow's after setup."""
+        if p.private is not None and p.heap is not None:
+            self.setup_gap = p.private - p.heap - (p.arrow or 0.0)
 
     @property
     def segment(self) -> int:

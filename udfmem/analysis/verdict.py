@@ -62,7 +62,7 @@ class Verdict:
 
 Measure = Callable[[Point], float | None]
 MEASURES: dict[str, Measure] = {
-    "rss": lambda p: p.rss,
+    "rss": lambda p: p.private,
     "heap": lambda p: p.heap,
     "arrow": lambda p: p.arrow,
     "blocks": lambda p: None if p.blocks is None else float(p.blocks),
@@ -125,9 +125,9 @@ def _floor(points: Sequence[Point]) -> list[Point]:
     out: list[Point] = []
     for i in range(0, len(points) - k + 1, k):
         run = points[i : i + k]
-        low = min((p.rss for p in run if p.rss is not None), default=None)
+        low = min((p.private for p in run if p.private is not None), default=None)
         free = min((p.free for p in run if p.free is not None), default=None)
-        out.append(run[-1]._replace(rss=low, free=free, segment=0))
+        out.append(run[-1]._replace(private=low, free=free, segment=0))
     return out
 
 
@@ -157,10 +157,10 @@ def _retained(series: Series, points: Sequence[Point]) -> float | None:
     base = series.setup_gap if series.setup_gap is not None else 0.0
     held: list[float | None] = []
     for p in last:
-        if p.free is None or p.rss is None or p.heap is None:
+        if p.free is None or p.private is None or p.heap is None:
             held.append(None)
         else:
-            held.append(min(p.free, max(0.0, p.rss - p.heap - (p.arrow or 0.0) - base)))
+            held.append(min(p.free, max(0.0, p.private - p.heap - (p.arrow or 0.0) - base)))
     return _median(held)
 
 
@@ -168,11 +168,11 @@ def _peak_too_big(points: Sequence[Point]) -> tuple[bool, str]:
     """Whether some window's peak is the danger; the evidence."""
     worst: Point | None = None
     for p in points:
-        if p.peak is not None and p.rss_total is not None and (worst is None or p.peak > worst.peak):  # type: ignore[operator]
+        if p.peak is not None and p.rss is not None and (worst is None or p.peak > worst.peak):  # type: ignore[operator]
             worst = p
-    if worst is None or worst.peak is None or worst.rss_total is None:
+    if worst is None or worst.peak is None or worst.rss is None:
         return False, ""
-    base = _median([p.rss_total for p in points]) or worst.rss_total
+    base = _median([p.rss for p in points]) or worst.rss
     lift = worst.peak - base
     text = f"peak {worst.peak:,.0f} MiB at call {worst.call:,} vs RSS ~{base:,.0f} MiB"
     if worst.limit:
@@ -215,7 +215,7 @@ def judge(series: Series) -> Verdict:
     heap_s, arrow_s = slopes["heap"] or 0.0, slopes["arrow"] or 0.0
     peak, peak_text = _peak_too_big(points)
     retained = _retained(series, points)
-    rss_last = points[-1].rss
+    rss_last = points[-1].private
     kept_down = retained is not None and _kept_down(series, points, retained)
     retention = (
         retained is not None
@@ -263,8 +263,8 @@ def judge(series: Series) -> Verdict:
         slope = round(per_call * 100, 2)
         last = points[-1]
         headroom = last.headroom
-        if headroom is None and last.limit is not None and last.rss_total is not None:
-            headroom = last.limit - last.rss_total
+        if headroom is None and last.limit is not None and last.rss is not None:
+            headroom = last.limit - last.rss
         if headroom is not None and per_call > 0:
             ctl = max(0, int(headroom / per_call))
     return Verdict(
@@ -297,7 +297,7 @@ def _evidence(
         slope = slopes[name]
         per100 = f" ({slope * 100:+,.1f}/100 calls)" if slope is not None and grows[name] else ""
         parts.append(f"{label} {delta:+,.0f} MiB{per100}")
-    shared = _delta(points, lambda p: None if p.rss_total is None or p.rss is None else p.rss_total - p.rss)
+    shared = _delta(points, lambda p: None if p.rss is None or p.private is None else p.rss - p.private)
     if shared is not None and shared >= P.MIN_GROWTH_MIB:
         parts.append(f"shared pages {shared:+,.0f} MiB (mapped files, Ray's object store: not judged as growth)")
     blocks = _delta(points, MEASURES["blocks"])

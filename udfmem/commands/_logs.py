@@ -4,8 +4,8 @@ udfmem's lines are found anywhere in a line, after any prefix (Ray's driver cons
 Ray's worker files, Daft's worker tags, ``kubectl logs --timestamps``), in logfmt or
 JSON, among any other output. A foreign line costs one ``bytes.find``; a snapshot line
 as udfmem writes it is matched whole by one pattern, and its figures read only if its series keeps it;
-anything else goes through the general parser (``_render.parse_line``). Lines that are not udfmem events of this
-schema — other output, truncated lines, binary garbage, other schema versions — are
+anything else goes through the general parser (:func:`udfmem.events.parse.parse_line`). Lines that are not
+udfmem events of this schema — other output, truncated lines, binary garbage, other schema versions — are
 counted, never fatal. Memory stays bounded by the per-worker series
 (:class:`udfmem.analysis.series.Series` decimates), never by the log's size.
 """
@@ -17,10 +17,12 @@ import re
 import sys
 import zlib
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
-from ..analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series, point, sane
-from ..events import render as _render
+from ..analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series
+from ..events import parse as _parse
+from ..events import point as _point
 from ..events import schema as _events
 from ._files import LogError, find_logs, open_input
 
@@ -31,12 +33,12 @@ WorkerKey = tuple[str, int, str, str]
 
 
 _SCHEMA = str(_events.SCHEMA_VERSION).encode()
-_NUMBER = (
-    rb"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|nan)|-?Infinity|NaN"  # as _render reads
+_NUMBER = (  # as events.parse reads
+    rb"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|nan)|-?Infinity|NaN"
 )
 _IS_NUMBER = re.compile(_NUMBER)
 _IS_INT = re.compile(rb"[-+]?[0-9]+")
-_PAIR = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')  # _render's logfmt
+_PAIR = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')  # events.parse's logfmt
 _JSON_PAIR = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*("[^"\\]*"|[^\s,}]+)')  # a flat object, no escapes
 _FLAG = re.compile(rb"(?<=\s)final(?=\s|$)")
 _LOGFMT_EVENT = re.compile(rb"""(?<![A-Za-z0-9_])event=["']?udfmem\.snapshot""")
@@ -77,35 +79,24 @@ def _float(raw: bytes | None) -> float | None:
     return x if x - x == 0 or _IS_NUMBER.fullmatch(raw) else None  # x - x: NaN for inf and NaN
 
 
+def _flag(raw: bytes | None) -> bool:
+    return raw in _TRUE
+
+
+_KEYS = tuple(name.encode() for name in _point.NAMES)
+
+
 def _point_of(pairs: dict[bytes, bytes], segment: int, peak: float | None) -> Point | None:
     """A snapshot's point from its raw pairs (as the general parser would read them), its peak at least ``peak``."""
-    call = _int(pairs.get(b"call"))
-    if call is None:
-        return None
     get = pairs.get
-    own, total, anon = _float(get(b"peak_rss_mb")), _float(get(b"rss_mb")), _float(get(b"rss_anon_mb"))
-    p = Point(
-        call,
-        total if anon is None else anon,
-        total,
-        own if peak is None or (own is not None and own >= peak) else peak,
-        _float(get(b"heap_in_use_mb")),
-        _float(get(b"heap_free_mb")),
-        _float(get(b"arrow_live_mb")),
-        _int(get(b"py_blocks")),
-        _float(get(b"limit_mb")),
-        _float(get(b"headroom_mb")),
-        segment,
-        get(b"final") in _TRUE,
-    )
-    return p if sane(p) else None
+    return _point.of_raw([get(key) for key in _KEYS], _float, _int, _flag, segment, peak)
 
 
 def _pairs(raw: bytes) -> dict[bytes, bytes] | None:
     """The raw pairs of a snapshot line in any key order, logfmt or flat JSON; None if it needs the general parser.
 
     logfmt is read on both sides of ``event=`` (the side after it wins), as
-    :func:`udfmem.events.render.parse_line` reads it.
+    :func:`udfmem.events.parse.parse_line` reads it.
     JSON is read here only when flat and without escapes (nothing nested could shadow a name).
     """
     match = _LOGFMT_EVENT.search(raw)
@@ -133,8 +124,7 @@ def _parse_line(raw: bytes, segment: int, peak: float | None) -> Point | None:
     return None if pairs is None else _point_of(pairs, segment, peak)
 
 
-_GROUPS: tuple[str, ...] = ("call", "rss_mb", "rss_anon_mb", "peak_rss_mb", "arrow_live_mb", "heap_in_use_mb")
-_GROUPS += ("heap_free_mb", "limit_mb", "headroom_mb", "py_blocks", "final")
+_GROUPS: tuple[str, ...] = tuple(s.name for s in _events.POINT_FIELDS)
 """The figures of a point that :func:`_row_pattern` captures, in the renderer's order (which :func:`_row` reads)."""
 
 
@@ -147,7 +137,7 @@ def _row_pattern(fmt: str) -> re.Pattern[bytes]:
     """
     json = fmt == "json"
     parts = [r',"ts":"[^"\\]*+"' if json else r" ts=\S*+"]
-    for name, kind, _, required in _render._flat(_events.Snapshot):
+    for name, kind, required, *_ in _events.FIELDS[_events.Snapshot]:
         key = re.escape(f',"{name}":' if json else f" {name}=")
         if name == "call":
             value = "(?P<call>[0-9]{1,16})"
@@ -172,33 +162,35 @@ _WHOLE = tuple(_OWN_LOGFMT.groupindex) == tuple(_OWN_JSON.groupindex) == _GROUPS
 """Whether the renderer's order is the one :func:`_row` reads (else every line is read by its pairs)."""
 _NONE = str(TENTHS_NONE).encode()
 _CALL, _PEAK = _GROUPS.index("call") + 1, _GROUPS.index("peak_rss_mb") + 1
+_FIGURES = [s for s in _events.POINT_FIELDS[1:] if s.kind is not bool]  # in line order: tenths, counts
+_FIGURE_GROUPS = itemgetter(*(_GROUPS.index(s.name) for s in _FIGURES))
+_IN_POINT_ORDER = itemgetter(*(_FIGURES.index(s) for s in _point.SPECS[1:] if s in _FIGURES))
+_FIGURE_NAMES = [s.name for s in _point.SPECS[1:] if s in _FIGURES]  # the row's figures, in Point order
+_COUNTS = [i for i, name in enumerate(_FIGURE_NAMES) if _point.SPECS[_point.NAMES.index(name)].kind is int]
+_PRIVATE_AT, _RSS_AT, _PEAK_AT = (_FIGURE_NAMES.index(n) for n in ("rss_anon_mb", "rss_mb", "peak_rss_mb"))
+_FLAG_GROUP = _GROUPS.index("final")
+_SEGMENT_AT, _FINAL_AT = _point.SEGMENT - 1, _point.NAMES.index("final")  # in a row (no call)
 
 
 def _row(match: re.Match[bytes], segment: int, peak: float | None) -> list[int] | None:
     """A matched own-layout line's point as a row of tenths (see :data:`Parse`); None if ``peak`` is no tenth."""
     groups = match.groups(_NONE)  # _GROUPS, in order
-    total, anon, own, arrow, heap, free, limit, headroom, blocks = map(
-        int, b" ".join(groups[1:10]).replace(b".", b"").split()
-    )
+    figures = list(map(int, b" ".join(_FIGURE_GROUPS(groups)).replace(b".", b"").split()))
+    row = list(_IN_POINT_ORDER(figures))
+    for i in _COUNTS:
+        if row[i] != TENTHS_NONE:
+            row[i] *= 10
+    if row[_PRIVATE_AT] == TENTHS_NONE:
+        row[_PRIVATE_AT] = row[_RSS_AT]
     if peak is not None:
         folded = round(peak * 10)
         if folded / 10 != peak or not -TENTHS_MAX <= folded <= TENTHS_MAX:
             return None
-        if folded > own:
-            own = folded
-    return [
-        total if anon == TENTHS_NONE else anon,
-        total,
-        own,
-        heap,
-        free,
-        arrow,
-        blocks if blocks == TENTHS_NONE else blocks * 10,
-        limit,
-        headroom,
-        segment * 10,
-        10 if groups[10] == b"true" else 0,
-    ]
+        if folded > row[_PEAK_AT]:
+            row[_PEAK_AT] = folded
+    row.insert(_SEGMENT_AT, segment * 10)
+    row.insert(_FINAL_AT, 10 if groups[_FLAG_GROUP] == b"true" else 0)
+    return row
 
 
 def _matched(match: re.Match[bytes], segment: int, peak: float | None) -> Point | list[int] | None:
@@ -223,9 +215,8 @@ def _parse_own_json(raw: bytes, segment: int, peak: float | None) -> Point | Non
 
 def _parse_general(raw: bytes, segment: int, peak: float | None) -> Point | None:
     """Parse a kept snapshot line with the general parser."""
-    fields = _render.parse_line(raw.decode("utf-8", "replace"))
-    p = None if fields is None else point(fields, segment)
-    return None if p is None else p._replace(peak=peak) if peak is not None and (p.peak is None or peak > p.peak) else p
+    fields = _parse.parse_line(raw.decode("utf-8", "replace"))
+    return None if fields is None else _point.of_fields(fields, segment, peak)
 
 
 class LogReader:
@@ -275,7 +266,7 @@ class LogReader:
                 return
         line = raw.decode("utf-8", "replace")
         try:  # setups, trims, warnings, suspects and odd snapshots: rare enough for the general parser
-            fields = _render.parse_line(line)
+            fields = _parse.parse_line(line)
         except (ValueError, OverflowError, RecursionError):
             fields = None
         if fields is None:
@@ -389,7 +380,7 @@ class LogReader:
             try:
                 for name, value in zip(("event", "udf", "pid", "host", "worker"), identity, strict=True):
                     if value is not None:
-                        fields[name] = _render._value(value.decode("utf-8", "replace"))
+                        fields[name] = _parse.value(value.decode("utf-8", "replace"))
             except ValueError:  # a truncated quoted value
                 return None
             if fields.get("event") != "udfmem.snapshot":
@@ -410,7 +401,7 @@ class LogReader:
     def _head_fields(head: bytes) -> dict[str, Any] | None:
         text = head.decode("utf-8", "replace")
         try:
-            return _render.parse_line(text + ("}" if text.startswith("{") else ""))
+            return _parse.parse_line(text + ("}" if text.startswith("{") else ""))
         except (ValueError, RecursionError):
             return None
 
@@ -447,7 +438,7 @@ class LogReader:
             call = fields.get("call")
             if not isinstance(call, int) or isinstance(call, bool):
                 return False
-            p = point(fields, series.segment if series is not None else 0)
+            p = _point.of_fields(fields, series.segment if series is not None else 0)
             if p is None:
                 return False
             if not wanted:
@@ -464,12 +455,13 @@ class LogReader:
                 if series is not None and wanted:
                     series.add_trim(float(released))
         elif event == "udfmem.setup":
-            if point({**fields, "call": 0}) is None:
+            setup = _point.of_fields({**fields, "call": 0})
+            if setup is None:
                 return False
             if wanted:
                 if series is None:
                     series = self.series[key] = Series(parse=_parse_general)
-                series.add_setup(fields)
+                series.add_setup(setup)
         return True
 
     def feed_path(self, path: str) -> None:

@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from ..analysis.series import Series, point
+from ..analysis.series import Series
 from ..analysis.verdict import judge
+from ..events.point import of_fields
 
 MIB = 1024 * 1024
 
@@ -53,7 +54,7 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
         return f"{name}: no snapshot"
     s = Series()
     for fields in snapshots:
-        p = point(fields, s.segment)
+        p = of_fields(fields, s.segment)
         if p is not None:
             s.add(p)
     v = judge(s)

@@ -1,18 +1,14 @@
-"""Lines in and out: render events as logfmt or JSON, and parse either back.
+"""Lines out: render events as logfmt or JSON (:mod:`udfmem.events.parse` reads them back).
 
 Rendering is precompiled: for each event type one function is generated once, with the
 field names and quoting decided ahead of time, so a snapshot line costs a few string
 concatenations instead of a generic per-field loop (structlog's own renderers cost
 8-20 µs a line; a generic loop here cost ~25 µs). The head (``event udf pid host
 worker``) is rendered once per emitter; the emitter caches the timestamp's per-second prefix.
-
-Parsing finds an event anywhere in a line (after Ray's, Daft's or kubectl's prefixes),
-in either format, without relying on the byte layout the renderer happens to produce.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import time
@@ -71,13 +67,10 @@ Template = Callable[[str, str, Any], str]
 
 def _flat(cls: type[Any]) -> list[tuple[str, type[Any], str, bool]]:
     """(name, kind, access expression, required) of every field in line order, ``Memory`` spliced in."""
-    out: list[tuple[str, type[Any], str, bool]] = []
-    for i, (name, kind, required) in enumerate(_events.SPECS[cls]):
-        if kind is _events.Memory:
-            out += [(n, k, f"m[{j}]", False) for j, (n, k, _) in enumerate(_events.SPECS[_events.Memory])]
-            continue
-        out.append((name, kind, f"e[{i}]", required))
-    return out
+    return [
+        (s.name, s.kind, f"m[{s.at}]" if s.memory else f"e[{s.at}]", s.required and not s.memory)
+        for s in _events.FIELDS[cls]
+    ]
 
 
 def _part(fmt: str, name: str, kind: type[Any], var: str, required: bool, keys: list[str]) -> str:
@@ -132,99 +125,3 @@ TEMPLATES: dict[tuple[type[Any], str], Template] = {
 def render(event: _events.Event, head_text: str, ts: str, fmt: str = "logfmt") -> str:
     """One line for ``event`` after its rendered ``head_text`` (see :func:`head`)."""
     return TEMPLATES[type(event), fmt](head_text, ts, event)
-
-
-# -- parsing -------------------------------------------------------------------------------
-
-_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')
-_INT = re.compile(r"[+-]?\d+\Z")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?\Z|[+-]?(inf|nan)\Z")
-_EVENT = re.compile(r"""(?<![A-Za-z0-9_])event=["']?udfmem\.""")
-_FLAG = re.compile(r"(?<=\s)final(?=\s|\Z)")
-_decoder = json.JSONDecoder()
-JSON_STARTS = 8
-"""Objects tried per line (from its first ``{`` on): a prefix holds few; a hostile line holds thousands."""
-
-
-def _value(raw: str) -> Any:
-    if raw.startswith('"'):
-        return json.loads(raw)
-    if raw.startswith("'") and len(raw) > 1:  # Python's repr (structlog's KeyValueRenderer)
-        return _python_str(raw)
-    if raw == "true":
-        return True
-    if raw == "false":
-        return False
-    if _INT.match(raw):
-        return int(raw)
-    if _FLOAT.match(raw):
-        return float(raw)
-    return raw
-
-
-def _python_str(raw: str) -> Any:
-    if "\\" not in raw:
-        return raw[1:-1]
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return raw
-    return value if isinstance(value, str) else raw
-
-
-def parse_logfmt(text: str) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; quoted values (JSON or Python strings) are strings, numbers become numbers."""
-    return {key: _value(raw) for key, raw in _PAIR.findall(text)}
-
-
-def _parse_json(line: str) -> dict[str, Any] | None:
-    start = line.find("{")
-    for _ in range(JSON_STARTS):
-        if start < 0:
-            break
-        try:
-            obj, _ = _decoder.raw_decode(line, start)
-        except ValueError:
-            obj = None
-        except RecursionError:  # nested deeper than the interpreter's limit: nothing of udfmem's
-            return None
-        if isinstance(obj, dict) and str(obj.get("event", "")).startswith("udfmem."):
-            return obj
-        start = line.find("{", start + 1)
-    return None
-
-
-def parse_line(line: str) -> dict[str, Any] | None:
-    """The udfmem event's fields in ``line`` (logfmt or JSON, after any prefix), else None.
-
-    logfmt pairs are read on both sides of ``event=`` (structlog's renderers write the
-    event last); where a name is on both sides, the one after ``event=`` counts.
-    """
-    if "udfmem." not in line:
-        return None
-    if '"event"' in line:
-        found = _parse_json(line)
-        if found is not None:
-            return found
-    match = _EVENT.search(line)
-    if match is None:
-        return None
-    start = match.start()
-    try:
-        fields = {**parse_logfmt(line[:start]), **parse_logfmt(line[start:])}
-    except ValueError:  # a truncated quoted value
-        return None
-    if "final" not in fields and _FLAG.search(line) is not None:
-        fields["final"] = True  # structlog's LogfmtRenderer writes a true flag as its bare name
-    return fields
-
-
-def parse_event(line: str) -> _events.Event | None:
-    """The udfmem event in ``line`` as its type, or None (other lines, other schemas, garbage)."""
-    fields = parse_line(line)
-    if fields is None:
-        return None
-    try:
-        return _events.from_fields(fields)
-    except _events.SchemaError:
-        return None

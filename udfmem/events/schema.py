@@ -15,30 +15,39 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 SCHEMA_VERSION = 1
 #: The fields every event carries, in line order (``schema`` ends the line).
 HEAD = ("event", "udf", "pid", "host", "worker", "ts")
 
 
+class Field(NamedTuple):
+    """What a field of the memory block or the snapshot means, and the analysis ``Point`` figure it fills."""
+
+    doc: str
+    point: str | None = None  # the udfmem.analysis.series.Point attribute it fills (None: analysis reads it not)
+
+
+# Each field is ONE line: its name, type, meaning and Point figure. The renderer, the parsers
+# and the log reader's fast path, the analysis point, MemorySample and the gauges derive from these.
 class Memory(NamedTuple):
     """The memory block of a setup or snapshot event (also :func:`udfmem.sample`'s source)."""
 
-    rss_mb: float | None = None
-    rss_anon_mb: float | None = None  # private (anonymous) resident memory: where leaks show
-    rss_shared_mb: float | None = None  # file-backed and shared pages (Ray's object store, mapped models)
-    peak_rss_mb: float | None = None
-    peak_is_lifetime: bool | None = None  # only True is written: the window peak could not be reset
-    arrow_live_mb: float = 0.0
-    arrow_backend: str | None = None
-    gap_mb: float | None = None
-    heap_in_use_mb: float | None = None
-    heap_free_mb: float | None = None
-    heap_mmap_mb: float | None = None
-    limit_mb: float | None = None
-    headroom_mb: float | None = None
-    py_blocks: int | None = None  # live Python object blocks (sys.getallocatedblocks), read within a budget
+    rss_mb: Annotated[float | None, Field("resident memory now (as the OOM killer counts it)", "rss")] = None
+    rss_anon_mb: Annotated[float | None, Field("private (anonymous) RSS: where leaks show", "private")] = None
+    rss_shared_mb: Annotated[float | None, Field("file-backed and shared pages (object store, mapped models)")] = None
+    peak_rss_mb: Annotated[float | None, Field("highest RSS since the previous snapshot", "peak")] = None
+    peak_is_lifetime: Annotated[bool | None, Field("True: the window peak could not be reset")] = None
+    arrow_live_mb: Annotated[float, Field("bytes allocated by Arrow's memory pool", "arrow")] = 0.0
+    arrow_backend: Annotated[str | None, Field("Arrow's memory pool backend")] = None
+    gap_mb: Annotated[float | None, Field("RSS that Arrow does not account for (rss - arrow_live)")] = None
+    heap_in_use_mb: Annotated[float | None, Field("malloc bytes in use (mmapped chunks too)", "heap")] = None
+    heap_free_mb: Annotated[float | None, Field("freed memory malloc still holds", "free")] = None
+    heap_mmap_mb: Annotated[float | None, Field("malloc bytes in mmapped chunks")] = None
+    limit_mb: Annotated[float | None, Field("the cgroup memory limit", "limit")] = None
+    headroom_mb: Annotated[float | None, Field("memory left under the cgroup limit", "headroom")] = None
+    py_blocks: Annotated[int | None, Field("live Python object blocks", "blocks")] = None
 
 
 class _Setup(NamedTuple):
@@ -58,12 +67,12 @@ class Setup(_Setup):
 
 
 class _Snapshot(NamedTuple):
-    call: int
+    call: Annotated[int, Field("the multiple of every that was crossed", "call")]
     memory: Memory
-    growth_mb: float | None = None  # anonymous RSS since the end of setup
-    window_calls: int = 0
-    window_s: float = 0.0
-    final: bool | None = None  # only True is written: the last snapshot, at release or normal exit
+    growth_mb: Annotated[float | None, Field("private RSS growth since the end of setup")] = None
+    window_calls: Annotated[int, Field("calls since the previous snapshot")] = 0
+    window_s: Annotated[float, Field("seconds since the previous snapshot")] = 0.0
+    final: Annotated[bool | None, Field("True: the last snapshot (release, exit)", "final")] = None
 
 
 class Snapshot(_Snapshot):
@@ -156,6 +165,49 @@ SPECS: dict[type[Any], tuple[tuple[str, type[Any], bool], ...]] = {
     )
     for t in (Memory, *TYPES)
 }
+
+
+class Spec(NamedTuple):
+    """One field of an event's line, in line order, with what it means and where analysis reads it."""
+
+    name: str
+    kind: type[Any]  # float, int, str or bool (``None`` aside)
+    required: bool
+    doc: str
+    point: str | None  # the analysis Point attribute it fills, if any
+    memory: bool  # a field of the Memory block (``event.memory[at]``), else ``event[at]``
+    at: int  # its position in its tuple
+
+
+def _specs(cls: type[Any]) -> tuple[Spec, ...]:
+    """``cls``'s fields in line order, the ``Memory`` block's spliced in where it sits."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out: list[Spec] = []
+    for at, (name, kind, required) in enumerate(SPECS[cls]):
+        if kind is Memory:
+            out += [s._replace(memory=True) for s in _specs(Memory)]
+            continue
+        meta = next((m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Field)), Field(""))
+        out.append(Spec(name, kind, required, meta.doc, meta.point, False, at))
+    return tuple(out)
+
+
+#: Per type: its fields in line order, ``Memory``'s spliced in (the renderer's and the readers' order).
+FIELDS: dict[type[Any], tuple[Spec, ...]] = {t: _specs(t) for t in (Memory, *TYPES)}
+#: The snapshot's fields analysis reads into its ``Point``, in line order.
+POINT_FIELDS: tuple[Spec, ...] = tuple(s for s in FIELDS[Snapshot] if s.point is not None)
+
+
+def path(name: str) -> str:
+    """The attribute path of a snapshot field on a ``Snapshot`` (``memory.rss_mb``, ``growth_mb``)."""
+    spec = next(s for s in FIELDS[Snapshot] if s.name == name)
+    return f"memory.{name}" if spec.memory else name
+
+
+def field_table(cls: type[Any] = Snapshot) -> str:
+    """A Markdown table of ``cls``'s fields (name, meaning) in line order, for the README."""
+    rows = [f"| `{s.name}` | {s.doc} |" for s in FIELDS[cls]]
+    return "\n".join(["| field | meaning |", "| --- | --- |", *rows])
 
 
 def to_fields(event: Event) -> dict[str, Any]:

@@ -33,7 +33,7 @@ PANEL_INCHES = (4.8, 3.0)
 """Width and height of one panel."""
 
 CURVES: tuple[tuple[str, str, str, Callable[[Point], float | None]], ...] = (
-    ("RSS", "#1f77b4", "-", lambda p: p.rss_total),
+    ("RSS", "#1f77b4", "-", lambda p: p.rss),
     ("window peak", "#9467bd", ":", lambda p: p.peak),
     ("malloc in-use", "#d62728", "-", lambda p: p.heap),
     ("freed-but-held", "#ff7f0e", "--", lambda p: p.free),

@@ -1,0 +1,94 @@
+"""A snapshot as analysis's :class:`~udfmem.analysis.series.Point`: from a parsed line, raw pairs or the event.
+
+Which snapshot field fills which figure of a point is written once, in the schema (each
+:class:`~udfmem.events.schema.Field`'s ``point``); this module reads that list. The one
+rule not in it: where a line has no private RSS (``rss_anon_mb``), RSS stands in for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..analysis.series import Point, sane
+from . import schema
+
+_BY_POINT = {str(s.point): s for s in schema.POINT_FIELDS}
+if set(Point._fields) != {*_BY_POINT, "segment"}:  # pragma: no cover - a schema edit that forgot the Point
+    raise TypeError(f"the schema's point fields {sorted(_BY_POINT)} do not fill Point{Point._fields}")
+#: The snapshot fields a point reads, in :class:`Point`'s order (``segment`` is the reader's, not the line's).
+SPECS: tuple[schema.Spec, ...] = tuple(_BY_POINT[name] for name in Point._fields if name != "segment")
+NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
+"""The field names of :data:`SPECS` (``call`` first)."""
+SEGMENT = Point._fields.index("segment")
+_PRIVATE, _RSS, _PEAK, _FINAL = (NAMES.index(_BY_POINT[n].name) for n in ("private", "rss", "peak", "final"))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _flag(value: Any) -> bool:
+    return value is True or value == "True"  # structlog's KeyValueRenderer writes Python's repr
+
+
+def _build(values: list[Any], segment: int, peak: float | None) -> Point | None:
+    """The point of ``values`` (Point order without ``segment``), its peak at least ``peak``; None if not sane."""
+    if values[_PRIVATE] is None:
+        values[_PRIVATE] = values[_RSS]
+    own = values[_PEAK]
+    if peak is not None and (own is None or peak > own):
+        values[_PEAK] = peak
+    values.insert(SEGMENT, segment)
+    p = Point(*values)
+    return p if sane(p) else None
+
+
+def of_fields(fields: Mapping[str, Any], segment: int = 0, peak: float | None = None) -> Point | None:
+    """A point from a parsed line's fields (:func:`udfmem.events.parse.parse_line`).
+
+    None without an integer ``call`` or when a figure is not :func:`~udfmem.analysis.series.sane`;
+    a field of the wrong type counts as unknown.
+    """
+    get = fields.get
+    return of_raw([get(name) for name in NAMES], _number, _count, _flag, segment, peak)
+
+
+def of_raw(
+    values: Sequence[Any],
+    number: Callable[[Any], float | None],
+    count: Callable[[Any], int | None],
+    flag: Callable[[Any], bool],
+    segment: int,
+    peak: float | None,
+) -> Point | None:
+    """A point from raw values in :data:`NAMES` order (e.g. a line's unparsed bytes), read by the converters.
+
+    None without a ``call`` ``count`` reads, or when a figure is not sane; its peak is at least ``peak``.
+    """
+    call = count(values[0])
+    if call is None:
+        return None
+    convert = {float: number, int: count, bool: flag}
+    return _build([call, *(convert[s.kind](v) for s, v in zip(SPECS[1:], values[1:], strict=True))], segment, peak)
+
+
+_FROM_EVENT = tuple((s.memory, s.at) for s in SPECS)
+
+
+def of_snapshot(event: schema.Snapshot, segment: int, peak: float | None = None) -> Point:
+    """The point of a typed ``udfmem.snapshot`` event (the online detector's), its peak at least ``peak``."""
+    memory = event.memory
+    values: list[Any] = [memory[i] if in_memory else event[i] for in_memory, i in _FROM_EVENT]
+    values[_FINAL] = bool(values[_FINAL])
+    if values[_PRIVATE] is None:
+        values[_PRIVATE] = values[_RSS]
+    own = values[_PEAK]
+    if peak is not None and (own is None or peak > own):
+        values[_PEAK] = peak
+    values.insert(SEGMENT, segment)
+    return Point(*values)
