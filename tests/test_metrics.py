@@ -18,8 +18,10 @@ from conftest import parse_events, run_python
 
 import udfmem
 from udfmem import _settings
+from udfmem.emit.emitter import Emitter, build
 from udfmem.emit.sinks import gauges as exported
 from udfmem.emit.sinks.metrics import MetricsSink
+from udfmem.emit.sinks.stderr import StderrSink
 from udfmem.events.schema import Memory, Snapshot
 
 GAUGES = (
@@ -339,10 +341,18 @@ RAY_SCHEDULE = """
 
     gc_armed, gc_fired = [], []
     ray_metrics.Gauge.set = recording_set
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    # Ray exports every 2 s here (not 10 s): udfmem re-sets unchanged values every second
+    ray.init(
+        num_cpus=1, include_dashboard=False, log_to_driver=False, _system_config={{"metrics_report_interval_ms": 2000}}
+    )
 
     def pushed(udf):
         return [(v, thread) for name, v, tags, thread in sets if name == "udfmem_calls" and tags["udf"] == udf]
+
+    def wait_for(done, timeout=60.0):  # waits on what the timer did, not on a fixed time
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False, metrics="ray")  # only the metrics need the timer
     def f(x):
@@ -361,7 +371,7 @@ RAY_SCHEDULE = """
     for i in range(9):
         f(i)
     out["within_the_second"] = pushed("f")
-    time.sleep(2.5)
+    wait_for(lambda: len(pushed("f")) >= 2)  # the timer's push of the value that waited
     out["after_the_timer"] = pushed("f")
     g = G()
     for i in range(3):
@@ -373,7 +383,8 @@ RAY_SCHEDULE = """
     else:
         gc.collect()  # the final snapshot, pushed at once although call 2 was pushed just now
     out["final"] = pushed("G")
-    time.sleep(6.5)
+    seen = len(pushed("f"))
+    wait_for(lambda: len(pushed("f")) >= seen + 2 and (not {gc_in_set} or (3, "udfmem-timer") in pushed("G")))
     out["after_idle"] = pushed("f")
     out["tags"] = sorted({{k for name, v, tags, t in sets for k in tags}})
     out["final_after_idle"] = pushed("G")
@@ -392,8 +403,9 @@ def _ray_schedule(gc_in_set: bool) -> dict[str, Any]:
 def test_ray_values_are_pushed_at_most_once_a_second_and_re_set_by_the_timer() -> None:
     """With a real local Ray: a snapshot pushes at once, the next second's wait for the timer, idle values are re-set.
 
-    Ray's ``Gauge.set`` runs as usual; the test only notes each call (value, tags, thread).
-    Only ``metrics="ray"`` starts udfmem's timer here (``every_s=0``, ``trim="off"``).
+    Ray's ``Gauge.set`` runs as usual; the test only notes each call (value, tags, thread)
+    and waits until the timer has pushed (no fixed sleeps). Only ``metrics="ray"`` starts
+    udfmem's timer here (``every_s=0``, ``trim="off"``): the metrics sink asks for its visits.
     """
     r = _ray_schedule(gc_in_set=False)
     assert [[1, "MainThread"]] == r["first"]
@@ -430,6 +442,103 @@ def test_a_skipped_figure_keeps_its_last_known_value() -> None:
         "udfmem_growth_mb": 0.7,
         "udfmem_calls": 2,
     } == dict(sink.values())
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The time the test set."""
+        return self.now
+
+
+class Recording:
+    """An exporter like Ray's (values set again every ``refresh_s`` or dropped) that notes what it was given."""
+
+    refresh_s = 5.0
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.pushed: list[tuple[float, float | int | None]] = []  # (when, the calls gauge)
+
+    def publish(self, sink: exported.Exported) -> None:
+        """Note the push: when, and the calls gauge's value."""
+        self.pushed.append((self.clock(), sink.known.get("udfmem_calls")))
+
+
+class Visits:
+    """Stands in for udfmem's timer thread: notes what the sink asks of it; the test visits by hand."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def watch(self, obj: object) -> None:
+        """Note a watch."""
+        self.asked.append("watch")
+
+    def wake(self, obj: object) -> None:
+        """Note a wake."""
+        self.asked.append("wake")
+
+
+def _snapshot(call: int, final: bool | None = None) -> Snapshot:
+    return Snapshot(call, Memory(rss_mb=10.0), 0.0, 1, 0.0, final)
+
+
+def test_the_sink_pushes_at_once_then_at_most_once_a_second_and_re_sets_idle_values() -> None:
+    """Injected clock, visits by hand: a snapshot pushes at once, the next second's wait for a visit, idle re-sets.
+
+    The sink asks the timer to watch it at its first change and wakes it when a value
+    waits; each visit (``tick``) says when the next is due. A final snapshot does not wait.
+    """
+    clock, visits = Clock(), Visits()
+    exporter = Recording(clock)
+    sink = MetricsSink([exporter], "U", "h", "w", clock=clock, timer=visits)
+    sink.write(_snapshot(1))
+    assert ([(100.0, 1)], ["watch"]) == (exporter.pushed, visits.asked)
+    clock.now = 100.5
+    for call in range(2, 11):
+        sink.write(_snapshot(call))  # within the second: waits
+    assert ([(100.0, 1)], ["watch", "wake"]) == (exporter.pushed, visits.asked)
+
+    def visit(now: float) -> float | None:  # the timer's visit, on the same clock
+        clock.now = now
+        return sink.tick(now)
+
+    assert 101.0 == visit(100.5)  # the woken visit: come back when the second is over
+    assert 106.0 == visit(101.0)  # pushes the waiting value; the next re-set in refresh_s
+    assert 111.0 == visit(106.0)  # idle: the same value, set again
+    clock.now = 106.2
+    sink.write(_snapshot(11, final=True))  # a final snapshot: the process may be ending
+    assert [(100.0, 1), (101.0, 10), (106.0, 10), (106.2, 11)] == [(round(t, 1), v) for t, v in exporter.pushed]
+    assert ["watch", "wake"] == visits.asked
+
+
+def test_the_slope_reaches_the_metrics_sink_through_the_emitter() -> None:
+    """``Emitter.note_slope`` hands the detector's slope to the sinks that show it; a new slope is published."""
+    clock, visits = Clock(), Visits()
+    exporter = Recording(clock)
+    sink = MetricsSink([exporter], "U", "h", "w", clock=clock, timer=visits)
+    emitter = Emitter("U", [StderrSink("logfmt"), sink])
+    emitter.emit(_snapshot(1))
+    emitter.note_slope(2.5)
+    clock.now = 102.0
+    emitter.note_slope(3.0)
+    emitter.note_slope(3.0)  # unchanged: nothing to publish
+    assert (3.0, 3.0) == (sink.slope, dict(sink.values())["udfmem_growth_slope_mb_per_100_calls"])
+    assert [(100.0, 1), (102.0, 1)] == exporter.pushed  # 2.5 waited (within the second), 3.0 pushed
+
+
+def test_build_chooses_the_sinks_from_the_settings(tmp_path: Path) -> None:
+    """``build(udf, settings)`` makes the log sinks the settings name; a metrics sink only with an exporter."""
+    settings = _settings.Settings(log_format="json", log_dir=str(tmp_path))
+    emitter = build("U", settings)
+    assert [("StderrSink", "json"), ("JsonlSink", "json")] == [(type(s).__name__, s.format) for s in emitter.sinks]
+    plain = build("U", _settings.Settings())
+    assert [("StderrSink", "logfmt")] == [(type(s).__name__, s.format) for s in plain.sinks]
 
 
 def test_the_readme_promql_parses_and_names_only_exported_series() -> None:

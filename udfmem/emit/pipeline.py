@@ -105,21 +105,29 @@ def writer(sinks: Sequence[Sink], head: dict[str, Any]) -> Emit:
     per_type = {cls: tuple((*by_type[cls], writes) for by_type, writes in routes) for cls in _events.TYPES}
     stamp = Stamp()
     Snapshot = _events.Snapshot
-    if len(per_type[Snapshot]) == 1 and len(per_type[Snapshot][0][2]) == 1:  # one format, one sink: the usual
+    if formats in (("logfmt",), ("json",)) and len(sinks) == 1:  # one line sink: the usual case
         single = {cls: (template, rendered) for cls, ((template, rendered, _),) in per_type.items()}
         (write,) = (sinks[0].write,)
+        now, ts_prefix = time.time, _render.ts_prefix
+        cache = [(-1, "")]  # the Stamp's cache, inlined: (second, its rendered prefix)
 
         def emit_one(event: _events.Event) -> None:
             try:
                 kind = type(event)
                 if kind is not Snapshot:  # a snapshot has no text but the (capped) head's
                     event = cut(event, MAX_MESSAGE)  # a message, a path: they may echo outside values
-                ts = stamp()
+                t = now()
+                second = int(t)
+                cached, prefix = cache[0]
+                if second != cached:
+                    prefix = ts_prefix(second)
+                    cache[0] = (second, prefix)
+                ts = f"{prefix}.{int((t - second) * 1000):03d}Z"
                 if _capture.hooks:
                     _capture.show(head, ts, event)
                 template, rendered = single[kind]
                 line = template(rendered, ts, event)
-                if type(line) is str and len(line) > MAX_LINE:
+                if len(line) > MAX_LINE:
                     line = fit(template, rendered, ts, event)
                 write(line)
             except Exception:  # telemetry never raises into the UDF

@@ -17,9 +17,9 @@ gives one ``udfmem.warning`` and the UDF runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from ...events.schema import Snapshot, Trim
 from ...runtime import timer as _timer
@@ -34,6 +34,16 @@ A snapshot within this time of the last push is pushed by the timer's visit, abo
 _READERS = tuple((g.name, attrgetter(g.field)) for g in GAUGES)  # C-level reads: ~0.5 µs for all
 
 
+class Visitor(Protocol):
+    """What the sink needs of udfmem's timer (:data:`udfmem.runtime.timer.timer`)."""
+
+    def watch(self, obj: Any) -> None:
+        """Visit ``obj`` (weakly held) whenever its ``tick`` asks."""
+
+    def wake(self, obj: Any) -> None:
+        """Visit ``obj`` now, whatever it asked."""
+
+
 class MetricsSink:
     """One UDF's gauges in one process: the last snapshot, the slope and the trim totals.
 
@@ -41,19 +51,21 @@ class MetricsSink:
     slope (:meth:`note_slope`). Where an exporter needs values set again (Ray drops a
     series not set lately), the sink asks udfmem's timer for visits itself (it is a
     :class:`~udfmem.runtime.timer.Watched`, held weakly by the timer) from its first
-    change on. ``clock`` is the monotonic clock of its pushes (tests inject one).
+    change on. ``exporters`` are names (``ray``, ``otel``) or exporters; ``clock`` (the
+    monotonic clock of its pushes) and ``timer`` (udfmem's timer) are injectable for tests.
     """
 
     format = "typed"
 
     def __init__(
         self,
-        exporters: tuple[str, ...],
+        exporters: Sequence[str | Exporter],
         udf: str,
         host: str,
         worker: str,
         warn: Warn | None = None,
         clock: Callable[[], float] = time.monotonic,
+        timer: Visitor | None = None,
     ) -> None:
         self.attributes = {"udf": udf, "host": host, "worker": worker}
         self.last: Snapshot | None = None  # the last snapshot
@@ -64,7 +76,9 @@ class MetricsSink:
         self.problems: list[tuple[str, str]] = []  # said by the emitter once it is built
         self.warn: Warn = warn if warn is not None else self._note_problem  # the emitter's, once built
         self.clock = clock
-        self._exporters = [e for e in (_load(name, self) for name in exporters) if e is not None]
+        self._timer = timer  # None: the process's timer, looked up when first needed
+        loaded = (_load(e, self) if isinstance(e, str) else e for e in exporters)
+        self._exporters = [e for e in loaded if e is not None]
         # re-set unchanged values this often (the shortest an exporter needs); None: never
         self.refresh_s = min((e.refresh_s for e in self._exporters if e.refresh_s is not None), default=None)
         self.expires = self.refresh_s is not None  # the values must be pushed (and set again)
@@ -113,15 +127,19 @@ class MetricsSink:
         if self.expires:
             if not self._watched:
                 self._watched = True
-                _timer.timer.watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
-            if now or self.clock() - self.set_at >= MIN_SET_S:
-                self._publish()
+                self._visitor().watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
+            at = self.clock()
+            if now or at - self.set_at >= MIN_SET_S:
+                self._publish(at)
             elif not self.dirty:
                 self.dirty = True
-                _timer.timer.wake(self)  # the visit pushes them once MIN_SET_S has passed
+                self._visitor().wake(self)  # the visit pushes them once MIN_SET_S has passed
 
-    def _publish(self) -> None:
-        self.set_at = self.clock()
+    def _visitor(self) -> Visitor:
+        return self._timer if self._timer is not None else _timer.timer
+
+    def _publish(self, at: float) -> None:
+        self.set_at = at
         self.dirty = False
         for exporter in self._exporters:
             exporter.publish(self)
@@ -145,7 +163,7 @@ class MetricsSink:
         since = now - self.set_at
         if ((self.dirty and since >= MIN_SET_S) or since >= refresh_s) and (self.last is not None or self.trims):
             try:
-                self._publish()
+                self._publish(now)
             except Exception as exc:  # _publish stamped set_at first: retried at the next re-set
                 self.warn("metrics-failed", f"metrics export failed: {exc!r}")
         # values waiting: as soon as they may be pushed; else at the next re-set (a change wakes the timer)
