@@ -13,6 +13,10 @@ The child runs the parent's interpreter isolated (``-I``: no current directory, 
 ``PYTHON*`` variables on its path) with the parent's ``sys.path``: a ``memray.py`` planted
 in a shared profile directory is never imported. :func:`python_argv` builds such an
 argv for any module (``udfmem report --flamegraph`` runs memray's CLI with it).
+
+:func:`leaks` is the one reading of a memray file into plain records, for both callers:
+the child here (``udfmem report``, on files anybody may have written) and
+``udfmem.testing`` (``stacks=True``, on the fresh file its own tracker just closed).
 """
 
 from __future__ import annotations
@@ -28,11 +32,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
 
 from .._text import capped, printable
-from ..analysis.profile import ProfileSummary
+from ..analysis.profile import LeakRecord, ProfileHeader, ProfileSummary
 
 READ_TIMEOUT_S = 900.0
 """The longest one file may take to read (a profile of many GiB reads in minutes; a hang never ends)."""
@@ -51,6 +56,54 @@ def _argv(code: str, *args: str) -> list[str]:
     """``python -I -c CODE`` with this process's ``sys.path`` (made absolute) as the child's."""
     path = [os.path.abspath(entry or os.curdir) for entry in sys.path]
     return [sys.executable, "-I", "-c", code, json.dumps(path), *args]
+
+
+_LZ4_FRAME = b"\x04\x22\x4d\x18"
+
+
+def closed_properly(path: str) -> bool:
+    """Whether the tracker that wrote ``path`` closed it.
+
+    memray compresses a file (LZ4) when its tracker closes, which udfmem's trackers always
+    do; a file still in memray's raw format was never closed: the worker was killed (or
+    still runs), and memray's own header figures were never written.
+    """
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _LZ4_FRAME
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def leaks(path: str) -> Iterator[tuple[ProfileHeader, Iterator[LeakRecord]]]:
+    """The memray file at ``path``: its header and what was still allocated when its tracker closed.
+
+    The records (one per allocating stack, threads merged) stream from memray's reader,
+    which is closed when the block ends. memray's reader is native code that may crash
+    the process on a corrupted file: a file this process did not just write is read in
+    the child (:class:`ProfileReader`), never here. Raises when memray cannot read it.
+    """
+    import memray
+
+    reader = memray.FileReader(path)
+    try:
+        meta = reader.metadata
+        header = ProfileHeader(
+            pid=meta.pid,
+            peak_bytes=meta.peak_memory,
+            native_traces=bool(meta.has_native_traces),
+            ended=closed_properly(path),
+        )
+        yield (
+            header,
+            (
+                LeakRecord(record.stack_trace(), record.size, record.n_allocations)
+                for record in reader.get_leaked_allocation_records(merge_threads=True)
+            ),
+        )
+    finally:
+        reader.close()
 
 
 class ReadFailed(Exception):

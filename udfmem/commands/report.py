@@ -1,10 +1,10 @@
 """``udfmem report``: summarize the memray files udfmem wrote (``UDFMEM_MEMRAY_DIR``).
 
-This module finds the files, reads each with ``memray.FileReader`` into plain records for
-:mod:`udfmem.analysis.profile`, renders memray's leaks flame graph on request and hands
-the summaries to a reporter. Leak sizes are exact because udfmem opens its trackers with
-Python allocator tracing (``trace_python_allocators=True``); without it, pymalloc's arenas
-hide frees.
+This module finds the files, has each read into plain records for
+:mod:`udfmem.analysis.profile` in a restartable child (``_profile_reader``), renders
+memray's leaks flame graph on request and hands the summaries to a reporter. Leak sizes
+are exact because udfmem opens its trackers with Python allocator tracing
+(``trace_python_allocators=True``); without it, pymalloc's arenas hide frees.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..reporters import markdown, text
 from . import _files as _inputs
 from . import _profile_reader
 from ._args import add_allow_unreadable, at_least, error
+from ._profile_reader import closed_properly as closed_properly  # where scripts have found it
 
 
 def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]:
@@ -77,23 +78,6 @@ def read_sidecar(path: str) -> dict[str, Any]:
     return kept
 
 
-_LZ4_FRAME = b"\x04\x22\x4d\x18"
-
-
-def closed_properly(path: str) -> bool:
-    """Whether the tracker that wrote ``path`` closed it.
-
-    memray compresses a file (LZ4) when its tracker closes, which udfmem's trackers always
-    do; a file still in memray's raw format was never closed: the worker was killed (or
-    still runs), and memray's own header figures were never written.
-    """
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == _LZ4_FRAME
-    except OSError:
-        return False
-
-
 def summarize_file(path: str, top: int = 5) -> ProfileSummary:
     """Read one memray file written by udfmem in a child process and summarize it.
 
@@ -118,24 +102,8 @@ def summarize_here(path: str, top: int = 5) -> ProfileSummary:
     memray's native reader may crash the process on a corrupted file: this is what the
     child of :func:`summarize_file` runs.
     """
-    import memray
-
-    reader = memray.FileReader(path)
-    try:
-        meta = reader.metadata
-        header = profile.ProfileHeader(
-            pid=meta.pid,
-            peak_bytes=meta.peak_memory,
-            native_traces=bool(meta.has_native_traces),
-            ended=closed_properly(path),
-        )
-        records = (
-            profile.LeakRecord(record.stack_trace(), record.size, record.n_allocations)
-            for record in reader.get_leaked_allocation_records(merge_threads=True)
-        )
+    with _profile_reader.leaks(path) as (header, records):
         return profile.summarize(path, read_sidecar(path), header, records, top=top)
-    finally:
-        reader.close()
 
 
 def flamegraph(path: str) -> str:
