@@ -4,9 +4,15 @@ A UDF that keeps 4 MiB of one batch passes a one-batch test and holds 40 GiB eig
 hours into a backfill. These helpers call the UDF many times, the way a worker does, and
 measure what stays per call: malloc in-use + Arrow live + Python object blocks — not RSS,
 which allocator retention and warm-up move — with a warm-up first, the counted calls cut
-into sub-windows, CPython's refleak rule (a leak grows in every window) and a plateau rule
-(a bounded cache that fills passes). ``growing`` names the attribute that grew, as
-``udfmem.suspect`` does.
+into sub-windows, and the growth rule ``udfmem diagnose`` applies too
+(:mod:`udfmem.analysis.growth`: CPython's refleak rule, a leak grows in every window, and a
+plateau rule, a bounded cache that fills passes). ``growing`` names the attribute that
+grew, as ``udfmem.suspect`` does.
+
+The heap alive before the counted calls is frozen (``gc.freeze()``) while they run, so
+each window's full collection walks only what the calls made; the interpreter's freeze
+state is restored afterwards, also on error (in a process that froze objects itself,
+nothing is frozen or unfrozen: the check collects without the freeze).
 
 Python object blocks (``sys.getallocatedblocks()``; small objects live in pymalloc's
 arenas, which malloc's figures do not see) count at ``BLOCK_BYTES`` each, the size of a
@@ -15,6 +21,7 @@ typical small object: the per-call figure of a small-object leak is an estimate.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import inspect
@@ -24,10 +31,11 @@ import re
 import statistics
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from . import _drive
+from .analysis import growth
 from .analysis import patterns as P
 from .probes import inspect as _inspect
 from .probes import process as _probes
@@ -36,12 +44,8 @@ __all__ = ["BLOCK_BYTES", "GrowthReport", "assert_no_growth", "check_growth", "m
 
 BLOCK_BYTES = 64
 """Bytes counted per live Python object block (a typical small object)."""
-WINDOWS = 4
-"""Counted calls are cut into this many windows (CPython's refleak rule: a leak grows in each)."""
-PLATEAU_SHARE = 0.2
-"""The last window must still grow at this share of the mean window, else it is a plateau."""
-NOISE_BYTES = 16 * 1024
-"""Growth per window under this is noise (page and arena granularity), whatever its sign."""
+WINDOWS = P.SUB_WINDOWS
+"""Counted calls are cut into this many windows (the growth rule's sub-windows)."""
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -193,6 +197,7 @@ def _stacks(call: Callable[[int], Any], indices: Iterable[int], top: int = 3) ->
     except ImportError:
         return ()
     from .analysis.profile import user_frames
+    from .commands._profile_reader import leaks
 
     with tempfile.TemporaryDirectory(prefix="udfmem-testing-") as tmp:
         path = os.path.join(tmp, "growth.bin")
@@ -202,16 +207,32 @@ def _stacks(call: Callable[[int], Any], indices: Iterable[int], top: int = 3) ->
                     call(i)
         except RuntimeError:  # another tracker is active (pytest-memray's): never two
             return ()
-        reader = memray.FileReader(path)
-        try:
-            records = sorted(reader.get_leaked_allocation_records(merge_threads=True), key=lambda r: -r.size)
-            out = []
-            for record in records[:top]:
-                where = " <- ".join(user_frames(record.stack_trace())[:3])
-                out.append(f"{record.size / 1024:,.0f} KiB in {record.n_allocations} allocations: {where}")
-            return tuple(out)
-        finally:
-            reader.close()
+        with leaks(path) as (_, records):  # our own fresh file: read here, not in report's child
+            largest = sorted(records, key=lambda r: -r.size)[:top]
+        return tuple(
+            f"{r.size / 1024:,.0f} KiB in {r.allocations} allocations: {' <- '.join(user_frames(r.stack)[:3])}"
+            for r in largest
+        )
+
+
+@contextlib.contextmanager
+def _frozen() -> Iterator[None]:
+    """The heap alive now moved out of the collector's sight for the block (``gc.freeze()``), then back.
+
+    A full collection then walks only what the block made. Refcounting still frees what the
+    block drops; only cyclic garbage among the frozen waits until the unfreeze. When the
+    process froze objects itself, nothing is touched (``gc.unfreeze()`` would release its
+    objects too).
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def measure(
@@ -234,12 +255,13 @@ def measure(
         call(next(order))
     mod = sys.modules.get(module) if module else None
     before = _inspected(targets, mod)
-    marks = [_live()]
     per_window = calls // WINDOWS
-    for _ in range(WINDOWS):
-        for _ in range(per_window):
-            call(next(order))
-        marks.append(_live())
+    with _frozen():
+        marks = [_live()]
+        for _ in range(WINDOWS):
+            for _ in range(per_window):
+                call(next(order))
+            marks.append(_live())
     grown = _inspect.growing(before, _inspected(targets, mod))
     return _report(marks, per_window, per_window * WINDOWS, grown)
 
@@ -264,12 +286,11 @@ def _report(marks: list[tuple[int, int, int]], per_window: int, counted: int, gr
     rates = [d / per_window / 1024 for d in deltas]
     per_call = (total(marks[-1]) - total(marks[0])) / counted / 1024
     spread = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else 0.0
-    every = all(d > NOISE_BYTES for d in deltas)  # the refleak rule
-    plateau = deltas[-1] < PLATEAU_SHARE * (sum(deltas) / len(deltas))
+    grew = growth.grows(deltas, sum(deltas) / len(deltas), noise=P.CHECK_NOISE_BYTES)
     heap = marks[-1][0] - marks[0][0] + (marks[-1][2] - marks[0][2]) * BLOCK_BYTES
     arrow = marks[-1][1] - marks[0][1]
-    growth = P.ARROW_LEAK if arrow > heap else P.HEAP_LEAK
-    pattern = P.HEALTHY if not every or plateau else growth
+    leak = P.ARROW_LEAK if arrow > heap else P.HEAP_LEAK
+    pattern = leak if grew else P.HEALTHY
     evidence = (
         f"{counted} calls in {len(deltas)} windows: KiB per call "
         + ", ".join(f"{r:,.1f}" for r in rates)

@@ -1,7 +1,7 @@
 """The one place for leak thresholds and verdict names.
 
-Two questions are answered from two kinds of evidence, so they have their own thresholds,
-all named here:
+Three kinds of evidence answer the question, each with its own thresholds, all named
+here:
 
 - A memray profile (``udfmem report``) gives exact leaked bytes, attributed to the UDF's
   per-call methods, its setup, or neither (udfmem opens trackers with Python allocator
@@ -13,6 +13,10 @@ all named here:
   arenas, page granularity and one-off caches move RSS by megabytes. Its rule, with the
   thresholds below (``WARMUP_*`` to ``PEAK_SHARE``), is documented in
   :mod:`udfmem.analysis.verdict`; each pattern's first fix is in :data:`FIXES`.
+- A unit check (:func:`udfmem.testing.check_growth`) reads exact live figures after a
+  full collection at each sub-window's end: only ``CHECK_NOISE_BYTES`` of noise per
+  window. It and the series share one growth rule (:mod:`udfmem.analysis.growth`:
+  ``SUB_WINDOWS`` and ``PLATEAU_SHARE``).
 
 Pattern names for the series classifier (``udfmem diagnose``, ``udfmem.suspect``,
 ``udfmem.testing``) are the contract's vocabulary, collected in :data:`PATTERNS`.
@@ -25,7 +29,7 @@ MIB = 1024 * 1024
 KIB = 1024
 """Bytes in a KiB (also KiB in a MiB)."""
 
-# The pattern vocabulary of DESIGN.md (series verdicts).
+# The pattern vocabulary (series verdicts; the README's pattern table).
 HEALTHY = "healthy"
 """Growth during setup, then flat within noise."""
 HEAP_LEAK = "heap-leak"
@@ -73,6 +77,8 @@ SUB_WINDOWS = 4
 """A measure grows only if it grew in every one of this many sub-windows (CPython's refleak rule)."""
 PLATEAU_SHARE = 0.2
 """The last sub-window must still rise at this share of the overall slope (else a plateau: a filled cache)."""
+CHECK_NOISE_BYTES = 16 * 1024
+"""A unit check's sub-window grows only by more than this (page and arena granularity), whatever its sign."""
 MIN_SLOPE_KIB = 8
 """A measure in MiB grows only at this many KiB per call or more (slower creep is noise here)."""
 MIN_GROWTH_MIB = 16
