@@ -150,7 +150,7 @@ def costs() -> dict[str, float]:
     """Median µs of: a snapshot's observe without judgement, a judgement of a full series, one inspection."""
     import types
 
-    from udfmem.events.schema import Memory
+    from udfmem.events.schema import Memory, Snapshot
     from udfmem.policies.detector import MAX_POINTS, Detector
     from udfmem.probes import inspect as _inspect
 
@@ -167,12 +167,12 @@ def costs() -> dict[str, float]:
     det = Detector(lambda: (udf, module))
     mem = Memory(rss_mb=300.0, rss_anon_mb=290.0, peak_rss_mb=300.0, heap_in_use_mb=100.0, heap_free_mb=5.0)
     for i in range(1, MAX_POINTS + 1):
-        det.observe(8 * i, mem)
+        det.observe(Snapshot(8 * i, mem))
     quiet: list[float] = []
     for i in range(MAX_POINTS + 1, MAX_POINTS + 2001):
         det._since_judged = 0  # measure the O(1) path alone
         t = time.perf_counter()
-        det.observe(8 * i, mem)
+        det.observe(Snapshot(8 * i, mem))
         quiet.append(time.perf_counter() - t)
     judged: list[float] = []
     for _ in range(200):

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from conftest import parse_events, run_python
 
 import udfmem
-from udfmem.events.schema import Memory
+from udfmem.events.schema import Memory, Snapshot
 from udfmem.policies.detector import Detector
 from udfmem.probes import inspect as _inspect
 
@@ -263,7 +263,8 @@ def test_a_blocked_inspection_holds_the_next_judgements_back() -> None:
     for i in range(1, 49):
         now[0] += 0.025  # the UDF's work between snapshots: the time a judgement's budget is a share of
         mib = 100.0 + 8 * i
-        detector.observe(8 * i, Memory(rss_mb=mib, rss_anon_mb=mib, peak_rss_mb=mib, heap_in_use_mb=mib - 50))
+        memory = Memory(rss_mb=mib, rss_anon_mb=mib, peak_rss_mb=mib, heap_in_use_mb=mib - 50)
+        detector.observe(Snapshot(8 * i, memory))
     assert "heap-leak" == detector.said
     assert len(blocked) <= 3, f"blocked {len(blocked)} times"  # the baseline, then two timed judgements
 

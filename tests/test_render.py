@@ -115,3 +115,38 @@ def test_templates_leave_out_unknown_fields() -> None:
     assert "heap_in_use_mb" not in line
     assert "None" not in line
     assert line.endswith(" schema=1")
+
+
+SNAPSHOTS = event_strategy(_events.Snapshot)
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+@settings(max_examples=200, deadline=None)
+@given(event=SNAPSHOTS, segment=st.integers(min_value=0, max_value=100))
+def test_the_detector_and_the_reader_read_one_point_from_a_snapshot(fmt: str, event: Any, segment: int) -> None:
+    """The online detector's point (from the typed event) is the log reader's (from the rendered line's fields)."""
+    from udfmem.analysis.series import sane
+    from udfmem.events import point as _point
+
+    line = _render.render(event, _render.head(fmt, event.EVENT, "U", 7, "w1", "abcdefgh"), "t", fmt)
+    expected = _point.of_snapshot(event, segment)
+    assert (expected if sane(expected) else None) == _point.of_fields(_parse.parse_line(line) or {}, segment)
+
+
+def test_one_field_list_drives_the_point_the_sample_and_the_gauges() -> None:
+    """The schema's snapshot fields fill every Point figure; MemorySample and the gauges name schema fields."""
+    import dataclasses
+
+    from udfmem.analysis.series import Point
+    from udfmem.emit.sinks.gauges import GAUGES
+    from udfmem.events import point as _point
+    from udfmem.probes.memory import MemorySample
+
+    assert [f for f in Point._fields if f != "segment"] == [
+        next(s.point for s in _events.POINT_FIELDS if s.name == name) for name in _point.NAMES
+    ]
+    assert ["pid", "ts", *_events.Memory._fields] == [f.name for f in dataclasses.fields(MemorySample)]
+    snapshot_fields = {s.name for s in _events.FIELDS[_events.Snapshot]}
+    assert all(g.field.removeprefix("memory.") in snapshot_fields for g in GAUGES)
+    table = _events.field_table()
+    assert [f"`{name}`" for name in snapshot_fields if f"`{name}`" not in table] == []

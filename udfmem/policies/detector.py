@@ -1,10 +1,12 @@
 """The online detector: each worker judges its own series as it goes (``udfmem.suspect``).
 
-The state feeds every snapshot to a :class:`Detector`, which keeps a bounded series
-(``MAX_POINTS``, decimated like ``udfmem diagnose``'s) and judges it with the same rule
-(:func:`udfmem.analysis.verdict.judge`): the same series gives the same pattern online
-and offline. Judging costs ~0.1-0.2 ms, so it is not done at every snapshot: a snapshot
-costs O(1) — a few comparisons with the point of the last judgement — and a judgement
+The binding hands every ``udfmem.snapshot`` event to a :class:`Detector`, which keeps a
+bounded series (``MAX_POINTS``, decimated like ``udfmem diagnose``'s) and judges it with
+the same rule (:func:`udfmem.analysis.verdict.judge`): the same series gives the same
+pattern online and offline. The detector reads the event itself: the series is handed the
+event and builds its point (:func:`udfmem.events.point.of_snapshot`) only if it keeps it.
+Judging costs ~0.1-0.2 ms, so it is not done at every snapshot: a snapshot costs O(1) — a
+few comparisons of its memory block with the one of the last judgement — and a judgement
 comes when something moved (a measure rose ``TRIGGER_MIB`` since the last one, a
 peak or freed-but-held memory is large) or ``RECHECK_EVERY`` snapshots passed, within
 a time budget (``SHARE`` of the wall time). A judgement's cost is its CPU time (a
@@ -28,9 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..analysis import patterns as P
-from ..analysis.series import Point, Series
+from ..analysis.series import Series
 from ..analysis.verdict import Verdict, judge
-from ..events.schema import Memory, Suspect
+from ..events.point import of_snapshot
+from ..events.schema import Memory, Snapshot, Suspect
 from ..probes import inspect as _inspect
 from ..probes.budget import Budget
 
@@ -53,25 +56,6 @@ Target = Callable[[], tuple[Any, types.ModuleType | None]]
 """Gives the UDF object (or None) and its module, for the attribute inspection."""
 
 
-def point(call: int, memory: Memory, segment: int, final: bool = False) -> Point:
-    """A snapshot's memory block as the analysis's :class:`Point`."""
-    anon = memory.rss_anon_mb
-    return Point(
-        call,
-        anon if anon is not None else memory.rss_mb,
-        memory.rss_mb,
-        memory.peak_rss_mb,
-        memory.heap_in_use_mb,
-        memory.heap_free_mb,
-        memory.arrow_live_mb,
-        memory.py_blocks,
-        memory.limit_mb,
-        memory.headroom_mb,
-        segment,
-        final,
-    )
-
-
 class Detector:
     """One UDF's online verdicts in one process. Never raises into the snapshot (the state guards it)."""
 
@@ -81,7 +65,7 @@ class Detector:
         self._target = target
         self._blocked = 0.0  # seconds the inspections spent off this thread's CPU
         self._judge = Budget(self._judge_now, share=SHARE, clock=clock, cost_clock=self._cost)
-        self._last: Point | None = None  # the point of the last judgement
+        self._last: Memory | None = None  # the memory block of the last judgement
         self._since_judged = 0
         self.said = P.HEALTHY  # the pattern last said (healthy until a problem is)
         self._said_slope: float | None = None
@@ -95,21 +79,28 @@ class Detector:
         """A trim happened: later points start a new segment (the trimmer calls this)."""
         self.series.add_trim(released_mb)
 
-    def _due(self, p: Point) -> bool:
-        """O(1): whether this snapshot should bring a judgement."""
+    def _due(self, m: Memory) -> bool:
+        """O(1): whether the snapshot of memory block ``m`` should bring a judgement."""
         if self.series.snapshots < P.MIN_POINTS + P.WARMUP_MIN:
             return False  # nothing can be judged yet: keep the time budget for when it can
         last = self._last
         if last is None or self._since_judged >= RECHECK_EVERY:
             return True
-        for now, then in ((p.rss, last.rss), (p.heap, last.heap), (p.arrow, last.arrow)):
-            if now is not None and then is not None and now - then >= TRIGGER_MIB:
+        rss, peak = m.rss_mb, m.peak_rss_mb
+        private = m.rss_anon_mb if m.rss_anon_mb is not None else rss  # as the Point reads it
+        then = last.rss_anon_mb if last.rss_anon_mb is not None else last.rss_mb
+        for now, before in ((private, then), (m.heap_in_use_mb, last.heap_in_use_mb)):
+            if now is not None and before is not None and now - before >= TRIGGER_MIB:
                 return True
-        if p.blocks is not None and last.blocks is not None and p.blocks - last.blocks >= TRIGGER_BLOCKS:
+        if m.arrow_live_mb - last.arrow_live_mb >= TRIGGER_MIB:
             return True
-        if p.peak is not None and p.rss_total is not None and p.peak - p.rss_total >= P.PEAK_MIN_MIB:
+        blocks, blocks_then = m.py_blocks, last.py_blocks
+        if blocks is not None and blocks_then is not None and blocks - blocks_then >= TRIGGER_BLOCKS:
             return True
-        return p.free is not None and p.free >= P.RETENTION_MIN_MIB and self.said == P.HEALTHY
+        if peak is not None and rss is not None and peak - rss >= P.PEAK_MIN_MIB:
+            return True
+        free = m.heap_free_mb
+        return free is not None and free >= P.RETENTION_MIN_MIB and self.said == P.HEALTHY
 
     def _cost(self) -> float:
         """The judgement budget's clock: this thread's CPU time plus the inspections' time off the CPU."""
@@ -136,26 +127,26 @@ class Detector:
                 self._measures = measures
         return verdict, grown
 
-    def observe(self, call: int, memory: Memory, final: bool = False) -> Suspect | None:
-        """Feed one snapshot; the ``udfmem.suspect`` event to emit, if any."""
-        p = point(call, memory, self.series.segment, final)
-        self.series.add(p)
+    def observe(self, snapshot: Snapshot) -> Suspect | None:
+        """Feed one snapshot event; the ``udfmem.suspect`` event to emit, if any."""
+        series, memory = self.series, snapshot.memory
+        series.add_line(snapshot.call, memory.peak_rss_mb, snapshot, series.segment, of_snapshot)
         self._since_judged += 1
         self._since_said += 1
-        if self.series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
+        if series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
             self._measures = self._measure()
-        if final or not self._due(p):
+        if snapshot.final or not self._due(memory):
             return None
         judged = self._judge()
         if judged is None:  # over the time budget: the next snapshot tries again
             return None
-        self._last, self._since_judged = p, 0
+        self._last, self._since_judged = memory, 0
         verdict, grown = judged
         if verdict.pattern != P.INSUFFICIENT_DATA:
             self.slope = verdict.slope_mb_per_100_calls or 0.0
         if grown is not None:
             self._grown = grown
-        return self._say(verdict, call)
+        return self._say(verdict, snapshot.call)
 
     def _say(self, v: Verdict, call: int) -> Suspect | None:
         """The event for verdict ``v`` at ``call``, if it is news (module docstring)."""

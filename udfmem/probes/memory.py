@@ -9,41 +9,62 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
+from typing import TYPE_CHECKING, Any
 
 from ..events.schema import Memory
 from .process import MIB, Probes, arrow_backend, arrow_live, probes
 
 _TENTHS = 10 / MIB
+_new = tuple.__new__
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MemorySample:
-    """One reading of this process's memory. Sizes are MiB; ``None`` means unknown.
+_SAMPLE_DOC = """One reading of this process's memory: ``pid``, ``ts`` (epoch seconds), then every field of
+the memory block (:class:`udfmem.events.schema.Memory`, where each is defined once). Sizes
+are MiB; ``None`` means unknown.
 
-    ``peak_rss_mb`` is the highest RSS since udfmem last reset the kernel's peak counter
-    (each snapshot does), or since the process started when ``peak_is_lifetime``.
-    ``gap_mb`` is RSS that Arrow does not account for: Python objects, native
-    libraries, and memory the allocator holds after it was freed (``heap_free_mb``).
-    ``rss_anon_mb`` is private memory (where leaks show); ``rss_shared_mb`` is
-    file-backed and shared pages (mapped files, Ray's object store).
-    """
+``peak_rss_mb`` is the highest RSS since udfmem last reset the kernel's peak counter
+(each snapshot does), or since the process started when ``peak_is_lifetime`` (here a bool).
+``gap_mb`` is RSS that Arrow does not account for: Python objects, native
+libraries, and memory the allocator holds after it was freed (``heap_free_mb``).
+``rss_anon_mb`` is private memory (where leaks show); ``rss_shared_mb`` is
+file-backed and shared pages (mapped files, Ray's object store).
+"""
 
-    pid: int
-    ts: float
-    rss_mb: float | None
-    peak_rss_mb: float | None
-    peak_is_lifetime: bool
-    arrow_live_mb: float
-    arrow_backend: str | None
-    gap_mb: float | None
-    heap_in_use_mb: float | None
-    heap_free_mb: float | None
-    heap_mmap_mb: float | None
-    limit_mb: float | None
-    headroom_mb: float | None
-    rss_anon_mb: float | None = None
-    rss_shared_mb: float | None = None
-    py_blocks: int | None = None
+if TYPE_CHECKING:
+
+    class MemorySample:
+        """Type checkers' view of :class:`MemorySample` (generated from ``Memory`` at run time)."""
+
+        pid: int
+        ts: float
+        peak_is_lifetime: bool
+
+        def __init__(self, pid: int, ts: float, *memory: Any) -> None:
+            """``pid``, ``ts``, then the memory block's fields in its order."""
+
+        def __getattr__(self, name: str) -> Any:
+            """A field of the memory block (``rss_mb``, ``heap_in_use_mb``, ...)."""
+
+else:
+    MemorySample = dataclasses.make_dataclass(
+        "MemorySample",
+        [
+            ("pid", int),
+            ("ts", float),
+            *(
+                (
+                    name,
+                    bool if name == "peak_is_lifetime" else hint,
+                    dataclasses.field(default=Memory._field_defaults[name]),
+                )
+                for name, hint in typing.get_type_hints(Memory).items()
+            ),
+        ],
+        frozen=True,
+        slots=True,
+    )
+    MemorySample.__doc__, MemorySample.__module__ = _SAMPLE_DOC, __name__
 
 
 def read(p: Probes, peak: int | None, lifetime: bool, heap: tuple[int, int, int] | None) -> tuple[Memory, int | None]:
@@ -74,21 +95,24 @@ def block(
     if peak is not None and rss is not None and rss > peak:
         peak = rss  # the kernel's high-water mark lags the current RSS a little
     if rss is not None and shared is not None and peak is not None and heap is not None and limit is None:
-        return Memory(  # the common case on Linux, without a test per field
-            int(rss * k + 0.5) / 10,
-            int((rss - shared) * k + 0.5) / 10,
-            int(shared * k + 0.5) / 10,
-            int(peak * k + 0.5) / 10,
-            True if lifetime else None,
-            int(arrow_live * k + 0.5) / 10,
-            backend,
-            round((rss - arrow_live) / MIB, 1),
-            int(heap[0] * k + 0.5) / 10,
-            int(heap[1] * k + 0.5) / 10,
-            int(heap[2] * k + 0.5) / 10,
-            None,
-            None,
-            py_blocks,
+        return _new(  # the common case on Linux, without a test per field (tuple.__new__: no Python frame)
+            Memory,
+            (
+                int(rss * k + 0.5) / 10,
+                int((rss - shared) * k + 0.5) / 10,
+                int(shared * k + 0.5) / 10,
+                int(peak * k + 0.5) / 10,
+                True if lifetime else None,
+                int(arrow_live * k + 0.5) / 10 if arrow_live else 0.0,
+                backend,
+                round((rss - arrow_live) / MIB, 1),
+                int(heap[0] * k + 0.5) / 10,
+                int(heap[1] * k + 0.5) / 10,
+                int(heap[2] * k + 0.5) / 10,
+                None,
+                None,
+                py_blocks,
+            ),
         )
     return Memory(
         None if rss is None else int(rss * k + 0.5) / 10,
@@ -115,9 +139,7 @@ def sample() -> MemorySample:
     """
     p = probes()
     memory, _ = read(p, p.peak(), not p.peak_was_reset, p.heap())
-    fields = memory._asdict()
-    fields["peak_is_lifetime"] = bool(memory.peak_is_lifetime)
-    return MemorySample(pid=p.pid, ts=time.time(), **fields)
+    return MemorySample(p.pid, time.time(), *memory._replace(peak_is_lifetime=bool(memory.peak_is_lifetime)))
 
 
 def private(rss: int | None, shared: int | None) -> int | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from ...events.schema import path
+
 Warn = Callable[[str, str], None]
 
 
@@ -21,16 +23,21 @@ class Gauge(NamedTuple):
     field: str  # a ``Snapshot`` attribute, dotted into its ``Memory`` block
 
 
+def _gauge(field: str, doc: str, name: str | None = None) -> Gauge:
+    """The gauge of snapshot field ``field`` (named ``udfmem_<field>`` unless ``name``); its path from the schema."""
+    return Gauge(name or f"udfmem_{field}", doc, path(field))
+
+
 #: The gauges, in the order the README lists them (MiB unless stated).
 GAUGES: tuple[Gauge, ...] = (
-    Gauge("udfmem_rss_mb", "resident memory of the worker process (MiB)", "memory.rss_mb"),
-    Gauge("udfmem_peak_rss_mb", "highest RSS in the last snapshot's window (MiB)", "memory.peak_rss_mb"),
-    Gauge("udfmem_arrow_live_mb", "bytes allocated by Arrow's memory pool (MiB)", "memory.arrow_live_mb"),
-    Gauge("udfmem_heap_in_use_mb", "malloc bytes in use (MiB)", "memory.heap_in_use_mb"),
-    Gauge("udfmem_heap_free_mb", "freed memory malloc still holds (MiB)", "memory.heap_free_mb"),
-    Gauge("udfmem_growth_mb", "private RSS growth since the end of setup (MiB)", "growth_mb"),
-    Gauge("udfmem_headroom_mb", "memory left under the cgroup limit (MiB)", "memory.headroom_mb"),
-    Gauge("udfmem_calls", "calls counted by the last snapshot (a number)", "call"),
+    _gauge("rss_mb", "resident memory of the worker process (MiB)"),
+    _gauge("peak_rss_mb", "highest RSS in the last snapshot's window (MiB)"),
+    _gauge("arrow_live_mb", "bytes allocated by Arrow's memory pool (MiB)"),
+    _gauge("heap_in_use_mb", "malloc bytes in use (MiB)"),
+    _gauge("heap_free_mb", "freed memory malloc still holds (MiB)"),
+    _gauge("growth_mb", "private RSS growth since the end of setup (MiB)"),
+    _gauge("headroom_mb", "memory left under the cgroup limit (MiB)"),
+    _gauge("call", "calls counted by the last snapshot (a number)", "udfmem_calls"),
 )
 SLOPE = Gauge(
     "udfmem_growth_slope_mb_per_100_calls",
