@@ -1,7 +1,7 @@
-"""UDF classes for ``bench_testing.py``: four leak shapes at 64 KiB per call and four clean ones.
+"""UDF classes for ``bench_testing.py`` and ``tests/test_testing.py``: four leak shapes at 64 KiB per call, four clean.
 
 Each call also waits ~1 ms (the UDF's "work"), so a check's cost is measured against a
-realistic loop.
+realistic loop. Module-level classes: importable, and picklable by reference.
 """
 
 from __future__ import annotations
@@ -61,14 +61,14 @@ class ArrowKept:
     """Leak: 64 KiB of Arrow arrays kept per call."""
 
     def __init__(self) -> None:
-        self.tables: list[Any] = []
+        self.batches: list[Any] = []
 
     def __call__(self, i: int) -> int:
         """One batch."""
         import pyarrow as pa
 
         time.sleep(WORK_S)
-        self.tables.append(pa.array(range(8 * KIB), type=pa.int64()))
+        self.batches.append(pa.array(range(8 * KIB), type=pa.int64()))
         return i
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import random
+import gc
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,71 +12,12 @@ import pytest
 from udfmem import tracked
 from udfmem.testing import GrowthReport, assert_no_growth, check_growth, parse_size
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from growth_udfs import ArrowKept, Bounded, Cache, Closures, Noisy  # bench_testing's UDFs
+
 pytest_plugins = ["pytester"]
 KIB = 1024
-MIB = 1024 * KIB
 KEEP: list[Any] = []
-
-
-class Cache:
-    """Keeps 64 KiB per call in a dict on self."""
-
-    def __init__(self) -> None:
-        self.cache: dict[int, bytearray] = {}
-
-    def __call__(self, i: int) -> int:
-        """One call."""
-        self.cache[i] = bytearray(b"x") * (64 * KIB)
-        return i
-
-
-class Closures:
-    """Keeps a closure over each 64 KiB batch."""
-
-    def __init__(self) -> None:
-        self.callbacks: list[Any] = []
-
-    def __call__(self, i: int) -> int:
-        """One call."""
-        batch = bytearray(b"x") * (64 * KIB)
-        self.callbacks.append(lambda: len(batch))
-        return i
-
-
-class ArrowKept:
-    """Keeps 64 KiB of Arrow arrays per call."""
-
-    def __init__(self) -> None:
-        self.batches: list[Any] = []
-
-    def __call__(self, i: int) -> int:
-        """One call."""
-        import pyarrow as pa
-
-        self.batches.append(pa.array(range(8 * KIB), type=pa.int64()))
-        return i
-
-
-class Noisy:
-    """Keeps nothing; 0-20 MiB of scratch per call."""
-
-    def __call__(self, i: int) -> int:
-        """One call."""
-        scratch = bytearray(b"x") * random.randint(0, 20 * MIB)
-        return len(scratch)
-
-
-class Bounded:
-    """A cache that fills 40 entries of 256 KiB and stops."""
-
-    def __init__(self) -> None:
-        self.cache: dict[int, bytearray] = {}
-
-    def __call__(self, i: int) -> int:
-        """One call."""
-        if len(self.cache) < 40:
-            self.cache[i] = bytearray(b"x") * (256 * KIB)
-        return i
 
 
 def test_sizes_use_binary_multipliers() -> None:
@@ -196,10 +139,40 @@ def test_stacks_name_the_allocating_line_and_never_start_a_second_tracker(tmp_pa
     import memray
 
     line = next(i for i, text in enumerate(inspect.getsourcelines(Cache)[0]) if "self.cache[i] =" in text)
-    where = f"__call__ (test_testing.py:{inspect.getsourcelines(Cache)[1] + line})"
+    where = f"__call__ ({Path(inspect.getfile(Cache)).name}:{inspect.getsourcelines(Cache)[1] + line})"
     report = check_growth(Cache, range(10_000), calls=64, warmup=8, stacks=True)
     assert where in report.stacks[0]
     assert where in report.reason("16 KB")
     with memray.Tracker(str(tmp_path / "outer.bin")):
         inside = check_growth(Cache, range(10_000), calls=64, warmup=8, stacks=True)
     assert ("heap-leak", ()) == (inside.pattern, inside.stacks)
+
+
+class Raises:
+    """Raises at its 40th call (in the counted calls)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, i: int) -> int:
+        """One call."""
+        self.calls += 1
+        if self.calls == 40:
+            raise ValueError("call 40")
+        return i
+
+
+def test_the_collector_is_left_as_found_even_on_error() -> None:
+    """Nothing stays frozen after a check, also when the UDF raises; a process's own frozen objects stay frozen."""
+    check_growth(Noisy, range(10_000), calls=32, warmup=8)
+    with pytest.raises(ValueError, match="call 40"):
+        check_growth(Raises, range(10_000), calls=64, warmup=8)
+    assert 0 == gc.get_freeze_count()
+    mine: list[Any] = [[]]  # tracked by the collector
+    gc.freeze()
+    try:
+        report = check_growth(Cache, range(10_000), calls=64, warmup=8)
+        still_frozen = not any(o is mine for o in gc.get_objects())  # get_objects() leaves the frozen out
+        assert ("heap-leak", True) == (report.pattern, still_frozen)
+    finally:
+        gc.unfreeze()
