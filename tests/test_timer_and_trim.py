@@ -62,7 +62,7 @@ def test_auto_trims_past_the_threshold_within_a_time_budget() -> None:
     assert ["trim"] == trims
     clock.now += 0.050 / TRIM_SHARE - 0.1
     trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
-    assert ["trim"] == trims  # the budget: 2% of the wall time
+    assert ["trim"] == trims  # the budget: TRIM_SHARE (5%) of the wall time
     clock.now += 0.2
     trimmer.at_snapshot(700 * MIB, 300 * MIB, 0)
     assert ["trim", "trim"] == trims
