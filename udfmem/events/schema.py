@@ -1,11 +1,18 @@
-"""udfmem's events: one frozen type per event, the one definition every part shares.
+"""udfmem's events: one frozen type per event, and the ONE list of the snapshot's fields.
 
-The runtime builds these, the renderers write them (``_render``), parsers read them back
-(``from_fields``), and analysis, diagnose, the detector and exporters consume them. Each
-is an immutable ``NamedTuple`` (built in well under a microsecond, which a snapshot's
-budget needs). ``Setup`` and ``Snapshot`` share one :class:`Memory` block, so both carry
-the same memory fields. Sizes are MiB (``_mb``), rounded to 0.1; ``None`` means unknown
-and is left out of a line.
+The runtime builds these, :mod:`~udfmem.events.render` writes them, :mod:`~udfmem.events.parse`
+reads them back (:func:`from_fields` gives the typed event), and analysis, diagnose, the
+detector and exporters consume them. Each is an immutable ``NamedTuple`` (built in well
+under a microsecond, which a snapshot's budget needs). ``Setup`` and ``Snapshot`` share one
+:class:`Memory` block, so both carry the same memory fields. Sizes are MiB (``_mb``),
+rounded to 0.1; ``None`` means unknown and is left out of a line.
+
+Each field of the memory block and of the snapshot is declared once, on one line: its
+name, type, default, meaning and the analysis ``Point`` figure it fills (:class:`Field`).
+Everything else derives from these lines: the renderer's templates, the log reader's
+pattern and fast path (``udfmem.commands._logs``), the analysis point
+(:mod:`udfmem.events.point`), ``MemorySample``, the gauges' paths (:func:`path`) and
+:func:`field_table`. Adding a snapshot field is one line here plus the probe that fills it.
 
 Every line carries ``schema=SCHEMA_VERSION``; a line without it is version 1. A reader
 skips lines of a schema it does not know rather than misreading them.

@@ -16,7 +16,9 @@ from ..events.schema import Memory
 from .process import MIB, Probes, arrow_backend, arrow_live, probes
 
 _TENTHS = 10 / MIB
-_new = tuple.__new__
+_new = tuple.__new__  # builds a Memory from all its values with no Python frame (no defaults filled in)
+if len(Memory._fields) != 14:  # pragma: no cover - a field added to the schema: block() must fill it too
+    raise TypeError(f"block() writes 14 memory fields, the schema has {len(Memory._fields)}: fill the new one")
 
 
 _SAMPLE_DOC = """One reading of this process's memory: ``pid``, ``ts`` (epoch seconds), then every field of
@@ -114,21 +116,24 @@ def block(
                 py_blocks,
             ),
         )
-    return Memory(
-        None if rss is None else int(rss * k + 0.5) / 10,
-        None if (rss is None or shared is None) else int((rss - shared) * k + 0.5) / 10,
-        None if shared is None else int(shared * k + 0.5) / 10,
-        None if peak is None else int(peak * k + 0.5) / 10,
-        True if lifetime else None,
-        int(arrow_live * k + 0.5) / 10,
-        backend,
-        None if rss is None else round((rss - arrow_live) / MIB, 1),
-        None if heap is None else int(heap[0] * k + 0.5) / 10,
-        None if heap is None else int(heap[1] * k + 0.5) / 10,
-        None if heap is None else int(heap[2] * k + 0.5) / 10,
-        None if limit is None else int(limit * k + 0.5) / 10,
-        None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
-        py_blocks,
+    return _new(
+        Memory,
+        (
+            None if rss is None else int(rss * k + 0.5) / 10,
+            None if (rss is None or shared is None) else int((rss - shared) * k + 0.5) / 10,
+            None if shared is None else int(shared * k + 0.5) / 10,
+            None if peak is None else int(peak * k + 0.5) / 10,
+            True if lifetime else None,
+            int(arrow_live * k + 0.5) / 10,
+            backend,
+            None if rss is None else round((rss - arrow_live) / MIB, 1),
+            None if heap is None else int(heap[0] * k + 0.5) / 10,
+            None if heap is None else int(heap[1] * k + 0.5) / 10,
+            None if heap is None else int(heap[2] * k + 0.5) / 10,
+            None if limit is None else int(limit * k + 0.5) / 10,
+            None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
+            py_blocks,
+        ),
     )
 
 
