@@ -34,7 +34,20 @@ from .sinks.metrics import MetricsSink
 from .sinks.stderr import StderrSink
 from .sinks.structlog_sink import StructlogSink
 
-__all__ = ["MAX_MESSAGE", "MAX_WARNINGS", "Emitter", "build", "capture", "default", "forget_warnings", "host"]
+__all__ = [
+    "MAX_MESSAGE",
+    "MAX_WARNINGS",
+    "Emitter",
+    "build",
+    "capture",
+    "default",
+    "forget",
+    "forget_warnings",
+    "host",
+    "log_sinks",
+    "warned",
+    "worker_tag",
+]
 
 _host: str | None = None
 

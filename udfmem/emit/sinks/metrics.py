@@ -125,15 +125,16 @@ class MetricsSink:
     def _changed(self, now: bool = False) -> None:
         """Values changed: push them to exporters that need pushing, at most every ``MIN_SET_S`` unless ``now``."""
         if self.expires:
-            if not self._watched:
-                self._watched = True
-                self._visitor().watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
             at = self.clock()
             if now or at - self.set_at >= MIN_SET_S:
                 self._publish(at)
             elif not self.dirty:
                 self.dirty = True
-                self._visitor().wake(self)  # the visit pushes them once MIN_SET_S has passed
+                if self._watched:
+                    self._visitor().wake(self)  # the visit pushes them once MIN_SET_S has passed
+            if not self._watched:  # after the push: the first visit (at once) finds nothing due
+                self._watched = True
+                self._visitor().watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
 
     def _visitor(self) -> Visitor:
         return self._timer if self._timer is not None else _timer.timer
