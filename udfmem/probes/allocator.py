@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import os
 import platform
 import sys
 import threading
 import time
 from typing import Any
 
-from ..runtime import reentry as _reentry
+from .. import _process, _reentry
 from . import process as _probes
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -180,8 +179,7 @@ def _reset_after_fork() -> None:
     _trim_lock = threading.RLock()  # re-entrant: a trim from a finalizer inside a trim runs, never waits
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+_process.on_new_process(_reset_after_fork, _process.PROBES, fork_only=True)  # the lock may be held by a parent thread
 
 
 def arena_count() -> int | None:

@@ -8,19 +8,20 @@ because a ``/proc/self`` fd opened by the parent keeps reading the parent.
 
 from __future__ import annotations
 
-import collections
 import ctypes
-import itertools
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import _process
 from .budget import Budget
 from .cgroup import cgroup_files, read_limit
 from .fds import KeptFd
+from .windows import PeakWindows
+
+__all__ = ["MIB", "PeakWindows", "Probes", "arrow_backend", "arrow_live", "mb", "probes"]
 
 try:
     import resource as _resource
@@ -75,7 +76,8 @@ class Probes:
         except (AttributeError, OSError, ValueError):  # Windows, or an unknown name
             self.page = 4096
         self._statm = self._open("/proc/self/statm", os.O_RDONLY)
-        self._clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)  # checked before every write
+        # checked (fstat) before every write; the windows write only when there is a peak to clear
+        self._clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)
         self._mallinfo2 = _find_mallinfo2()
         self._psutil: Any = None
         self.peak_was_reset = False
@@ -175,7 +177,13 @@ class Probes:
         return maxrss if sys.platform == "darwin" else maxrss * 1024
 
     def reset_peak(self) -> bool:
-        """Reset the kernel's peak RSS to the current RSS; False where impossible."""
+        """Reset the kernel's peak RSS to the current RSS; False where impossible.
+
+        The kept descriptor's identity is checked (``fstat``, ~0.9 µs) before each write: a
+        user who closed it and reused its number must never receive our ``5``. The window
+        peaks call this only when the kernel's peak is above the RSS (a restart with
+        something to clear), so a snapshot after a flat window pays neither.
+        """
         fd = self._clear_refs.get() if self._clear_refs is not None else None
         if fd is None:
             return False
@@ -191,7 +199,7 @@ class Probes:
 
         The peak is the kernel's; :func:`udfmem.probes.memory.block` lifts it to the RSS where it lags.
 
-        The same as :meth:`resident`, ``windows.take(wid)`` and ``heap_budget()`` in turn,
+        The same as :meth:`resident`, ``windows.take(wid, rss)`` and ``heap_budget()`` in turn,
         in one frame: a snapshot runs every K calls and must cost little more than a
         hand-written one (``benchmarks/bench_overhead.py``); the calls it saves are a
         fifth of that margin.
@@ -202,7 +210,7 @@ class Probes:
             rss, shared = pages[0] * self.page, pages[1] * self.page
         elif self._statm is None:
             rss, shared = self.resident()
-        peak, lifetime = self.windows.take(wid)
+        peak, lifetime = self.windows.take(wid, rss)
         return rss, shared, peak, lifetime, self.heap_budget()
 
     def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:
@@ -254,79 +262,6 @@ def arrow_backend() -> str | None:
         return None
 
 
-class PeakWindows:
-    """Window peaks of several UDFs in one process over one kernel counter.
-
-    Reading a window resets the kernel's peak (``clear_refs``), so before that the
-    kernel's peak is folded into every other open window: each UDF's ``peak_rss_mb``
-    covers everything since its own previous window began.
-
-    Never waits on itself: :meth:`close` runs from a finalizer (a UDF's state collected),
-    which the garbage collector may run inside :meth:`take` on the same thread; there it
-    only queues the id (the next ``open`` or ``take`` forgets it). A ``take`` re-entered on
-    the thread already inside one reads the kernel's peak without folding or resetting it.
-    """
-
-    def __init__(self, probes: Probes) -> None:
-        self._probes = probes
-        self._peaks: dict[int, int] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._closed: collections.deque[int] = collections.deque()  # ids to forget, appended without the lock
-        self._holder = 0  # the thread inside take or open
-
-    def open(self) -> int:
-        """A new window; its id."""
-        me = threading.get_ident()
-        with self._lock:  # take() iterates the windows
-            self._holder = me
-            try:
-                self._forget_closed()
-                wid = next(self._ids)
-                self._peaks[wid] = 0
-            finally:
-                self._holder = 0
-        return wid
-
-    def close(self, wid: int) -> None:
-        """Forget window ``wid`` (its UDF is gone): ``take`` stays O(live UDFs). Never waits on its own thread."""
-        if self._holder == threading.get_ident():  # a finalizer inside our own take: the next one forgets it
-            self._closed.append(wid)
-            return
-        with self._lock:
-            self._peaks.pop(wid, None)
-
-    def _forget_closed(self) -> None:
-        """Under the lock: drop the windows :meth:`close` queued."""
-        closed, peaks = self._closed, self._peaks
-        while closed:
-            peaks.pop(closed.popleft(), None)
-
-    def take(self, wid: int) -> tuple[int | None, bool]:
-        """Peak RSS since window ``wid`` last began, and whether it is the lifetime peak; restart it."""
-        p = self._probes
-        me = threading.get_ident()
-        if self._holder == me:  # re-entered inside our own take: never wait on ourselves
-            return p.peak(), True
-        with self._lock:
-            self._holder = me
-            try:
-                if self._closed:
-                    self._forget_closed()
-                kernel_peak = p.peak()
-                lifetime = not p.reset_peak()
-                peaks = self._peaks
-                if kernel_peak is not None and len(peaks) > 1:
-                    for key, value in peaks.items():
-                        if value < kernel_peak:
-                            peaks[key] = kernel_peak
-                peak = peaks.get(wid) or kernel_peak
-                peaks[wid] = 0
-            finally:
-                self._holder = 0
-        return peak, lifetime
-
-
 _probes: Probes | None = None
 
 
@@ -348,8 +283,7 @@ def _forget_after_fork() -> None:
     _probes = None
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
+_process.on_new_process(_forget_after_fork, _process.PROBES, fork_only=True)  # the descriptors are the parent's
 
 
 def mb(value: int | None) -> float | None:
