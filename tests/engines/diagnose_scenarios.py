@@ -34,12 +34,10 @@ import gzip
 import json
 import mmap
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -49,6 +47,10 @@ from typing import Any
 import numpy as np
 
 import udfmem
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import reproducers  # the one thread_churn; its module goes to Ray's workers by value
+from reproducers import thread_churn
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -91,35 +93,6 @@ def touched(nbytes: int) -> np.ndarray:
     buf = np.empty(nbytes, dtype=np.uint8)
     buf.fill(1)
     return buf
-
-
-def thread_churn(threads: int = 8, mib_per_thread: int = 16, keep_every: int = 8, seed: int = 0) -> list[bytearray]:
-    """Allocate ``threads * mib_per_thread`` MiB of 4-120 KiB buffers from threads; return 1 in ``keep_every``.
-
-    The buffers are below glibc's mmap threshold, so they come from the threads' malloc
-    arenas; the main thread frees the rest. The kept buffers pin the arenas' pages, so
-    glibc cannot shrink them on its own (``benchmarks/reproducers.py``'s ``thread_churn``).
-    """
-    made: list[list[bytearray]] = [[] for _ in range(threads)]
-    together = threading.Barrier(threads)  # all alive at once: each gets its own arena
-
-    def work(i: int) -> None:
-        together.wait()
-        rnd = random.Random(seed * 1000 + i)
-        out, total = made[i], 0
-        while total < mib_per_thread * MIB:
-            size = rnd.randrange(4 * KIB, 120 * KIB)
-            out.append(bytearray(b"\x01") * size)  # touched: resident
-            total += size
-
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    kept = [buf for bufs in made for j, buf in enumerate(bufs) if j % keep_every == 0]
-    made.clear()
-    return kept
 
 
 # --- the scenarios -------------------------------------------------------------------------
@@ -443,6 +416,7 @@ def run_scenario(spec: Scenario, outdir: Path) -> Path:
     os.chdir(temp)  # Ray puts the driver's cwd on the workers' sys.path: keep checkouts out of it
     t0 = time.perf_counter()
     ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False)
+    ray.cloudpickle.register_pickle_by_value(reproducers)  # workers cannot import benchmarks/: sent with the UDF
     ctx = ray.data.DataContext.get_current()
     ctx.wait_for_min_actors_s = 120
     ctx.enable_progress_bars = False
