@@ -1,1 +1,1 @@
-"""Events: the one field list (schema), rendering and parsing of lines."""
+"""Events: the one field list (schema), rendering (render) and parsing (parse) of lines, the analysis point (point)."""
