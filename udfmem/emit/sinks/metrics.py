@@ -22,7 +22,6 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from ...events.schema import Snapshot, Trim
-from ...runtime import timer as _timer
 from .gauges import GAUGES, SLOPE, Exporter, Warn
 
 MIN_SET_S = 1.0
@@ -137,7 +136,11 @@ class MetricsSink:
                 self._visitor().watch(self)  # from now on the timer re-sets the values (Ray drops them otherwise)
 
     def _visitor(self) -> Visitor:
-        return self._timer if self._timer is not None else _timer.timer
+        if self._timer is not None:
+            return self._timer
+        from ...runtime import timer as _timer  # here: emit does not import the runtime when it loads
+
+        return _timer.timer
 
     def _publish(self, at: float) -> None:
         self.set_at = at

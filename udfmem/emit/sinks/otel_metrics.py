@@ -10,12 +10,12 @@ ever runs; a ``MeterProvider`` set later is picked up by the API's proxy meter.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ... import _process
 from .gauges import GAUGES, RELEASED, SLOPE, TRIMS, Exported, Gauge
 
 _lock = threading.Lock()  # registration only: never held while the SDK collects (its callbacks take no lock)
@@ -115,11 +115,14 @@ class OtelExporter:
         """The callbacks read the sink's values when collected: nothing to push."""
 
 
-def _after_fork_in_child() -> None:
-    """A fork child's UDFs bind afresh (their own ``worker`` tag): forget the parent's."""
+def forget() -> None:
+    """In a fork child: its UDFs bind afresh (their own ``worker`` tag), so forget the parent's sinks.
+
+    The instruments stay registered (a meter keeps them; the child's callbacks read its own
+    sinks). Not on a reset of a running process: its live UDFs keep their sinks.
+    """
     global _live, _live_lock
     _live, _live_lock = (), threading.Lock()  # the parent's lock may have been held
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_new_process(forget, _process.EMIT, fork_only=True)
