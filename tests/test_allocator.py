@@ -13,6 +13,7 @@ import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
 import udfmem
+import udfmem.testing
 from udfmem.probes import allocator as _allocator
 
 Reader = Callable[..., Events]
@@ -239,8 +240,8 @@ def test_unsupported_platform_warns_once_and_stops_trying(
     Udf = identity_udf(every=2, trim=1)
     for i in range(6):
         Udf()(i)
-    state = Udf.__dict__["__call__"].__udfmem_state__
-    assert (sys.maxsize, "off") == (state.next_trim, state.trimmer.policy.mode)  # no slow path per call
+    view = udfmem.testing.state_of(Udf)
+    assert (None, "off") == (view.next_trim, view.trim_mode)  # no trim due: no slow path per call
     events = stderr_events()
     assert [] == [e for e in events if e["event"] == "udfmem.trim"]
     assert ["trim-unsupported"] == [e["what"] for e in events if e["event"] == "udfmem.warning"]

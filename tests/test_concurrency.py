@@ -9,6 +9,9 @@ from collections.abc import Callable
 import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
+import udfmem.testing
+from udfmem.runtime.decorator import find_state
+
 Reader = Callable[..., Events]
 
 
@@ -36,26 +39,25 @@ def test_a_call_that_gives_up_waiting_still_gets_its_snapshot(monkeypatch: pytes
 
     Simulated slowness: the first snapshot waits on an event (a real one takes ~20 µs).
     """
-    from udfmem.emit import emitter as _emit
     from udfmem.runtime import state as _state
 
     Udf = identity_udf(every=2, every_s=0, trim="off")
     udf = Udf()
-    state = Udf.__dict__["__call__"].__udfmem_state__
     udf(0)  # bind
+    binding = find_state(Udf).binding
     release = threading.Event()
-    real = state._snapshot
+    real = binding.snapshot
 
-    def slow(label: int) -> None:
+    def slow(label: int, final: bool | None = None) -> None:
         if label == 2:
             release.wait(5)
-        real(label)
+        real(label, final)
 
-    monkeypatch.setattr(state, "_snapshot", slow)
-    with _emit.capture() as events:
+    monkeypatch.setattr(binding, "snapshot", slow)
+    with udfmem.testing.capture() as events:
         holder = threading.Thread(target=udf, args=(2,))  # call 2: its snapshot hangs
         holder.start()
-        while not state._holder:
+        while not udfmem.testing.state_of(Udf).snapshot_running:
             time.sleep(0.001)
         t0 = time.monotonic()
         udf(3)
@@ -65,7 +67,7 @@ def test_a_call_that_gives_up_waiting_still_gets_its_snapshot(monkeypatch: pytes
         holder.join()
     assert waited < 1  # it gave up after WAIT_S each (2 ms), not after the 5 s hang
     assert [2, 4] == [e["call"] for e in events if e["event"] == "udfmem.snapshot"]
-    assert not state._pending
+    assert 0 == udfmem.testing.state_of(Udf).pending
     assert _state.WAIT_S <= 0.01
 
 
@@ -74,21 +76,21 @@ def test_reentry_on_the_snapshotting_thread_passes_through(monkeypatch: pytest.M
 
     Simulated re-entry: the snapshot itself calls the UDF, as a __del__ run by the GC there would.
     """
-    from udfmem.emit import emitter as _emit
-
     Udf = identity_udf(every=1, every_s=0, trim="off")
     udf = Udf()
-    state = Udf.__dict__["__call__"].__udfmem_state__
-    real = state._snapshot
+    state = find_state(Udf)
+    state.bind()
+    binding = state.binding
+    real = binding.snapshot
     reentered: list[int] = []
 
-    def reentrant(label: int) -> None:
+    def reentrant(label: int, final: bool | None = None) -> None:
         if label == 1:
             reentered.append(udf(99))  # call 2, made inside call 1's snapshot
-        real(label)
+        real(label, final)
 
-    monkeypatch.setattr(state, "_snapshot", reentrant)
-    with _emit.capture() as events:
+    monkeypatch.setattr(binding, "snapshot", reentrant)
+    with udfmem.testing.capture() as events:
         udf(0)
         udf(1)
     assert [99] == reentered
@@ -97,19 +99,19 @@ def test_reentry_on_the_snapshotting_thread_passes_through(monkeypatch: pytest.M
 
 def test_a_force_during_a_snapshot_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
     """The every_s timer flagging a UDF while a snapshot runs: the next call still snapshots."""
-    from udfmem.emit import emitter as _emit
-
     Udf = identity_udf(every=100, every_s=0, trim="off")
     udf = Udf()
-    state = Udf.__dict__["__call__"].__udfmem_state__
-    real = state._snapshot
+    state = find_state(Udf)
+    state.bind()
+    binding = state.binding
+    real = binding.snapshot
 
-    def flagged(label: int) -> None:
-        real(label)
+    def flagged(label: int, final: bool | None = None) -> None:
+        real(label, final)
         state.force()  # what the timer thread does, landing inside the step
 
-    monkeypatch.setattr(state, "_snapshot", flagged)
-    with _emit.capture() as events:
+    monkeypatch.setattr(binding, "snapshot", flagged)
+    with udfmem.testing.capture() as events:
         for i in range(101):
             udf(i)
     assert [100, 101] == [e["call"] for e in events if e["event"] == "udfmem.snapshot"]

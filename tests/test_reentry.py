@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import parse_events, run_python
 
-from udfmem.runtime import reentry as _reentry
+from udfmem import _reentry
 
 # A bomb in a reference cycle re-arms itself from its __del__: every collection finds one,
 # so with a gen0 threshold of 1 a collection (and the bomb's finalizer) runs at every
@@ -21,6 +21,7 @@ from udfmem.runtime import reentry as _reentry
 BOMB = """
 import gc, json, sys
 import udfmem
+import udfmem.testing
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
 def gen(n):
@@ -143,6 +144,7 @@ probe.join()
 SWEEP = """
 import dis, json, sys, threading
 import udfmem
+import udfmem.testing
 from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
@@ -153,7 +155,7 @@ class U:
 u = U()
 u(0)
 state = U.__call__.__udfmem_state__
-FILES = ("_state.py", "_finals.py", "_reentry.py")
+FILES = ("runtime/state.py", "runtime/binding.py", "_reentry.py")
 OPS = {{}}  # code -> {{offset: opname}}
 SIGNAL_AFTER = {{"CALL", "JUMP_BACKWARD"}}
 
@@ -207,7 +209,7 @@ while True:
     "interrupts": interrupts,
     "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
     "lock_free": got == [True],
-    "pending": len(state._pending),
+    "pending": udfmem.testing.state_of(U).pending,
 }}))
 """
 
@@ -231,6 +233,7 @@ def test_an_interrupt_at_any_point_of_a_snapshot_never_leaves_it_stuck() -> None
 STORM = """
 import json, signal, threading
 import udfmem
+import udfmem.testing
 from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
@@ -251,7 +254,7 @@ def storm():
         try:
             for i in range(100):
                 u(i)
-            most_pending[0] = max(most_pending[0], len(state._pending))
+            most_pending[0] = max(most_pending[0], udfmem.testing.state_of(U).pending)
         except KeyboardInterrupt:
             pass
 
@@ -272,7 +275,7 @@ signal.setitimer(signal.ITIMER_REAL, 0)
 {after}print("RESULT " + json.dumps({{
     "snapshots": sum(e["event"] == "udfmem.snapshot" for e in events),
     "lock_free": got == [True],
-    "most_pending": max(most_pending[0], len(state._pending)),
+    "most_pending": max(most_pending[0], udfmem.testing.state_of(U).pending),
 }}))
 """
 
@@ -293,6 +296,7 @@ def test_a_storm_of_real_interrupts_around_tracked_calls_leaves_snapshots_workin
 UNPICKLE_BOMB = """
 import gc, json, pickle
 import udfmem
+import udfmem.testing
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
 class Embed:
@@ -336,6 +340,7 @@ def test_unpickling_a_udf_from_a_finalizer_inside_a_registry_lookup_never_hangs(
 DECORATE_BOMB = """
 import gc, json
 import udfmem
+import udfmem.testing
 
 fired = [0]
 armed = [True]
@@ -415,6 +420,7 @@ FORK_WHILE_HELD = """
 import json, os, threading, time, warnings
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: on purpose
 import udfmem
+import udfmem.testing
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)  # a program's order: the decorator first
 class U:

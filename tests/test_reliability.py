@@ -260,6 +260,7 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
         """
         import gc
         import udfmem
+        import udfmem.testing
 
         inside = []
 
@@ -268,7 +269,8 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
                 self.me = self  # a cycle: only the collector frees it
 
             def __del__(self):
-                inside.append(state._holder != 0)  # is udfmem in the middle of a snapshot on this thread?
+                # is udfmem in the middle of a snapshot on this thread?
+                inside.append(udfmem.testing.state_of(Udf).snapshot_running)
                 udf(0)
 
         @udfmem.tracked(every=1, every_s=0, trim="off")

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from conftest import Events, identity_udf, parse_events, run_python
 
-from udfmem.emit import emitter as _emit
+from udfmem import tracked
 from udfmem.policies.trim import IDLE_S, TRIM_SHARE, Trimmer, TrimPolicy
 from udfmem.probes import allocator as _allocator
 from udfmem.probes import budget as _budget
 from udfmem.probes import process as _probes
 from udfmem.runtime import timer as _timer
+from udfmem.runtime.decorator import find_state
 
 Reader = Callable[..., Events]
 MIB = 1024 * 1024
@@ -46,7 +47,7 @@ def make_trimmer(
         trims.append("trim")
         return released(took_ms=took_ms)
 
-    trimmer = Trimmer(TrimPolicy(mode), _emit.Emitter("T"), lambda: reading[0], clock=clock, release=release)
+    trimmer = Trimmer(TrimPolicy(mode), lambda: reading[0], clock=clock, release=release)
     return trimmer, trims
 
 
@@ -124,22 +125,21 @@ def test_integer_policy_trims_after_setup_and_off_never() -> None:
     assert (["trim"], []) == (every_trims, off_trims)
 
 
-def test_unsupported_trim_warns_once_and_turns_the_policy_off(stderr_events: Reader) -> None:
-    """A platform without a release function: one warning, then the policy is off.
+def test_unsupported_trim_warns_once_and_turns_the_policy_off() -> None:
+    """A platform without a release function: one warning (the trimmer returns it to emit), then the policy is off.
 
     Simulated (injected release result): glibc here always has malloc_trim.
     """
     clock = Clock()
     trimmer = Trimmer(
         TrimPolicy("auto"),
-        _emit.Emitter("T"),
         lambda: (900 * MIB, 100 * MIB, 0),
         clock=clock,
         release=lambda: _allocator.TrimResult(False, 0.0, 0.0, 0.0, 0.0, None, None, "musl: no malloc_trim"),
     )
-    trimmer.trim("auto")
+    events = trimmer.trim("auto")
     assert "off" == trimmer.policy.mode
-    assert ["trim-unsupported"] == [w["what"] for w in stderr_events("udfmem.warning")]
+    assert ["trim-unsupported"] == [w.what for w in events if w.EVENT == "udfmem.warning"]
 
 
 def test_budget_reads_a_cheap_probe_every_time_and_a_costly_one_within_its_share() -> None:
@@ -219,17 +219,17 @@ def test_a_failing_tick_warns_once_and_every_s_keeps_working(
     Udf = identity_udf(every=10_000, every_s=0.2)
     udf = Udf()
     udf(0)
-    state = Udf.__dict__["__call__"].__udfmem_state__
-    assert state.trimmer is not None
-    real_idle = state.trimmer.idle_check
+    trimmer = find_state(Udf).binding.trimmer
+    assert trimmer is not None
+    real_idle = trimmer.idle_check
     until = time.monotonic() + 0.3
 
-    def flaky(*args: Any, **kwargs: Any) -> None:
+    def flaky(*args: Any, **kwargs: Any) -> list[Any]:
         if time.monotonic() < until:
             raise RuntimeError("idle check exploded")
-        real_idle(*args, **kwargs)
+        return real_idle(*args, **kwargs)
 
-    monkeypatch.setattr(state.trimmer, "idle_check", flaky)
+    monkeypatch.setattr(trimmer, "idle_check", flaky)
     deadline = time.monotonic() + 5
     snaps: list[dict[str, Any]] = []
     events: Events = []
@@ -291,7 +291,7 @@ def test_trims_that_do_not_pay_back_off_and_one_that_pays_resets() -> None:
         trims.append(pays[0])
         return released(mb=pays[0])
 
-    trimmer = Trimmer(TrimPolicy("auto"), _emit.Emitter("T"), lambda: reading[0], clock=clock, release=release)
+    trimmer = Trimmer(TrimPolicy("auto"), lambda: reading[0], clock=clock, release=release)
     trimmer.rebase()
     rss = 500 * MIB
     for _ in range(64 + 128 + 64):  # 1 MiB of "retention" per snapshot that no trim releases
@@ -313,31 +313,32 @@ def test_trims_that_do_not_pay_back_off_and_one_that_pays_resets() -> None:
 def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None:
     """auto: a call sleeping 5 s (a retry backoff) is busy; the timer's idle check sees it active throughout.
 
-    A spy around the real idle check records what the real timer thread passes; the call really sleeps.
+    A spy around the real idle check of this UDF's trimmer records what the real timer thread
+    passes; the call really sleeps, in the tracked method's own frame.
     """
-    udf = identity_udf("Sleeper", trim="auto")()
-    udf(1)
-    udf(2)
-    state = _decorator_state(udf)
-    seen: list[tuple[float, bool]] = []
-    real = state.trimmer.idle_check
 
-    def spy(active: bool, calls: int) -> None:
-        seen.append((time.monotonic(), active))
-        real(active, calls)
+    @tracked(trim="auto", name="Sleeper")
+    class Sleeper:
+        """A call that sleeps in the UDF's own frame when asked, like a retry backoff."""
 
-    monkeypatch.setattr(state.trimmer, "idle_check", spy)
-
-    class Slow:
-        """A call that sleeps in the UDF's own frame, like a retry backoff."""
-
-        def __call__(self, x: int) -> int:
-            time.sleep(2 * IDLE_S + 1.0)  # past the first idle decision, wherever the timer's visits fall
+        def __call__(self, x: int, sleep: float = 0.0) -> int:
+            time.sleep(sleep)
             return x
 
-    slow = tracked_like(state, Slow())
+    udf = Sleeper()
+    udf(1)
+    udf(2)
+    trimmer = find_state(Sleeper).binding.trimmer
+    seen: list[tuple[float, bool]] = []
+    real = trimmer.idle_check
+
+    def spy(active: bool, calls: int) -> list[Any]:
+        seen.append((time.monotonic(), active))
+        return real(active, calls)
+
+    monkeypatch.setattr(trimmer, "idle_check", spy)
     start = time.monotonic()
-    assert 3 == slow(3)
+    assert 3 == udf(3, sleep=2 * IDLE_S + 1.0)  # past the first idle decision, wherever the timer's visits fall
     end = time.monotonic()
     during = [active for t, active in seen if start + 0.1 < t < end - 0.1]
     assert len(during) >= 1  # the timer did look during the call (it walks once an idle decision is due)
@@ -346,15 +347,3 @@ def test_a_call_in_progress_is_not_idle(monkeypatch: pytest.MonkeyPatch) -> None
     while time.monotonic() < deadline and not any(not active for t, active in seen if t > end):
         time.sleep(0.1)
     assert any(not active for t, active in seen if t > end)  # after the call, no call in progress: idle
-
-
-def _decorator_state(udf: Any) -> Any:
-    """The UDFState behind a tracked instance's ``__call__``."""
-    return type(udf).__call__.__udfmem_state__
-
-
-def tracked_like(state: Any, obj: Any) -> Callable[..., Any]:
-    """A tracked wrapper over ``obj.__call__`` counting in ``state`` (so the sleeping call is udfmem's)."""
-    from udfmem.runtime.decorator import _wrap_call
-
-    return _wrap_call(obj.__call__, state)

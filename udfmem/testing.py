@@ -32,7 +32,7 @@ import statistics
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _drive
 from .analysis import growth
@@ -40,7 +40,18 @@ from .analysis import patterns as P
 from .probes import inspect as _inspect
 from .probes import process as _probes
 
-__all__ = ["BLOCK_BYTES", "GrowthReport", "assert_no_growth", "check_growth", "measure", "parse_size"]
+__all__ = [
+    "BLOCK_BYTES",
+    "GrowthReport",
+    "StateView",
+    "assert_no_growth",
+    "capture",
+    "check_growth",
+    "measure",
+    "parse_size",
+    "reset",
+    "state_of",
+]
 
 BLOCK_BYTES = 64
 """Bytes counted per live Python object block (a typical small object)."""
@@ -309,3 +320,64 @@ def assert_no_growth(
     if not report.passed(limit):
         raise AssertionError(f"udfmem: {report.reason(limit)}. {report.evidence}")
     return report
+
+
+# -- public test hooks: observe udfmem, and start afresh, without private pokes --------------
+
+
+def capture() -> contextlib.AbstractContextManager[list[dict[str, Any]]]:
+    """Collect every udfmem event emitted in this process while the block runs (like structlog's ``capture_logs``).
+
+    Yields a list that receives each event as the flat field dict a parser of its line
+    would return (``event``, ``udf``, ``pid``, ``host``, ``worker``, ``ts``, the event's own
+    fields). The lines are written to the sinks as usual. Safe to nest and to use from
+    several threads::
+
+        with udfmem.testing.capture() as events:
+            udf(batch)
+        assert [] == [e for e in events if e["event"] == "udfmem.warning"]
+    """
+    from .emit.capture import capture as _capture
+
+    return _capture()
+
+
+def reset() -> None:
+    """Forget what udfmem remembers in this process, as if it had just started.
+
+    Every tracked UDF counts from 0 again and binds again at its next call (reading the
+    environment anew), and warnings said once per process are said again. What only a new
+    process lacks stays: the probes' file descriptors, the timer thread, a running memray
+    tracker. Call it between tests, not while tracked calls run on other threads.
+    """
+    from . import _process
+
+    _process.reset()
+
+
+if TYPE_CHECKING:
+    from .runtime.state import StateView
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``StateView`` on first use (it lives with the runtime, which this module does not import up front)."""
+        if name == "StateView":
+            from .runtime.state import StateView
+
+            return StateView
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def state_of(udf: Any) -> StateView:
+    """What udfmem holds for ``udf`` (a tracked class, one of its instances, or a tracked function) in this process.
+
+    A read-only copy (:class:`StateView`): its key and name, the calls counted, whether it is
+    bound and enabled, whether a snapshot runs now and how many wait on it, the trim policy.
+
+    Raises:
+        TypeError: ``udf`` is not tracked by udfmem.
+    """
+    from .runtime.decorator import find_state
+
+    return find_state(udf).view()
+

@@ -28,11 +28,11 @@ import time
 import weakref
 from typing import Any
 
+from .. import _process, _reentry
 from .._settings import Settings
 from ..emit.emitter import Emitter
 from ..events.schema import Memray
 from ..probes.fds import SAFE_CREATE
-from ..runtime import reentry as _reentry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +174,8 @@ def owns(key: str) -> bool:
     return _owner == key and _tracker is not None
 
 
-def _after_fork_in_child() -> None:
+def _forget() -> None:
+    """A new process (a fork child): no tracker of ours runs here."""
     global _lock, _owner, _tracker, _emitter, _started_pid
     _lock = threading.RLock()
     if _tracker is not None:
@@ -185,5 +186,4 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(stop, "exit")
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_new_process(_forget, _process.POLICIES, fork_only=True)

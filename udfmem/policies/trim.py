@@ -25,8 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..emit.emitter import Emitter
-from ..events.schema import Trim
+from ..events.schema import Event, Trim, Warning
 from ..probes import allocator as _allocator
 from ..probes import process as _probes
 
@@ -106,25 +105,22 @@ class TrimPolicy:
 
 
 class Trimmer:
-    """Runs a UDF's :class:`TrimPolicy`: trims, rebases, emits ``udfmem.trim`` events.
+    """Runs a UDF's :class:`TrimPolicy`: trims, rebases, and returns the events each trim made; never emits.
 
     ``read`` gives (RSS, malloc in-use, Arrow live) bytes now; ``clock`` and ``release``
-    are injectable so the policy's decisions are tested without sleeping or trimming;
-    ``on_trim`` is told what each trim released.
+    are injectable so the policy's decisions are tested without sleeping or trimming.
+    Each method returns the events to emit (a ``udfmem.trim``, or a ``udfmem.warning`` to
+    say once): the binding emits them and tells the detector what a trim released.
     """
 
     def __init__(
         self,
         policy: TrimPolicy,
-        emitter: Emitter,
         read: Callable[[], tuple[int | None, int | None, int]],
         clock: Callable[[], float] = time.monotonic,
         release: Callable[[], _allocator.TrimResult] = _allocator.release,
-        on_trim: Callable[[float], None] | None = None,
     ) -> None:
         self.policy = policy
-        self.on_trim = on_trim  # told the MiB each trim released (the online detector)
-        self.emitter = emitter
         self._read = read
         self._clock = clock
         self._release = release
@@ -140,20 +136,18 @@ class Trimmer:
         """Take the policy's baseline now."""
         self.policy.rebase(*self._read())
 
-    def trim(self, reason: str, retained: int | None = None) -> None:
-        """Trim now, log it, rebase. Unsupported: one warning, policy off."""
+    def trim(self, reason: str, retained: int | None = None) -> list[Event]:
+        """Trim now and rebase; the ``udfmem.trim`` event. Unsupported: a warning, and the policy is off."""
         result = self._release()
         self.policy.trimmed(self._clock(), result.took_ms / 1000)
         if not result.supported:
             self.policy.mode = "off"
-            self.emitter.warn_once("trim-unsupported", f"cannot release memory here: {result.reason}")
             self.rebase()
-            return
+            return [Warning("trim-unsupported", f"cannot release memory here: {result.reason}")]
         if reason == "auto" and retained is not None:
             self.policy.paid(int(result.released_mb * _probes.MIB), retained)
-        if self.on_trim is not None:
-            self.on_trim(result.released_mb)
-        self.emitter.emit(
+        self.rebase()
+        return [
             Trim(
                 reason=reason,
                 released_mb=result.released_mb,
@@ -165,24 +159,22 @@ class Trimmer:
                 retained_mb=_probes.mb(retained),
                 skipped=result.reason,
             )
-        )
-        self.rebase()
+        ]
 
-    def after_setup(self) -> None:
+    def after_setup(self) -> list[Event]:
         """Setup transients (downloads, parsing) are freed by now: trim if worth it, else rebase.
 
         An integer policy always trims here; ``"auto"`` only when enough is retained,
         decided and rebased from one reading.
         """
         if self.policy.every is not None:
-            self.trim("setup")
-            return
+            return self.trim("setup")
         reading = self._read()
         retained = self.policy.retained(*reading)
         if self.policy.auto and retained is not None and retained >= self.policy.threshold(reading[0]):
-            self.trim("setup", retained)
-        else:
-            self.policy.rebase(*reading)
+            return self.trim("setup", retained)
+        self.policy.rebase(*reading)
+        return []
 
     def at_snapshot(
         self,
@@ -191,11 +183,12 @@ class Trimmer:
         arrow_live: int,
         headroom: int | None = None,
         limit: int | None = None,
-    ) -> None:
+    ) -> list[Event]:
         """The snapshot's chance to trim (auto policy); no decision while malloc's in-use figure is unknown."""
         retained = self.policy.retained(rss, heap_in_use, arrow_live)
         if self.policy.should_trim(retained, rss, self._clock(), headroom, limit):
-            self.trim("auto", retained)
+            return self.trim("auto", retained)
+        return []
 
     def idle_left(self) -> float | None:
         """Seconds until the idle check is due (0: now); None when this idle period's decision was made."""
@@ -203,7 +196,7 @@ class Trimmer:
             return None
         return max(0.0, self._idle_since + IDLE_S - self._clock())
 
-    def idle_check(self, active: bool, calls: int) -> None:
+    def idle_check(self, active: bool, calls: int) -> list[Event]:
         """The timer's visit: ``active`` says whether a call ran since the previous visit.
 
         Trims once when no call ran for ``IDLE_S`` after at least two calls, if enough is retained.
@@ -211,12 +204,13 @@ class Trimmer:
         now = self._clock()
         if active or self._idle_since is None:
             self._idle_since, self._idle_done = now, False
-            return
+            return []
         if self._idle_done or now - self._idle_since < IDLE_S:
-            return
+            return []
         self._idle_done = True  # this idle period's decision, trim or not: the timer backs off until calls resume
         if calls <= 1:
-            return
+            return []
         retained, rss = self._retained_now()
         if self.policy.should_trim_idle(retained, rss):
-            self.trim("idle", retained)
+            return self.trim("idle", retained)
+        return []

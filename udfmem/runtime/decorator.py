@@ -16,7 +16,6 @@ from types import CodeType
 from typing import Any, ClassVar, TypeVar, overload
 
 from .. import _settings
-from . import timer as _timer
 from .registry import new_state
 from .state import UDFState
 
@@ -63,7 +62,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
                             return
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.slow_at:
+                if n >= st.due_at:
                     try:
                         st.after(n)
                     except RecursionError:  # too deep for udfmem here: give way, never change the call
@@ -74,7 +73,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
-            if n >= st.slow_at:
+            if n >= st.due_at:
                 try:
                     st.before(n, args)
                 except RecursionError:  # too deep for udfmem here: give way, never change the call
@@ -101,7 +100,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
                 return (yield from fn(*args, **kwargs))
             finally:
                 n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.slow_at:
+                if n >= st.due_at:
                     try:
                         st.after(n)
                     except RecursionError:  # too deep for udfmem here: give way, never change the call
@@ -112,7 +111,7 @@ def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
 
         def call_wrapper(*args: Any, **kwargs: Any) -> Any:
             n = next(st.counter)
-            if n >= st.slow_at:
+            if n >= st.due_at:
                 try:
                     st.before(n, args)
                 except RecursionError:  # too deep for udfmem here: give way, never change the call
@@ -182,7 +181,8 @@ def _wrapper_codes(outer: Callable[..., Any]) -> set[CodeType]:
     return {c for c in outer.__code__.co_consts if isinstance(c, CodeType) and c.co_name in _WRAPPERS}
 
 
-_timer.note_call_codes(_wrapper_codes(_wrap_call) | _wrapper_codes(_wrap_setup))
+WRAPPER_CODES: frozenset[CodeType] = frozenset(_wrapper_codes(_wrap_call) | _wrapper_codes(_wrap_setup))
+"""The code of every call and setup wrapper: a frame running one of them is inside a tracked call or setup."""
 
 
 def _finish(wrapper: Callable[..., Any], fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
@@ -200,6 +200,28 @@ def _is_ours(obj: Any) -> bool:
     """
     code = getattr(obj, "__code__", None)
     return code is not None and code.co_filename == _THIS_FILE and code.co_name in _WRAPPERS
+
+
+def find_state(udf: Any) -> UDFState:
+    """The state of a tracked class, one of its instances, or a tracked function (``testing.state_of`` shows it).
+
+    Found through udfmem's own wrappers, recognised by their code: a user's decorator that
+    copied ``__udfmem_state__`` onto itself is looked through, never taken for ours.
+
+    Raises:
+        TypeError: ``udf`` is not tracked by udfmem.
+    """
+    if _is_ours(udf):
+        state: UDFState = getattr(udf, _MARK)
+        return state
+    klass = udf if isinstance(udf, type) else type(udf)
+    for owner in klass.__mro__:
+        for value in vars(owner).values():
+            raw = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            if _is_ours(raw):
+                found: UDFState = getattr(raw, _MARK)
+                return found
+    raise TypeError(f"udfmem: {getattr(udf, '__qualname__', type(udf).__qualname__)} is not tracked by udfmem")
 
 
 def _unwrap(obj: Any) -> Any:

@@ -18,16 +18,12 @@ so a process defining thousands of uniquely named classes keeps none of their na
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-# _emit is imported for its fork hook, registered at its import: hooks run in the order registered, and it must
-# renew the emitter locks before ours below renews the states (fresh() asks _emit.default() for an emitter)
-from .. import _settings
-from ..emit import emitter as _emit  # noqa: F401
+from .. import _process, _settings
 
 
 class PerProcess(Protocol):
@@ -109,12 +105,16 @@ def states() -> list[Any]:
         return list(_states.values())
 
 
-def _after_fork_in_child() -> None:
+def _forget() -> None:
+    """A new process (a fork child, or :func:`udfmem.testing.reset`): every state starts afresh.
+
+    Runs after the emitter's own forgetting (:mod:`udfmem._process` orders them): a fresh
+    state asks the emitter for a default one.
+    """
     global _registry_lock
     _registry_lock = threading.RLock()
     for state in list(_states.values()):
         state.fresh()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_new_process(_forget, _process.RUNTIME)

@@ -1,206 +1,184 @@
-"""Per-(process, UDF) state: the call counter, the snapshot window and what it owns.
+"""Per-(process, UDF) state: the call counter and the cadence; what is due goes to the binding.
 
 A :class:`UDFState` is created when a UDF is decorated and found again by key when a
 pickled copy of the UDF arrives in another process (its ``__reduce__`` carries only the
-key and the settings), so calls count per process and per UDF however often an engine
-re-creates or unpickles instances. Everything that belongs to one process (settings read
-from the environment, the emitter, the trimmer, the memray tracker, the timer's visits)
-is bound lazily on first use and dropped in a fork child, which starts counting afresh.
+key and the options), so calls count per process and per UDF however often an engine
+re-creates or unpickles instances. The wrappers read two of its fields per call
+(``counter``, ``due_at``); from ``due_at`` on a call takes the slow path here, which
+binds the UDF to the process on first use (:class:`~udfmem.runtime.binding.Binding`:
+settings, probes, emitter, policies) and then hands each due snapshot, trim or memray
+stop to the binding. A fork child drops the binding and counts afresh.
 
-The state owns its collaborators (setup meter, trimmer, memray target, emitter) by
-composition; none of them knows it. It is the one place where readings become events.
+Every slow path runs as this thread's udfmem section (:mod:`udfmem._reentry`):
+work re-entering on the same thread (a finalizer, a signal handler) is deferred, never
+waited for. The timer (:mod:`udfmem.runtime.timer`) visits the state for what is due
+by the clock: an ``every_s`` snapshot, an idle trim.
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import itertools
 import os
 import sys
 import threading
-import time
-import types
-import weakref
 from typing import Any
 
-from .. import _settings
+from .. import _reentry, _settings
 from ..emit import emitter as _emit
-from ..emit.emitter import Emitter
-from ..events.schema import Memory, Snapshot
-from ..policies import memray as _memray
-from ..policies.detector import Detector
-from ..policies.trim import Trimmer, TrimPolicy
-from ..probes import allocator as _allocator
-from ..probes import memory as _memory
-from ..probes import process as _probes
-from . import reentry as _reentry
+from ..policies.trim import IDLE_S
 from . import registry as _registry
-from . import timer as _timer
-from .finals import Finals
-from .setup import SetupMeter, SetupPhases
-from .visits import Visits
+from .binding import Binding, Identity
+from .setup import SetupMeter, Token
+from .timer import call_in_progress, timer
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
+FINAL_WAIT_S = 0.05  # how long a final snapshot waits for another thread's snapshot
+MAX_IDLE_WAIT_S = 60.0  # the longest an idle UDF waits for the timer's next visit (a call wakes it at once)
+NEVER = sys.maxsize
 
 
-class UDFState(SetupPhases, Finals, Visits):
-    """Counters and windows of one UDF in one process. Never pickled whole.
+@dataclasses.dataclass(frozen=True)
+class StateView:
+    """What :func:`udfmem.testing.state_of` shows of a UDF's state in this process (a copy, read once)."""
 
-    Its setup phases (:mod:`udfmem.runtime.setup`), final snapshots (:mod:`udfmem.runtime.finals`) and
-    the timer's visits (:mod:`udfmem.runtime.visits`) are parts kept in modules of their own.
-    """
+    key: str  # the registry key: the qualified name, ``#N`` for a second UDF of that name
+    name: str  # ``udf=`` in events
+    calls: int  # calls counted in this process
+    bound: bool  # bound to this process (settings read, probes and emitter made)
+    enabled: bool  # bound and not disabled
+    snapshot_running: bool  # a thread is inside this UDF's snapshot now
+    pending: int  # threads whose due snapshot waits for the one running
+    trim_mode: str | int | None  # the trim policy in force (None: unbound or disabled)
+    next_trim: int | None  # the call of the next integer-cadence trim (None: none due)
 
-    _p: _probes.Probes  # this process's probes, from bind on
 
-    def __init__(self, key: str, settings: _settings.Settings, source: str | None, owner: str | None) -> None:
+class UDFState:
+    """Counter and cadence of one UDF in one process; never pickled whole (see ``__reduce__``)."""
+
+    def __init__(self, key: str, options: _settings.Settings, source: str | None, owner: str | None) -> None:
         self.key = key
-        self.options = settings  # as decorated; the environment is applied at bind
-        self.source = source  # the file defining the UDF (memray attribution)
-        self.owner = owner  # qualified name of the decorated class; None for a function
+        self.options = options  # as decorated; the environment is applied at bind
+        self.identity = Identity(key, options.name, owner, source, options.methods)
         self.fresh()
 
     def fresh(self) -> None:
         """Forget everything per-process; the next call binds again."""
         self.counter = itertools.count(1)
-        self.setup_meter = SetupMeter()
-        self.slow_at = 0  # calls from this number on take the slow path (snapshot, trim, memray, binding)
-        self._pid = -1
-        self._bind_lock = threading.Lock()
-        self._snap_lock = threading.RLock()  # an RLock knows its owner: released only by it (see _take)
-        self.settings: _settings.Settings | None = None
-        # until bind: warnings of a UDF that could not bind, to the sinks the environment names
-        self.emitter = _emit.default(self.options.name, *_settings.log_target())
+        self.due_at = 0  # calls from this number on take the slow path (bind, snapshot, trim, memray stop)
+        self.ready = False  # bound, and memray looked at: nothing more to do before a call
+        self.binding: Binding | None = None
         self.every = self.options.every
         self.next_snap = self.every
-        self._forced = False
-        self._armed = False  # the timer asks the next call to say that calls still run
+        self.next_trim = NEVER
+        self.memray_stop = NEVER  # stop the memray tracker after this call
+        self._forced = False  # the timer asks the next call for an every_s snapshot
+        self._call_asked = False  # the timer asks the next call to say that calls still run (idle check)
         self._dozing = False  # the timer backed off while idle: the next call wakes it
         self._idle_wait = 0.0  # the timer's backed-off interval for this idle UDF (0: not backed off)
         self._seen = 0  # the highest call number seen on the slow path
         self._pending: dict[int, int] = {}  # per thread, the highest call that made a snapshot due but gave up
-        self._holder = 0  # the thread holding the snapshot lock, 0 when none (for tests and debugging)
-        self._last_call = 0
-        self._last_t = 0.0
-        self._window = 0
-        self.baseline_mb: float | None = None  # private RSS (MiB) at the end of setup: growth counts from here
-        self.trimmer: Trimmer | None = None
-        self.detector: Detector | None = None
-        self.next_trim = sys.maxsize
-        self.memray_stop = sys.maxsize  # stop the memray tracker after this call
-        self._final_call = 0  # the call count of the last final snapshot
-        self._watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
-        self.ready = False  # bound, and memray looked at: nothing more to do before a call
+        self._holder = 0  # the thread holding the snapshot lock, 0 when none
+        self._bind_lock = threading.Lock()
+        self._snap_lock = threading.RLock()  # an RLock knows its owner: released only by it (see _take)
+        self.setup_meter = SetupMeter()
+        # until bind: warnings of a UDF that could not bind, to the sinks the environment names
+        self.emitter = _emit.default(self.name)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return _registry.lookup, (UDFState, self.key, self.options, self.source, self.owner)
+        ident = self.identity
+        return _registry.lookup, (UDFState, self.key, self.options, ident.source, ident.owner)
 
     @property
     def name(self) -> str:
         """The UDF's name as logged in ``udf=``."""
         return self.options.name
 
+    def calls(self) -> int:
+        """Calls counted so far in this process (not on the hot path: it reads the counter's repr)."""
+        return int(repr(self.counter)[6:-1]) - 1  # "count(N)": N is the next number
+
+    def view(self) -> StateView:
+        """A copy of what tests and tools may look at (:func:`udfmem.testing.state_of`)."""
+        b = self.binding
+        trimmer = b.trimmer if b is not None else None
+        return StateView(
+            key=self.key,
+            name=self.name,
+            calls=self.calls(),
+            bound=b is not None,
+            enabled=b is not None and not b.settings.disable,
+            snapshot_running=self._holder != 0,
+            pending=len(self._pending),
+            trim_mode=trimmer.policy.mode if trimmer is not None else None,
+            next_trim=self.next_trim if self.next_trim != NEVER else None,
+        )
+
     # -- binding -----------------------------------------------------------------------
 
     def bind(self) -> bool:
-        """Bind to this process (read env, make the emitter) if not yet; True if enabled.
+        """Bind to this process if not yet (read env, make the emitter); True if enabled.
 
         A fork child is unbound by the at-fork hook (:meth:`fresh`), so no ``getpid`` per call.
         """
-        if self._pid < 0:
+        if self.binding is None:
             with self._bind_lock:
-                if self._pid < 0:
+                if self.binding is None:
                     self._bind()
-        settings = self.settings
-        return settings is not None and not settings.disable
+        b = self.binding
+        return b is not None and not b.settings.disable
 
     def _bind(self) -> None:
-        settings, problems = _settings.resolve(self.options)
-        self.emitter = emitter = Emitter(self.name, settings.log_format, settings.log_dir, settings.metrics)
-        for problem in problems:
-            emitter.warn_once(
-                "bad-env",
-                f"ignored {problem.var}={problem.value!r} ({problem.reason}); using {problem.default}",
-                once_key=f"bad-env:{problem.var}={problem.value}",
-                var=problem.var,
-            )
+        b = Binding.create(self.identity, self.options)
+        self.emitter = b.emitter
+        settings = b.settings
         self.every = settings.every
         if settings.disable:
-            self.slow_at = sys.maxsize
+            self.due_at = NEVER
         else:
-            if settings.arena_max is not None:
-                applied, caveat = _allocator.set_arena_max(settings.arena_max)
-                if caveat or not applied:
-                    emitter.warn_once("arena-max", f"arena_max={settings.arena_max}: {caveat}")
-            self._p = probes = _probes.probes()
-            self._window = probes.windows.open()
-            weakref.finalize(self, probes.windows.close, self._window)  # a state lives as long as its UDF
-            self.detector = Detector(self._inspected) if settings.suspect else None
-            on_trim = self.detector.trimmed if self.detector is not None else None
-            self.trimmer = Trimmer(TrimPolicy(settings.trim), emitter, self._trim_reading, on_trim=on_trim)
-            self.trimmer.rebase()  # before the first call: no retention yet
-            self.baseline_mb = _probes.mb(_memory.private(*probes.resident()))
-            self._last_t = time.monotonic()
-            self.next_snap = self._next_multiple(self._last_call)
-            every_trim = self.trimmer.policy.every
-            self.next_trim = every_trim if every_trim else sys.maxsize
-            self.slow_at = min(self.next_snap, self.next_trim)
-            if settings.memray_dir is not None and not self.ready:
-                self.slow_at = 0  # the first call takes the slow path and opens memray
-        self.settings = settings  # only now: a bind that failed half-way leaves the state unbound
-        self._pid = os.getpid()
-        gauges = emitter.metrics
-        if not settings.disable and (settings.every_s > 0 or settings.trim == "auto" or (gauges and gauges.expires)):
-            _timer.timer.watch(self)
-
-    @staticmethod
-    def _trim_reading() -> tuple[int | None, int | None, int]:
-        """Private RSS, malloc in-use (within the heap budget, else None) and Arrow live bytes now."""
-        p = _probes.probes()
-        return _memory.private(*p.resident()), p.heap_in_use(p.heap_budget()), _probes.arrow_live()
+            self.next_snap = self._next_multiple(b.last_call)
+            trim_every = b.trimmer.policy.every if b.trimmer is not None else None
+            self.next_trim = trim_every if trim_every else NEVER
+            self.due_at = 0 if (settings.memray_dir is not None and not self.ready) else self._due()
+        self.binding = b  # only now: a bind that failed half-way leaves the state unbound
+        if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
+            timer.watch(self)
 
     def _next_multiple(self, n: int) -> int:
         return (n // self.every + 1) * self.every
 
-    def start_profiling(self, instance: Any = None) -> None:
-        """Open memray for this process if switched on (first call or first ``setup()`` here).
+    def _due(self) -> int:
+        """The next call that has something to do, from the cadence (0: the next one, asked by the timer)."""
+        if self._forced or self._call_asked:
+            return 0
+        return min(self.next_snap, self.next_trim, self.memray_stop)
 
-        ``instance`` is the UDF object of a method call: when it is released (Ray tears
-        actors down before ``atexit``; Daft drops instances per partition) the tracker is
-        closed while its memory is still allocated, so the file shows what it held.
-        """
-        settings = self.settings
-        if self.ready or settings is None:
+    def _start_profiling(self, instance: Any) -> None:
+        """Open memray if switched on (first call or first ``setup()`` here); note when to stop it."""
+        b = self.binding
+        if self.ready or b is None:
             return
         self.ready = True
-        if settings.disable:
-            return
-        if self.owner is not None:
-            self._final_when_released(instance)
-        target = _memray.Target(
-            self.key, self.name, settings.methods, tuple(m for m in ("__init__", settings.setup) if m), self.source
-        )
-        if not _memray.start(target, settings, _settings.memray_switch(settings), self.emitter):
-            return
-        if settings.memray_calls is not None:
-            self.memray_stop = settings.memray_calls
-            self.slow_at = min(self.slow_at, self.memray_stop)
-        watched = self._watched() if self._watched is not None else None
-        if watched is not None and watched is instance:  # the UDF object _final_when_released found
-            _memray.stop_when_released(watched)
+        limit = b.start_profiling(instance, self.final)
+        if limit is not None:
+            self.memray_stop = limit
+            self.due_at = min(self.due_at, limit)
 
     # -- per call ----------------------------------------------------------------------
 
     def before(self, n: int, args: tuple[Any, ...] = ()) -> None:
-        """Slow path before call ``n`` (0: a generator call, counted when it ends): bind."""
+        """Slow path before call ``n`` (0: a generator call, counted when it ends): bind, note the UDF object."""
         if self.ready:  # bound, and memray looked at: only note a new UDF object
-            watched = self._watched
-            if self.owner is not None and args and (watched is None or watched() is not args[0]):
-                self._final_when_released(args[0])
+            b = self.binding
+            if b is not None and b.identity.owner is not None and args and not b.watching(args[0]):
+                b.watch(args[0], self.final)
             return
         try:
             # inside udfmem already (a finalizer run during a snapshot): this call goes unbound, counted
             _reentry.section(self._bind_and_profile, args[0] if args else None)
         except Exception as exc:
-            self.slow_at = sys.maxsize  # give up rather than fail every call
+            self.due_at = NEVER  # give up rather than fail every call
             self.ready = True  # and never try again before a call
             self.emitter.warn_once("bind-failed", f"udfmem is off for this UDF: {exc!r}")
 
@@ -208,7 +186,7 @@ class UDFState(SetupPhases, Finals, Visits):
         """Bind, then open memray if switched on (one section: a finalizer inside waits for neither)."""
         self.bind()
         if not self.ready:
-            self.start_profiling(instance)
+            self._start_profiling(instance)
 
     def after(self, n: int) -> None:
         """Slow path after call ``n``: snapshot, trim or stop memray if due. Never raises, never hangs.
@@ -219,11 +197,11 @@ class UDFState(SetupPhases, Finals, Visits):
         it made due when done, so the last one is never lost. A call re-entering udfmem on
         a thread already inside it (a finalizer or signal handler run inside a snapshot,
         of this UDF or another) never waits: it publishes its number and its snapshot is
-        taken when that thread leaves udfmem (:mod:`udfmem.runtime.reentry`). A snapshot's
+        taken when that thread leaves udfmem (:mod:`udfmem._reentry`). A snapshot's
         ``call`` is the multiple of ``every`` that was crossed.
         """
-        settings = self.settings
-        if settings is None or settings.disable:
+        b = self.binding
+        if b is None or b.settings.disable:
             return
         here = _reentry.here
         if here.inside:
@@ -248,7 +226,7 @@ class UDFState(SetupPhases, Finals, Visits):
             pending[me] = n
 
     def _drain(self) -> None:
-        """Deferred work (:func:`udfmem.runtime.reentry.defer`): take the snapshots published meanwhile."""
+        """Deferred work (:func:`udfmem._reentry.defer`): take the snapshots published meanwhile."""
         self.after(0)
 
     def _take(self, n: int) -> None:
@@ -289,96 +267,220 @@ class UDFState(SetupPhases, Finals, Visits):
             n, wait = 0, False
 
     def _step(self, n: int) -> None:
-        """Under the snapshot lock: what call ``n`` makes due."""
+        """Under the snapshot lock: what call ``n`` makes due (the cadence), done by the binding."""
+        b = self.binding
+        if b is None:
+            return
         every = self.every
         forced, self._forced = self._forced, False
-        self._armed = False  # first, then the check (see Visits._idle_visit)
+        self._call_asked = False  # first, then the check (see _idle_visit)
         if self._dozing:  # calls resume while the timer backs off: it comes back now
             self._dozing = False
-            _timer.timer.wake(self)
+            timer.wake(self)
         try:
             if n > self._seen:
                 self._seen = n
             # the label is the multiple of every that was crossed, whichever thread got here first
             label = n - n % every if n >= self.next_snap else n if forced else 0
-            if label > self._last_call:
-                self._snapshot(label)
-            if n >= self.next_trim or n >= self.memray_stop:
-                self._trim_or_stop(n)
+            if label > b.last_call:
+                b.snapshot(label)
+            if n >= self.next_trim:
+                trim_every = b.trimmer.policy.every if b.trimmer is not None and b.trim_every() else None
+                self.next_trim = (n // trim_every + 1) * trim_every if trim_every else NEVER
+            if n >= self.memray_stop:
+                self.memray_stop = NEVER
+                b.stop_profiling()
         except Exception as exc:
-            self.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
+            b.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
-            self.next_snap = self._next_multiple(max(n, self._last_call))
-            # a force or an arm the timer set meanwhile must reach the next call
-            self.slow_at = 0 if (self._forced or self._armed) else min(self.next_snap, self.next_trim, self.memray_stop)
+            self.next_snap = self._next_multiple(max(n, b.last_call))
+            # a force or an ask the timer set meanwhile must reach the next call
+            self.due_at = self._due()
 
-    def _trim_or_stop(self, n: int) -> None:
-        """A call reached the trim cadence or the memray call limit."""
-        trimmer = self.trimmer
-        every_trim = trimmer.policy.every if trimmer is not None else None
-        if n >= self.next_trim:
-            if trimmer is not None and every_trim:
-                trimmer.trim("every")
-            every_trim = trimmer.policy.every if trimmer is not None else None  # it may have turned itself off
-            self.next_trim = (n // every_trim + 1) * every_trim if every_trim else sys.maxsize
-        if n >= self.memray_stop:
-            self.memray_stop = sys.maxsize
-            if _memray.owns(self.key):
-                _memray.stop("calls")
+    # -- setup phases ------------------------------------------------------------------
 
-    def _snapshot(self, label: int, final: bool | None = None) -> None:
-        """Read, emit one ``udfmem.snapshot`` labelled ``label``, let the trimmer look. The hot part of udfmem.
+    def setup_begin(self, method: str, args: tuple[Any, ...] = ()) -> Token | None:
+        """Start measuring a setup phase; None when disabled, nested or unmeasurable.
 
-        Written flat on purpose (no intermediate reading object): it must cost little more
-        than a hand-written snapshot with the same reads (see ``benchmarks/``).
+        Every call must be paired with :meth:`setup_end`. A ``setup()`` (never
+        ``__init__``, which Geneva runs on the driver) opens memray first, when it is
+        switched on, so the profile holds the setup's allocations.
         """
-        now = time.monotonic()
-        p = self._p
-        rss, shared, peak, lifetime, heap = p.snapshot_reads(self._window)
-        pa = sys.modules.get("pyarrow")  # only if the user imported it: never import it here
-        arrow_live, backend = (_probes.arrow_live(), _probes.arrow_backend()) if pa is not None else (0, None)
-        limit = p.limit
-        usage = None if limit is None else p.cgroup_usage()
-        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, p.blocks())
-        private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
-        self.emitter.emit(
-            Snapshot(
-                label,
-                memory,
-                None if (private is None or base is None) else round(private - base, 1),
-                label - self._last_call,
-                int((now - self._last_t) * 1000 + 0.5) / 1000,
-                final,
-            )
-        )
-        self._last_call = label
-        self._last_t = now
-        detector = self.detector
-        if detector is not None:
-            self._detect(detector, label, memory, final)
-            gauges = self.emitter.metrics
-            if gauges is not None:  # a detector that failed (and is off now) has no slope
-                gauges.set_slope(detector.slope if self.detector is not None else None)
-        trimmer = self.trimmer
-        if trimmer is not None and trimmer.policy.auto:
-            headroom = None if (limit is None or usage is None) else limit - usage
-            trimmer.at_snapshot(_memory.private(rss, shared), p.heap_in_use(heap), arrow_live, headroom, limit)
-
-    def _detect(self, detector: Detector, label: int, memory: Memory, final: bool | None) -> None:
-        """Feed the online detector; emit its ``udfmem.suspect``. A failure turns it off, with one warning."""
+        if not self.setup_meter.enter():
+            return None
+        here = _reentry.here
+        if here.inside:  # run by a finalizer inside udfmem on this thread: unmeasured, never waiting
+            return None
         try:
-            event = detector.observe(label, memory, bool(final))
-        except Exception as exc:
-            self.detector = None
-            self.emitter.warn_once("suspect-failed", f"the online detector failed and is off: {exc!r}")
-            return
-        if event is not None:
-            self.emitter.emit(event)
+            here.inside = True
+            return self._setup_begin(method, args)
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
 
-    def _inspected(self) -> tuple[Any, types.ModuleType | None]:
-        """The UDF object (while alive) and its module, for the detector's attribute inspection."""
-        watched = self._watched
-        instance = watched() if watched is not None else None
-        name = self.key.partition("#")[0]
-        module = name[: -len(self.owner) - 1] if self.owner else name.rpartition(".")[0]
-        return instance, sys.modules.get(module)
+    def _setup_begin(self, method: str, args: tuple[Any, ...]) -> Token | None:
+        """Inside this thread's section: bind, open memray for a ``setup()``, read the start."""
+        try:
+            if not self.bind():
+                return None
+            if method != "__init__":
+                self._start_profiling(args[0] if args else None)
+            b = self.binding
+            return b.setup_start(method, self.setup_meter) if b is not None else None
+        except Exception as exc:
+            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
+            return None
+
+    def setup_end(self, token: Token | None, method: str, error: str | None) -> None:
+        """Emit ``udfmem.setup`` for a phase begun with :meth:`setup_begin`. Never raises."""
+        self.setup_meter.leave()
+        here = _reentry.here
+        if token is None or here.inside:
+            return
+        try:
+            here.inside = True
+            b = self.binding
+            if b is not None:
+                b.setup_done(token, method, error, self.setup_meter)
+        except Exception as exc:
+            self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    # -- the end of the work -----------------------------------------------------------
+
+    def final(self) -> None:
+        """Emit the last snapshot (``final=true``): the UDF object was released or the process exits.
+
+        So a series ends where the work ended, not at the last multiple of ``every``: only
+        when calls were counted since the last snapshot. Nothing in a disabled UDF or in a
+        fork child that has not bound. Waits at most ``FINAL_WAIT_S`` for another thread's
+        snapshot; released while this thread is inside udfmem (the collector ran inside a
+        snapshot, of this UDF or another), it waits for nothing: it is taken when that
+        thread leaves udfmem. Never raises.
+        """
+        b = self.binding
+        if b is None or b.settings.disable or b.probes is None or b.probes.pid != os.getpid():
+            return
+        here = _reentry.here
+        if here.inside:
+            _reentry.defer(self.final)
+            return
+        try:
+            here.inside = True
+            self._final(b)
+        finally:
+            here.inside = False
+            if here.deferred:
+                _reentry.run_deferred()
+
+    def _final(self, b: Binding) -> None:
+        """Inside this thread's section: the final snapshot, if calls were counted since the last one.
+
+        The lock is acquired inside the ``try`` and released first thing in its ``finally``
+        (an ``RLock``: a thread that does not hold it cannot release it), so an interrupt
+        never leaves it held.
+        """
+        lock = self._snap_lock
+        try:
+            try:
+                if not lock.acquire(timeout=FINAL_WAIT_S):
+                    return
+                calls = self.calls()  # counted under the lock: a snapshot of a later call may have come first
+                if calls > max(b.last_call, b.final_call):
+                    b.final_call = calls
+                    b.snapshot(calls, final=True)
+            finally:
+                try:  # noqa: SIM105 (suppress() is Python: a Ctrl-C in it keeps the lock)
+                    lock.release()
+                except RuntimeError:  # not held by this thread
+                    pass
+        except Exception as exc:
+            b.emitter.warn_once("snapshot-failed", f"final snapshot failed: {exc!r}")
+
+    # -- the timer's visits ------------------------------------------------------------
+
+    def force(self) -> None:
+        """Make the next call take a snapshot (the ``every_s`` timer calls this)."""
+        self._forced = True
+        self.due_at = 0
+
+    def tick(self, now: float) -> float | None:
+        """The timer's visit: force an ``every_s`` snapshot, check for idleness; the next visit's time."""
+        b = self.binding
+        if b is None or b.settings.disable:
+            return None
+        wake: list[float] = []
+        every_s = b.settings.every_s
+        if every_s > 0:
+            deadline = b.last_t + every_s
+            if now >= deadline:
+                self.force()  # idempotent: an idle UDF is simply flagged again
+                deadline = now + every_s
+            wake.append(deadline)
+        if b.trimmer is not None and b.trimmer.policy.auto:
+            wake.append(self._idle_visit(b, now))
+        return min(wake) if wake else None
+
+    def _idle_visit(self, b: Binding, now: float) -> float:
+        """The trim policy's part of a visit: notice calls, decide an idle trim once; when to come back.
+
+        Idle means no call completed since the previous visit (the next call clears the
+        flag set here) and none in progress now. The stacks are walked (see
+        :func:`udfmem.runtime.timer.call_in_progress`) only when an idle decision is due, not at
+        every visit; while nothing is to decide (the decision was made, or a long call is
+        still running) the visits back off (2, 4 ... ``MAX_IDLE_WAIT_S`` s) and the next
+        completed call wakes the timer, so an idle worker costs ~nothing.
+        """
+        trimmer = b.trimmer
+        assert trimmer is not None
+        completed = not self._call_asked
+        self._call_asked = True
+        self.due_at = 0  # the next call takes the slow path once, clearing the flag
+        come_back: float | None = now + IDLE_S / 2
+        lock = self._snap_lock
+        try:
+            if lock.acquire(blocking=False):  # else a snapshot runs now: calls do, come back soon
+                if completed:
+                    b.say(trimmer.idle_check(True, self._seen))
+                else:
+                    left = trimmer.idle_left()
+                    if left is None:
+                        come_back = None  # decided already: nothing to do until calls resume
+                    elif left > 0:
+                        come_back = now + left  # not idle long enough yet: no walk
+                    else:
+                        from .decorator import WRAPPER_CODES  # the wrappers import this module
+
+                        b.say(trimmer.idle_check(call_in_progress(WRAPPER_CODES), self._seen))
+                        come_back = None  # decided, or a long call runs: either way back off
+        finally:
+            try:  # noqa: SIM105 (suppress() is Python: a Ctrl-C in it keeps the lock)
+                lock.release()
+            except RuntimeError:  # not held by this thread
+                pass
+        if come_back is not None:
+            self._idle_wait = 0.0
+            return come_back
+        self._idle_wait = min(max(2 * self._idle_wait, IDLE_S), MAX_IDLE_WAIT_S)
+        self._dozing = True  # first, then the check: a call clears the flag first, then reads this
+        if not self._call_asked:  # a call completed meanwhile and may have missed the flag
+            self._dozing = False
+            return now + IDLE_S / 2
+        return now + self._idle_wait
+
+    def tick_failed(self, exc: Exception) -> None:
+        """The timer's visit raised: one warning; the timer visits again."""
+        self.emitter.warn_once("timer-failed", f"the every_s/idle timer failed once and retries: {exc!r}")
+
+
+def _final_at_exit() -> None:
+    """At normal exit: every live UDF of this process emits its final snapshot."""
+    for state in _registry.states():
+        state.final()
+
+
+atexit.register(_final_at_exit)

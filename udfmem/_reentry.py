@@ -29,10 +29,11 @@ point either never set it or clears it. Use :func:`section` or that same inline 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from . import _process
 
 MAX_DEFERRED = 1024  # distinct deferred works per thread (two per UDF state at most: its snapshot, its final)
 ROUNDS = 64  # works run per section exit (deferred work may defer more; the rest waits for the next exit)
@@ -100,11 +101,10 @@ def section(work: Callable[..., Any], *args: Any) -> bool:
     return True
 
 
-def _after_fork_in_child() -> None:
-    """The forking thread is the child's only one: nothing of udfmem runs there yet."""
+def _forget() -> None:
+    """A new process: the forking thread is the child's only one, and nothing of udfmem runs there yet."""
     here.inside = here.draining = False
     here.deferred.clear()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_new_process(_forget, _process.RUNTIME - 1)
