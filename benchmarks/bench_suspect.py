@@ -33,66 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SCRIPT = """
-import random, sys, time, threading
-import udfmem
-
-KEEP = []
-MIB = 1 << 20
-shape, size, calls, seed, trim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-random.seed(seed)
-
-def churn(i):
-    made = [[] for _ in range(8)]
-    gate = threading.Barrier(8)
-    def work(t):
-        gate.wait()
-        rnd, total = random.Random(seed * 100 + i * 8 + t), 0
-        while total < 8 * MIB:
-            n = rnd.randrange(4096, 120 * 1024)
-            made[t].append(bytearray(b"x") * n)
-            total += n
-    ts = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    return [b for bufs in made for j, b in enumerate(bufs) if j % 8 == 0]
-
-@udfmem.tracked(every=8, trim=trim if not trim.isdigit() else int(trim))
-class Embed:
-    def __init__(self):
-        self.cache, self.batches, self.callbacks, self.kept = {}, [], [], []
-        self.model = bytearray(b"m") * (8 * MIB)
-        self.n = 0
-
-    def __call__(self, x):
-        self.n += 1
-        time.sleep(0.0005)
-        if shape == "cache":
-            self.cache[f"k{self.n}"] = bytearray(b"x") * size
-        elif shape == "batches":
-            self.batches.append(bytearray(b"x") * size)
-        elif shape == "closures":
-            batch = bytearray(b"x") * size
-            self.callbacks.append(lambda: len(batch))
-        elif shape == "module":
-            KEEP.append(bytearray(b"x") * size)
-        elif shape == "arrow":
-            import pyarrow as pa
-            self.batches.append(pa.array(range(size // 8), type=pa.int64()))
-        elif shape == "noisy":
-            t = bytearray(b"x") * random.randint(0, 200 * MIB)
-            del t
-        elif shape == "churn":
-            self.kept = churn(self.n)
-        elif shape == "bounded":
-            if len(self.cache) < 48:
-                self.cache[self.n] = bytearray(b"x") * MIB
-        return x
-
-udf = Embed()
-for i in range(calls):
-    udf(i)
-"""
+SHAPES = str(Path(__file__).resolve().parent / "suspect_shapes.py")
+"""The runs' script: the ``Embed`` UDF in one shape (tests/test_suspect.py runs it too)."""
 NAMED = {"cache": "self.cache", "batches": "self.batches", "closures": "self.callbacks", "module": "module KEEP"}
 LEAK_SHAPES = tuple(NAMED)
 
@@ -103,7 +45,7 @@ def suspects(shape: str, size: int, calls: int, seed: int, trim: str = "auto") -
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, shape, str(size), str(calls), str(seed), trim],
+        [sys.executable, SHAPES, shape, str(size), str(calls), str(seed), f"trim={trim}"],
         capture_output=True,
         text=True,
         env=env,

@@ -16,73 +16,28 @@ from udfmem.probes import inspect as _inspect
 pytestmark = pytest.mark.timeout(1800)  # a test runs up to two shapes, each within SUBPROCESS_S
 SUBPROCESS_S = 900
 
-SHAPES = """
-import random, sys, time
-import udfmem
-
-KEEP = []
+SHAPES = (Path(__file__).resolve().parent.parent / "benchmarks" / "suspect_shapes.py").read_text()
+"""The ``Embed`` UDF in one shape (bench_suspect.py's runs): argv SHAPE SIZE CALLS SEED [OPTION=VALUE...]."""
 MIB = 1 << 20
-shape, calls = sys.argv[1], int(sys.argv[2])
-random.seed(18)  # the noisy shape's transients are the same sequence in every run
-
-@udfmem.tracked(every=8)
-class Embed:
-    def __init__(self):
-        self.cache = {}
-        self.batches = []
-        self.callbacks = []
-        self.model = bytearray(b"m") * (8 * MIB)
-        self.n = 0
-
-    def __call__(self, x):
-        self.n += 1
-        time.sleep(0.0005)  # some work: the detector's time budget is a share of the UDF's time
-        if shape == "cache":
-            self.cache[f"key-{self.n}"] = bytearray(b"x") * MIB
-        elif shape == "batches":
-            self.batches.append(bytearray(b"x") * MIB)
-        elif shape == "closures":
-            batch = bytearray(b"x") * MIB
-            self.callbacks.append(lambda: len(batch))
-        elif shape == "module":
-            KEEP.append(bytearray(b"x") * MIB)
-        elif shape == "bounded":
-            if len(self.cache) < 48:
-                self.cache[self.n] = bytearray(b"x") * MIB
-        elif shape == "stops":
-            if self.n <= 200:
-                self.batches.append(bytearray(b"x") * (MIB // 4))
-        elif shape == "small":
-            self.batches.extend(f"s{self.n}-{j}" for j in range(20_000))
-        elif shape == "noisy":
-            scratch = bytearray(b"x") * random.randint(0, 200 * MIB)
-            del scratch
-        elif shape == "arrow":
-            import pyarrow as pa
-            self.batches.append(pa.array(range(MIB // 8), type=pa.int64()))
-        return x
-
-udf = Embed()
-for i in range(calls):
-    udf(i)
-"""
+SEED = 18  # the noisy shape's transients are the same sequence in every run
 
 
-_RUNS: dict[tuple[str, int], str] = {}
+_RUNS: dict[tuple[str, int, tuple[str, ...]], str] = {}
 
 
-def run(shape: str, calls: int = 160, env: dict[str, str] | None = None) -> str:
-    """Run the shape in a fresh interpreter; its stderr (a run without ``env`` is made once, shared by the tests).
+def run(shape: str, calls: int = 160, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> str:
+    """Run the shape (1 MiB per call) in a fresh interpreter; its stderr (one without ``env`` is shared by the tests).
 
-    The limit is generous: 400 calls of the noisy shape fault in ~40 GiB of transients,
-    which takes minutes on a loaded machine.
+    ``options`` go to ``@udfmem.tracked`` (``"suspect=False"``). The limit is generous: 400
+    calls of the noisy shape fault in ~40 GiB of transients, which takes minutes on a
+    loaded machine.
     """
-    if env is None and (shape, calls) in _RUNS:
-        return _RUNS[shape, calls]
-    code = f"import sys; sys.argv = ['x', {shape!r}, '{calls}']\n" + SHAPES
+    if env is None and (shape, calls, options) in _RUNS:
+        return _RUNS[shape, calls, options]
+    code = f"import sys; sys.argv = ['x', *{[shape, str(MIB), str(calls), str(SEED), *options]!r}]\n" + SHAPES
     stderr = run_python(code, env=env, timeout=SUBPROCESS_S).stderr
     if env is None:
-        _RUNS[shape, calls] = stderr
+        _RUNS[shape, calls, options] = stderr
     return stderr
 
 
@@ -145,11 +100,7 @@ def test_online_and_offline_verdicts_agree(tmp_path: Path) -> None:
 def test_switched_off_by_env_or_decorator() -> None:
     """UDFMEM_SUSPECT=0 in the worker's environment: the leak runs without a suspect event."""
     assert [] == suspects(run("cache", env={"UDFMEM_SUSPECT": "0"}))
-    stderr = run_python(
-        SHAPES.replace("@udfmem.tracked(every=8)", "@udfmem.tracked(every=8, suspect=False)").replace(
-            "shape, calls = sys.argv[1], int(sys.argv[2])", "shape, calls = 'cache', 160"
-        )
-    ).stderr
+    stderr = run("cache", options=("suspect=False",))
     assert [] == suspects(stderr)
     assert parse_events(stderr, "udfmem.snapshot")
 
