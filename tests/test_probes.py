@@ -205,6 +205,44 @@ def test_peak_is_flagged_lifetime_where_reset_is_impossible(monkeypatch: pytest.
     assert s.peak_is_lifetime is True
 
 
+def _clear_refs_fds() -> set[int]:
+    """The descriptors of this process open on a ``clear_refs`` file now."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").endswith("/clear_refs"):
+                found.add(int(name))
+        except OSError:  # the listing's own descriptor, closed already
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux: needs /proc/self/clear_refs")
+def test_a_reused_clear_refs_number_never_receives_the_restart(tmp_path: Path) -> None:
+    """A user file gets the number of the kept clear_refs descriptor: restarts reopen it, never write there.
+
+    Each restart with a peak to clear checks the kept descriptor first; a window with
+    nothing to clear writes nothing at all.
+    """
+    before = _clear_refs_fds()
+    p = _probes.Probes()
+    (kept,) = _clear_refs_fds() - before
+    user = os.open(tmp_path / "user.csv", os.O_RDWR | os.O_CREAT)
+    os.write(user, b"a,b\n1,2\n")
+    os.dup2(user, kept)  # the number udfmem kept is the user's file now
+    os.close(user)
+    try:
+        assert p.reset_peak() is True
+        wid = p.windows.open()
+        for _ in range(3):
+            p.snapshot_reads(wid)
+        p.windows.take(wid)
+        assert "a,b\n1,2\n" == (tmp_path / "user.csv").read_text()
+    finally:
+        p.close()
+        os.close(kept)
+
+
 def test_rss_falls_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without /proc (macOS, Windows) RSS comes from psutil and agrees with /proc here.
 

@@ -50,7 +50,7 @@ class PeakWindows:
         self._epochs: list[int] = []  # the stack: epochs rising ...
         self._peaks: list[int] = []  # ... their peaks falling: the highest from that epoch on
         self._floor = 0  # the least the running epoch's peak is (the RSS at a skipped restart)
-        self._restarted = False  # a restart has worked here: skipping one keeps the window's meaning
+        self._restarted = False  # the last restart worked: skipping one keeps the window's meaning
         self._next_id = 1
         self._lock = threading.Lock()
         self._closed: collections.deque[int] = collections.deque()  # ids to forget, appended without the lock
@@ -114,7 +114,7 @@ class PeakWindows:
                     lifetime, self._floor = False, rss  # nothing to restart: the next epoch starts at rss
                 else:
                     lifetime = not kernel.reset_peak()
-                    self._restarted = self._restarted or not lifetime
+                    self._restarted = not lifetime
                     self._floor = 0
                 found = self._record(wid, peak)
             finally:
