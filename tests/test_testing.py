@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from udfmem import tracked
+from udfmem.analysis import growth
 from udfmem.testing import GrowthReport, assert_no_growth, check_growth, parse_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -25,6 +26,18 @@ def test_sizes_use_binary_multipliers() -> None:
     assert (65_536, 1_572_864, 100, 1 << 30) == tuple(map(parse_size, ("64 KB", "1.5 MB", 100, "1GiB")))
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
+
+
+def test_the_growth_rule_wants_every_window_and_a_last_one_still_rising() -> None:
+    """Growth in every window above the noise, the last above 0.2 of the overall rate: else none (as diagnose)."""
+    assert [True, False, False, False, False, False] == [
+        growth.grows([10.0, 10.0, 10.0, 10.0], 10.0),
+        growth.grows([10.0, 0.0, 10.0, 10.0], 7.5),  # a window that did not grow: noise
+        growth.grows([10.0, 10.0, 10.0, 1.0], 7.75),  # the last window a trickle: a plateau
+        growth.grows([10.0, 10.0, 10.0, None], 10.0),  # a window unknown
+        growth.grows([20.0, 20.0, 20.0, 20.0], 20.0, noise=20.0),  # no window above the noise
+        growth.grows([], 0.0),
+    ]
 
 
 @pytest.mark.parametrize(
