@@ -91,7 +91,8 @@ class Emitter:
         self.sinks: tuple[Sink, ...] = tuple(log_sinks("logfmt", None) if sinks is None else sinks)
         head = {"udf": udf, "pid": pid, "host": host(), "worker": self.worker}
         self.emit = _pipeline.writer(self.sinks, head)
-        self._slope_takers = tuple(s.note_slope for s in self.sinks if isinstance(s, MetricsSink))
+        takers = (getattr(sink, "note_slope", None) for sink in self.sinks)  # the sinks that show the slope
+        self._slope_takers: tuple[Callable[[float | None], None], ...] = tuple(t for t in takers if t is not None)
 
     def note_slope(self, slope: float | None) -> None:
         """The online detector's slope after a snapshot (None: no detector): for the sinks that show it."""
