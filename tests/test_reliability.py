@@ -364,8 +364,8 @@ def test_runtime_classes_are_forgotten_with_their_states() -> None:
         print(json.dumps({
             "states": live,
             "registry": len(_registry._states),
-            "windows": len(_probes.probes().windows._peaks),
-            "watched": len(_timer.timer._watched),
+            "windows": len(_probes.probes().windows),
+            "watched": _timer.timer.watched(),
         }))
         """
     )

@@ -123,8 +123,9 @@ class Timer:
         self._wake.set()
 
     def watched(self) -> int:
-        """How many objects the timer watches now (collected ones leave at its next pass)."""
-        return len(self._entry)
+        """How many live objects the timer watches now (O(watched): for tests and diagnostics)."""
+        refs = [*self._entry, *(ref for ref, _ in list(self._new))]  # copies made under the GIL
+        return len({id(obj) for obj in (ref() for ref in refs) if obj is not None})
 
     @staticmethod
     def visit(obj: Watched, now: float) -> float | None:
