@@ -103,6 +103,18 @@ def test_distinct_warnings_are_capped_per_process() -> None:
     assert 1001 == _emit.warned()
 
 
+def test_forgotten_warnings_are_said_again() -> None:
+    """``forget_warnings()`` (what ``udfmem.testing.reset()`` runs): a warning said once is said again, once."""
+    emitter = _emit.default()
+    with _emit.capture() as events:
+        emitter.warn_once("test-again", "said once")
+        emitter.warn_once("test-again", "said once")
+        _emit.forget_warnings()
+        emitter.warn_once("test-again", "said once")
+        emitter.warn_once("test-again", "said once")
+    assert ["test-again", "test-again"] == [e["what"] for e in events if e["event"] == "udfmem.warning"]
+
+
 def test_a_removed_log_dir_is_made_again_and_no_line_is_lost(tmp_path: Path) -> None:
     """UDFMEM_LOG_DIR removed after 50 calls: calls 51-100 land in a re-created file, none in the deleted one."""
     logs = tmp_path / "logs"
