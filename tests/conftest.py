@@ -48,7 +48,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     _probes.probes().use_budgets()  # fresh budgets: a slow read or a clock injected earlier must not reach here
     _allocator.trim()  # memory an earlier test freed but glibc held would be reused here and hide growth
-    _emit._warned.clear()  # warnings are once per process; each test checks its own
+    _emit.forget_warnings()  # warnings are once per process; each test checks its own
     yield
 
 

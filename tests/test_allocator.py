@@ -214,8 +214,7 @@ def test_platform_guards(monkeypatch: pytest.MonkeyPatch, platform: str, symbols
             return 0
 
     monkeypatch.setattr(_allocator.sys, "platform", platform)
-    monkeypatch.setattr(_allocator, "_libc", FakeLibc)
-    release, name, why = _allocator._platform_release()
+    release, name, why = _allocator.platform_release(FakeLibc)
     assert (release is None) == (reason is not None)
     if reason is None:
         assert "malloc_zone_pressure_relief" == name
@@ -224,7 +223,7 @@ def test_platform_guards(monkeypatch: pytest.MonkeyPatch, platform: str, symbols
 
 
 def test_unsupported_platform_warns_once_and_stops_trying(
-    monkeypatch: pytest.MonkeyPatch, stderr_events: Reader
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, stderr_events: Reader
 ) -> None:
     """Where nothing can be released, the policy says why once and turns itself off.
 
@@ -232,9 +231,8 @@ def test_unsupported_platform_warns_once_and_stops_trying(
     pyarrow hidden (other tests in this process may have imported it).
     """
     monkeypatch.delitem(sys.modules, "pyarrow", raising=False)
-    monkeypatch.setattr(_allocator, "_resolved", True)
-    monkeypatch.setattr(_allocator, "_release", None)
-    monkeypatch.setattr(_allocator, "_release_reason", "musl: no malloc_trim")
+    _allocator.use_release((None, None, "musl: no malloc_trim"))
+    request.addfinalizer(lambda: _allocator.use_release(None))  # the real one again for later tests
     result = udfmem.trim()
     assert (False, "musl: no malloc_trim; pyarrow not imported") == (result.supported, result.reason)
     Udf = identity_udf(every=2, trim=1)

@@ -52,7 +52,7 @@ def test_per_name_structures_are_forgotten_with_runtime_classes() -> None:
         print(json.dumps({
             "states": sum(isinstance(o, _state.UDFState) for o in objects),
             "emitters": sum(isinstance(o, _emit.Emitter) for o in objects),
-            "names": len(_registry._seen_names),
+            "names": _registry.names(),
             "warned": _emit.warned(),
             "grown_mib": rss_mib() - before,
         }))

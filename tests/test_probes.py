@@ -180,7 +180,7 @@ def test_cgroup_v1_unlimited_reads_as_none() -> None:
         pytest.skip("no cgroup v1 memory hierarchy on this machine")
     limit_file, _ = _cgroup.cgroup_files()
     assert limit_file is not None and limit_file.endswith("memory.limit_in_bytes")
-    assert _cgroup._read_int(limit_file) is not None
+    assert _cgroup.read_int(limit_file) is not None
     assert _cgroup.read_limit(limit_file) is None
 
 
@@ -198,7 +198,7 @@ def test_peak_is_flagged_lifetime_where_reset_is_impossible(monkeypatch: pytest.
     Simulated: the kept clear_refs descriptor is removed, since Linux here always has it.
     """
     p = _probes.probes()
-    monkeypatch.setattr(p, "_clear_refs", None)
+    monkeypatch.setattr(p, "clear_refs", None)
     assert p.reset_peak() is False
     peak, lifetime = p.windows.take(p.windows.open())
     s, _ = _memory.read(p, peak, lifetime, None)
@@ -252,7 +252,7 @@ def test_rss_falls_back_to_psutil_without_proc(monkeypatch: pytest.MonkeyPatch) 
     pytest.importorskip("psutil")
     p = _probes.probes()
     from_proc = p.rss()
-    monkeypatch.setattr(p, "_statm", None)
+    monkeypatch.setattr(p, "statm", None)
     from_psutil = p.rss()
     assert from_proc is not None and from_psutil is not None
     assert from_psutil == pytest.approx(from_proc, rel=0.05)
@@ -264,7 +264,7 @@ def test_heap_is_unknown_without_mallinfo2(monkeypatch: pytest.MonkeyPatch) -> N
     Simulated: the resolved symbol is removed, since glibc 2.36 here has it.
     """
     p = _probes.probes()
-    monkeypatch.setattr(p, "_mallinfo2", None)
+    monkeypatch.setattr(p, "mallinfo2", None)
     s = udfmem.sample()
     assert (None, None, None) == (s.heap_in_use_mb, s.heap_free_mb, s.heap_mmap_mb)
 

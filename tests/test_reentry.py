@@ -136,7 +136,8 @@ with _emit.capture() as events:
     for i in range(10):
         u(i)
 got = []
-probe = threading.Thread(target=lambda: got.append(state._snap_lock.acquire(timeout=1)) or state._snap_lock.release())
+lock = state.snapshot_lock
+probe = threading.Thread(target=lambda: got.append(lock.acquire(timeout=1)) or lock.release())
 probe.start()
 probe.join()
 """

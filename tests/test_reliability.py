@@ -335,7 +335,7 @@ def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyP
         raise ValueError("odd cgroup file")
 
     monkeypatch.setattr(_probes, "cgroup_files", broken)
-    monkeypatch.setattr(_probes, "_probes", None)  # make the next sample build its probes afresh
+    _probes.forget()  # the next sample builds its probes afresh
     s = udfmem.sample()
     assert s.rss_mb is not None and s.rss_mb > 10
     assert s.limit_mb is None
@@ -363,7 +363,7 @@ def test_runtime_classes_are_forgotten_with_their_states() -> None:
         live = sum(isinstance(o, _state.UDFState) for o in gc.get_objects())
         print(json.dumps({
             "states": live,
-            "registry": len(_registry._states),
+            "registry": len(_registry.states()),
             "windows": len(_probes.probes().windows),
             "watched": _timer.timer.watched(),
         }))

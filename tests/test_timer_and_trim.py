@@ -172,8 +172,7 @@ def test_snapshot_leaves_out_heap_fields_while_the_budget_holds_them_back(stderr
     Udf = identity_udf(every=1)
     Udf()(0)
     budget = _probes.probes().heap_budget
-    budget._next = time.monotonic() + 3600  # as after an 18 s walk: held back for an hour
-    budget._cheap = False
+    budget.hold(time.monotonic() + 3600)  # as after an 18 s walk: held back for an hour
     Udf()(1)
     snap = stderr_events("udfmem.snapshot")[-1]
     assert "rss_mb" in snap

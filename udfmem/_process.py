@@ -2,10 +2,11 @@
 
 A fork child inherits udfmem's per-process things (kept file descriptors, locks held by
 threads that do not exist in the child, the parent's warnings and counters) and must
-start afresh; :func:`udfmem.testing.reset` asks for the same in a running process. Each
-module registers what it forgets here, once, with an order, so one list runs in one
-order whatever the import order was (a reset skips what only a fork child must forget): probes (10) before the emitter (20) before the
-policies (30) before the runtime (40), whose states ask the emitter for a fresh default.
+start afresh; :func:`udfmem.testing.reset` asks for the same in a running process (less
+what only a fork child must forget). Each module registers what it forgets here, once,
+with an order, so one list runs in one order whatever the import order was: probes (10)
+before the emitter (20) before the policies (30) before the runtime (40), whose states
+ask the emitter for a fresh default.
 
 A leaf: the standard library only, imported by every layer.
 """

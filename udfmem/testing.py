@@ -380,4 +380,3 @@ def state_of(udf: Any) -> StateView:
     from .runtime.decorator import find_state
 
     return find_state(udf).view()
-

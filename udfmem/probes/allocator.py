@@ -17,6 +17,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import _process, _reentry
@@ -51,11 +52,18 @@ def _libc() -> Any:
         return None
 
 
-def _platform_release() -> tuple[Any, str | None, str | None]:
-    """The native release function, its name, and why there is none."""
+Release = tuple[Any, "str | None", "str | None"]
+"""A native release function (or None), its name, and why there is none."""
+
+
+def platform_release(load_libc: Callable[[], Any] = _libc) -> Release:
+    """The native release function for this platform, its name, and why there is none.
+
+    ``load_libc`` loads the C library (tests pass another platform's symbols).
+    """
     if sys.platform == "win32":
         return None, None, "Windows: no malloc_trim; the CRT heap returns memory itself"
-    libc = _libc()
+    libc = load_libc()
     if libc is None:
         return None, None, "libc not loadable"
     if sys.platform == "darwin":
@@ -98,8 +106,21 @@ _trim_lock = threading.RLock()  # re-entrant: a trim from a finalizer inside a t
 def _resolve() -> None:
     global _release, _release_name, _release_reason, _resolved
     if not _resolved:
-        _release, _release_name, _release_reason = _platform_release()
+        _release, _release_name, _release_reason = platform_release()
         _resolved = True
+
+
+def use_release(found: Release | None) -> None:
+    """Use ``found`` (as :func:`platform_release` gives it) as this process's release; None: look it up again.
+
+    For tests that simulate another platform, e.g. ``(None, None, "musl: no malloc_trim")``.
+    """
+    global _release, _release_name, _release_reason, _resolved
+    with _trim_lock:
+        if found is None:
+            _resolved = False
+        else:
+            (_release, _release_name, _release_reason), _resolved = found, True
 
 
 def _release_arrow() -> str | None:

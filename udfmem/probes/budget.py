@@ -62,6 +62,14 @@ class Budget(Generic[T]):
         self._credit = self.burst  # probe seconds that may be spent now
         self._paid_at: float | None = None  # when the credit was last settled
 
+    def hold(self, until: float) -> None:
+        """Hold every read back until ``until`` (this budget's clock), as after a read that cost a lot.
+
+        For tests of what a held-back figure does (it is left out of the event).
+        """
+        self._cheap = False
+        self._next = until
+
     def __call__(self) -> T | None:
         """The probe's value now, or None when reading it now would exceed the budget."""
         self._reads += 1

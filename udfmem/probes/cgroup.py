@@ -32,11 +32,12 @@ def cgroup_files(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cg
 
 def read_limit(path: str | None) -> int | None:
     """A cgroup memory limit in bytes; None for none (``max``, or v1's ~2**63)."""
-    limit = _read_int(path) if path else None
+    limit = read_int(path) if path else None
     return limit if limit is not None and limit < _UNLIMITED else None
 
 
-def _read_int(path: str) -> int | None:
+def read_int(path: str) -> int | None:
+    """The integer in a cgroup file (a limit, a usage), or None: unreadable, not a number, or no limit."""
     try:
         with open(path, "rb") as f:
             raw = f.read().strip()

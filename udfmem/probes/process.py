@@ -75,10 +75,10 @@ class Probes:
             self.page = os.sysconf("SC_PAGE_SIZE")
         except (AttributeError, OSError, ValueError):  # Windows, or an unknown name
             self.page = 4096
-        self._statm = self._open("/proc/self/statm", os.O_RDONLY)
+        self.statm = self._open("/proc/self/statm", os.O_RDONLY)
         # checked (fstat) before every write; the windows write only when there is a peak to clear
-        self._clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)
-        self._mallinfo2 = _find_mallinfo2()
+        self.clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)
+        self.mallinfo2 = _find_mallinfo2()
         self._psutil: Any = None
         self.peak_was_reset = False
         try:
@@ -117,10 +117,10 @@ class Probes:
 
     def close(self) -> None:
         """Close the kept descriptors that are still ours (after fork they are the parent's files)."""
-        for kept in (self._statm, self._clear_refs, self._usage):
+        for kept in (self.statm, self.clear_refs, self._usage):
             if kept is not None:
                 kept.close()
-        self._statm = self._clear_refs = self._usage = None
+        self.statm = self.clear_refs = self._usage = None
 
     def _statm_pages(self) -> tuple[int, int] | None:
         """Resident and shared pages from ``/proc/self/statm``, or None.
@@ -129,7 +129,7 @@ class Probes:
         decimal fields) rather than by an ``fstat`` per snapshot (~0.9 µs); anything else
         means the user closed it and reused the number: reopen (checked) and read again.
         """
-        kept = self._statm
+        kept = self.statm
         if kept is None:
             return None
         fd = kept.fd
@@ -184,7 +184,7 @@ class Probes:
         peaks call this only when the kernel's peak is above the RSS (a restart with
         something to clear), so a snapshot after a flat window pays neither.
         """
-        fd = self._clear_refs.get() if self._clear_refs is not None else None
+        fd = self.clear_refs.get() if self.clear_refs is not None else None
         if fd is None:
             return False
         try:
@@ -208,7 +208,7 @@ class Probes:
         pages = self._statm_pages()
         if pages is not None:
             rss, shared = pages[0] * self.page, pages[1] * self.page
-        elif self._statm is None:
+        elif self.statm is None:
             rss, shared = self.resident()
         peak, lifetime = self.windows.take(wid, rss)
         return rss, shared, peak, lifetime, self.heap_budget()
@@ -217,14 +217,14 @@ class Probes:
         """malloc's in-use bytes of a ``heap`` reading: 0 where there is no heap probe, None when it was skipped."""
         if heap is not None:
             return heap[0]
-        return 0 if self._mallinfo2 is None else None
+        return 0 if self.mallinfo2 is None else None
 
     def heap(self) -> tuple[int, int, int] | None:
         """glibc malloc: (in use, freed but held, mmapped) bytes, or None off glibc."""
-        if self._mallinfo2 is None:
+        if self.mallinfo2 is None:
             return None
         try:
-            info = self._mallinfo2()
+            info = self.mallinfo2()
         except Exception:
             return None
         return info.uordblks + info.hblkhd, info.fordblks, info.hblkhd
@@ -274,6 +274,16 @@ def probes() -> Probes:
             current.close()
         current = _probes = Probes()
     return current
+
+
+def forget() -> None:
+    """Forget this process's probes: the next :func:`probes` builds them afresh (reading the cgroup files anew).
+
+    Those already handed out stay open and usable (bound UDFs keep reading theirs); a fork
+    child instead closes the parent's (:mod:`udfmem._process`).
+    """
+    global _probes
+    _probes = None
 
 
 def _forget_after_fork() -> None:

@@ -99,6 +99,12 @@ def _lookup(factory: Factory[S], key: str, settings: _settings.Settings, source:
     return state
 
 
+def names() -> int:
+    """How many qualified names have a sequence now (:func:`new_state`): bounded by the live states' names."""
+    with _registry_lock:
+        return len(_seen_names)
+
+
 def states() -> list[Any]:
     """The live states of this process."""
     with _registry_lock:

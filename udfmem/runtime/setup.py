@@ -41,9 +41,7 @@ class SetupMeter:
         """The token of a measured phase: its start time and RSS."""
         return time.perf_counter(), rss
 
-    def end(
-        self, token: Token, method: str, error: str | None, memory: Memory, rss: int | None
-    ) -> Setup:
+    def end(self, token: Token, method: str, error: str | None, memory: Memory, rss: int | None) -> Setup:
         """The event of a phase begun with :meth:`begin` that ended with ``memory``."""
         t0, rss0 = token
         self.count += 1

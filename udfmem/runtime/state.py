@@ -23,6 +23,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from .. import _reentry, _settings
@@ -81,7 +82,7 @@ class UDFState:
         self._pending: dict[int, int] = {}  # per thread, the highest call that made a snapshot due but gave up
         self._holder = 0  # the thread holding the snapshot lock, 0 when none
         self._bind_lock = threading.Lock()
-        self._snap_lock = threading.RLock()  # an RLock knows its owner: released only by it (see _take)
+        self.snapshot_lock = threading.RLock()  # an RLock knows its owner: released only by it (see _take)
         self.setup_meter = SetupMeter()
         # until bind: warnings of a UDF that could not bind, to the sinks the environment names
         self.emitter = _emit.default(self.name)
@@ -143,7 +144,10 @@ class UDFState:
             self.due_at = 0 if (settings.memray_dir is not None and not self.ready) else self._due()
         self.binding = b  # only now: a bind that failed half-way leaves the state unbound
         if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
-            timer.watch(self)
+            # the first visit when something can be due (no wake per bind: binding 10,000 classes
+            # would wake the timer 10,000 times); an idle decision may come up to IDLE_S / 2 later
+            first = min(settings.every_s if settings.every_s > 0 else IDLE_S, IDLE_S / 2 if b.trimmer else IDLE_S)
+            timer.watch(self, at=time.monotonic() + first)
 
     def _next_multiple(self, n: int) -> int:
         return (n // self.every + 1) * self.every
@@ -237,7 +241,7 @@ class UDFState:
         anywhere never leaves it held; a release by a thread that does not hold it fails
         harmlessly (``RuntimeError``) instead of freeing another thread's lock.
         """
-        lock, pending, me = self._snap_lock, self._pending, threading.get_ident()
+        lock, pending, me = self.snapshot_lock, self._pending, threading.get_ident()
         wait = n != 0  # a drain never waits: the holder takes what was published
         while True:
             try:
@@ -384,7 +388,7 @@ class UDFState:
         (an ``RLock``: a thread that does not hold it cannot release it), so an interrupt
         never leaves it held.
         """
-        lock = self._snap_lock
+        lock = self.snapshot_lock
         try:
             try:
                 if not lock.acquire(timeout=FINAL_WAIT_S):
@@ -441,7 +445,7 @@ class UDFState:
         self._call_asked = True
         self.due_at = 0  # the next call takes the slow path once, clearing the flag
         come_back: float | None = now + IDLE_S / 2
-        lock = self._snap_lock
+        lock = self.snapshot_lock
         try:
             if lock.acquire(blocking=False):  # else a snapshot runs now: calls do, come back soon
                 if completed:
