@@ -1,10 +1,11 @@
 """From a typed event to the written lines: stamp the time, render once per format, hand each sink its own.
 
-:func:`writer` returns the emitter's ``emit``. The common case (every sink takes one line
-format: stderr as logfmt or JSON, the JSON-lines file, the metrics sink's typed events
-beside them) is one closure: the event's per-type template renders the line from the
-typed event and the pre-rendered head, and the sinks' ``write`` take it; no dict of the
-event's fields is made. With ``UDFMEM_LOG_FORMAT=structlog`` events run through udfmem's
+:func:`writer` returns the emitter's ``emit``: one closure, no call in between. For the
+usual single line sink (stderr, logfmt or JSON) it stamps the time, renders the line with
+the event type's template from the typed event and the head rendered once, and writes it;
+with more sinks (the JSON-lines file, the metrics sink's typed events) it renders once per
+format and hands each sink its own. No dict of the event's fields is made (unless a
+:func:`~udfmem.emit.capture.capture` runs). With ``UDFMEM_LOG_FORMAT=structlog`` events run through udfmem's
 own structlog pipeline instead (a ``structlog.BoundLoggerBase`` bound to the head fields,
 whose one processor renders), ending in the user's configured structlog logger. udfmem
 never calls ``structlog.configure`` and never touches :mod:`logging`.
