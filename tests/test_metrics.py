@@ -458,7 +458,7 @@ class Clock:
 class Recording:
     """An exporter like Ray's (values set again every ``refresh_s`` or dropped) that notes what it was given."""
 
-    refresh_s = 5.0
+    refresh_s: float | None = 5.0
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
