@@ -43,6 +43,7 @@ import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
 
+from . import growth
 from . import patterns as P
 from .series import Point, Series, lag_slope
 
@@ -106,10 +107,8 @@ def _grows(
         previous = window[-1]
         if len(run) < 2:
             continue  # the first window holds one value: the next one's slope starts from it
-        local = lag_slope(run, measure, segmented)
-        # every window grew; the last one still rises (plateau rule)
-        floor = P.PLATEAU_SHARE * slope if i == len(windows) - 1 else 0.0
-        if local is None or local <= floor:
+        # every window grew; the last one still rises (the plateau rule: analysis/growth.py, shared with testing)
+        if not growth.window_grew(lag_slope(run, measure, segmented), slope, last=i == len(windows) - 1):
             return False, slope
     return True, slope
 
