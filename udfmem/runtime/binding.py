@@ -66,6 +66,7 @@ class Binding:
         self.final_call = 0  # the call count of the last final snapshot
         self.profiling = False  # memray was looked at (opened, or not switched on)
         self.watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
+        self.slope_said: float | None = None  # the detector's slope as last handed to the emitter
 
     @classmethod
     def create(cls, identity: Identity, options: _settings.Settings) -> Binding:
@@ -129,38 +130,44 @@ class Binding:
         usage = None if limit is None else p.cgroup_usage()
         memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, p.blocks())
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
-        snapshot = Snapshot(
-            label,
-            memory,
-            None if (private is None or base is None) else round(private - base, 1),
-            label - self.last_call,
-            int((now - self.last_t) * 1000 + 0.5) / 1000,
-            final,
+        snapshot = _new(  # Snapshot(call, memory, growth_mb, window_calls, window_s, final), without a Python frame
+            Snapshot,
+            (
+                label,
+                memory,
+                None if (private is None or base is None) else round(private - base, 1),
+                label - self.last_call,
+                int((now - self.last_t) * 1000 + 0.5) / 1000,
+                final,
+            ),
         )
         self.emitter.emit(snapshot)
         self.last_call = label
         self.last_t = now
         detector = self.detector
         if detector is not None:
-            self._detect(detector, snapshot)
+            try:
+                suspect = detector.observe(snapshot)
+            except Exception as exc:
+                self._detector_failed(exc)
+            else:
+                if suspect is not None:
+                    self.emitter.emit(suspect)
+                if detector.slope != self.slope_said:  # the slope changes only at a judgement
+                    self.slope_said = detector.slope
+                    self.emitter.note_slope(detector.slope)
         trimmer = self.trimmer
         if trimmer is not None and trimmer.policy.auto:
             headroom = None if (limit is None or usage is None) else limit - usage
             private_bytes = _memory.private(rss, shared)
             self.say(trimmer.at_snapshot(private_bytes, p.heap_in_use(heap), arrow_live, headroom, limit))
 
-    def _detect(self, detector: Detector, snapshot: Snapshot) -> None:
-        """Let the online detector observe; emit its ``udfmem.suspect``. A failure turns it off, with one warning."""
-        try:
-            event = detector.observe(snapshot)
-        except Exception as exc:
-            self.detector = None
-            self.emitter.note_slope(None)
-            self.emitter.warn_once("suspect-failed", f"the online detector failed and is off: {exc!r}")
-            return
-        if event is not None:
-            self.emitter.emit(event)
-        self.emitter.note_slope(detector.slope)
+    def _detector_failed(self, exc: Exception) -> None:
+        """The online detector raised: it is off from now on, with one warning (and no slope)."""
+        self.detector = None
+        self.slope_said = None
+        self.emitter.note_slope(None)
+        self.emitter.warn_once("suspect-failed", f"the online detector failed and is off: {exc!r}")
 
     def trim_every(self) -> bool:
         """The integer trim cadence came due: trim; False once the policy turned itself off."""
@@ -253,6 +260,9 @@ class Binding:
         name = ident.key.partition("#")[0]
         module = name[: -len(ident.owner) - 1] if ident.owner else name.rpartition(".")[0]
         return instance, sys.modules.get(module)
+
+
+_new = tuple.__new__
 
 
 def _trim_reading() -> tuple[int | None, int | None, int]:

@@ -175,8 +175,10 @@ class UDFState:
         """Slow path before call ``n`` (0: a generator call, counted when it ends): bind, note the UDF object."""
         if self.ready:  # bound, and memray looked at: only note a new UDF object
             b = self.binding
-            if b is not None and b.identity.owner is not None and args and not b.watching(args[0]):
-                b.watch(args[0], self.final)
+            if b is not None and args and b.identity.owner is not None:
+                watched = b.watched
+                if watched is None or watched() is not args[0]:
+                    b.watch(args[0], self.final)
             return
         try:
             # inside udfmem already (a finalizer run during a snapshot): this call goes unbound, counted
@@ -204,8 +206,7 @@ class UDFState:
         taken when that thread leaves udfmem (:mod:`udfmem._reentry`). A snapshot's
         ``call`` is the multiple of ``every`` that was crossed.
         """
-        b = self.binding
-        if b is None or b.settings.disable:
+        if self.binding is None:  # a disabled UDF never gets here: its due_at is NEVER
             return
         here = _reentry.here
         if here.inside:
@@ -297,9 +298,11 @@ class UDFState:
         except Exception as exc:
             b.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
-            self.next_snap = self._next_multiple(max(n, b.last_call))
+            last = n if n > b.last_call else b.last_call
+            self.next_snap = next_snap = (last // every + 1) * every
             # a force or an ask the timer set meanwhile must reach the next call
-            self.due_at = self._due()
+            forced = self._forced or self._call_asked
+            self.due_at = 0 if forced else min(next_snap, self.next_trim, self.memray_stop)
 
     # -- setup phases ------------------------------------------------------------------
 
