@@ -125,12 +125,11 @@ SNAPSHOTS = event_strategy(_events.Snapshot)
 @given(event=SNAPSHOTS, segment=st.integers(min_value=0, max_value=100))
 def test_the_detector_and_the_reader_read_one_point_from_a_snapshot(fmt: str, event: Any, segment: int) -> None:
     """The online detector's point (from the typed event) is the log reader's (from the rendered line's fields)."""
-    from udfmem.analysis.series import sane
     from udfmem.events import point as _point
 
     line = _render.render(event, _render.head(fmt, event.EVENT, "U", 7, "w1", "abcdefgh"), "t", fmt)
-    expected = _point.of_snapshot(event, segment)
-    assert (expected if sane(expected) else None) == _point.of_fields(_parse.parse_line(line) or {}, segment)
+    # None from both where a figure is not sane (the reader skips such a line)
+    assert _point.of_snapshot(event, segment) == _point.of_fields(_parse.parse_line(line) or {}, segment)
 
 
 def test_one_field_list_drives_the_point_the_sample_and_the_gauges() -> None:

@@ -80,15 +80,12 @@ def of_raw(
 _FROM_EVENT = tuple((s.memory, s.at) for s in SPECS)
 
 
-def of_snapshot(event: schema.Snapshot, segment: int, peak: float | None = None) -> Point:
-    """The point of a typed ``udfmem.snapshot`` event (the online detector's), its peak at least ``peak``."""
+def of_snapshot(event: schema.Snapshot, segment: int, peak: float | None = None) -> Point | None:
+    """The point of a typed ``udfmem.snapshot`` event (the online detector's), its peak at least ``peak``.
+
+    Built as a parsed line's is (:func:`_build`): the same point for the same snapshot, online or offline.
+    """
     memory = event.memory
     values: list[Any] = [memory[i] if in_memory else event[i] for in_memory, i in _FROM_EVENT]
     values[_FINAL] = bool(values[_FINAL])
-    if values[_PRIVATE] is None:
-        values[_PRIVATE] = values[_RSS]
-    own = values[_PEAK]
-    if peak is not None and (own is None or peak > own):
-        values[_PEAK] = peak
-    values.insert(SEGMENT, segment)
-    return Point(*values)
+    return _build(values, segment, peak)
