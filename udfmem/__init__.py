@@ -13,10 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._settings import worker_env
     from .probes.allocator import TrimResult, trim
     from .probes.memory import MemorySample, sample
     from .runtime.decorator import TrackedUDF, tracked
+    from .runtime.workers import worker_env
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _HOME = {
     "sample": ".probes.memory",
     "tracked": ".runtime.decorator",
     "trim": ".probes.allocator",
-    "worker_env": "._settings",
+    "worker_env": ".runtime.workers",
 }
 
 

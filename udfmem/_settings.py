@@ -4,8 +4,8 @@ Each field of :class:`Settings` is a row: its default, the ``UDFMEM_*`` variable
 overrides it in the worker, how a value is checked, and what it does. Everything else
 derives from the table: the decorator's keywords and their validation, ``TrackedUDF``'s
 class keywords, :func:`resolve` (env over decorator arguments, a bad env value gives a
-problem and the default), :func:`worker_env` and the README's table of variables
-(:func:`env_table`). Adding a setting is one row here (plus, for a decorator keyword,
+problem and the default), :func:`worker_vars` (behind ``udfmem.worker_env``) and the
+README's table of variables (:func:`env_table`). Adding a setting is one row here (plus, for a decorator keyword,
 one line in ``tracked``'s typed overload, which a test holds to this table).
 
 Every environment variable udfmem reads is named in this module and nowhere else.
@@ -392,35 +392,3 @@ def env_table() -> str:
         effect = f"overrides `{key}`" if row.decorator else row.doc
         lines.append(f"| `{row.env}` | {row.values} | {effect} |")
     return "\n".join(lines)
-
-
-def worker_env(**overrides: object) -> dict[str, str]:
-    """The ``UDFMEM_*`` settings to hand to worker processes, as ``dict[str, str]``.
-
-    Starts from this process's ``UDFMEM_*`` environment and applies ``overrides`` (the
-    settings table's worker rows: ``disable``, ``every``, ``every_s``, ``trim``,
-    ``arena_max``, ``suspect``, ``metrics``, ``log_format``, ``log_dir``, ``memray_dir``, ``memray_native``,
-    ``memray_calls``; ``None`` drops one). ``arena_max=N`` also sets glibc's
-    ``MALLOC_ARENA_MAX``, which only takes effect when a process starts: a worker's
-    environment is the right place. Pass the result where the engine takes worker
-    environment variables::
-
-        ray.init(runtime_env={"env_vars": udfmem.worker_env(every=8)})
-        ds.map_batches(Embed, runtime_env={"env_vars": udfmem.worker_env(every=8)})
-        geneva.runners.ray.raycluster.ray_cluster(local=True, extra_env=udfmem.worker_env(every=8))
-
-    Raises:
-        TypeError, ValueError: for an unknown setting or a bad override value. A bad
-            value inherited from the environment is left out, with one ``udfmem.warning``.
-    """
-    from .emit import emitter as _emit
-
-    env, problems = worker_vars(overrides)
-    for problem in problems:
-        _emit.default("udfmem").warn_once(
-            "bad-env",
-            f"not passing {problem.var}={problem.value!r} to workers ({problem.reason})",
-            once_key=f"bad-env:{problem.var}={problem.value}",  # the same key as at bind: once per process
-            var=problem.var,
-        )
-    return env
