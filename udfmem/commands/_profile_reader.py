@@ -27,6 +27,7 @@ import json
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from .._text import capped, printable
+from ..analysis import profile
 from ..analysis.profile import LeakRecord, ProfileHeader, ProfileSummary
 
 READ_TIMEOUT_S = 900.0
@@ -233,8 +235,6 @@ def serve() -> None:
 
     Stray output of native code goes to stderr: the replies' pipe carries replies only.
     """
-    from .report import _why, summarize_here
-
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     for line in sys.stdin:
@@ -242,6 +242,60 @@ def serve() -> None:
         try:
             reply: dict[str, Any] = {"summary": summarize_here(request["path"], request["top"]).to_dict()}
         except Exception as exc:  # memray's reason, as the report says it
-            reply = {"error": _why(exc)}
+            reply = {"error": why(exc)}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
+
+
+MAX_SIDECAR = 1 << 20
+"""Bytes of a sidecar read at most (udfmem writes a few hundred); a longer one is ignored."""
+_SIDECAR_FIELDS: dict[str, tuple[type, ...]] = {"udf": (str,), "pid": (int,), "source": (str, type(None))}
+
+
+def read_sidecar(path: str) -> dict[str, Any]:
+    """The ``.json`` sidecar udfmem wrote next to ``path``, or ``{}`` when missing or unreadable.
+
+    In a shared directory it may be anybody's file: only a regular file is read (opened
+    non-blocking: a FIFO never hangs the reader), and only the fields of the types udfmem
+    writes are kept (``udf``, ``source`` and ``pid``; ``methods`` and ``setup`` as lists
+    of strings); a file of another shape reads as ``{}``.
+    """
+    try:
+        fd = os.open(path + ".json", os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            raw = f.read(MAX_SIDECAR + 1)
+        data = json.loads(raw) if len(raw) <= MAX_SIDECAR else None
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    kept = {
+        key: value
+        for key, value in data.items()
+        if key in _SIDECAR_FIELDS and isinstance(value, _SIDECAR_FIELDS[key]) and not isinstance(value, bool)
+    }
+    for key in ("methods", "setup"):
+        names = data.get(key)
+        if isinstance(names, list) and all(isinstance(name, str) for name in names):
+            kept[key] = names
+    return kept
+
+
+def summarize_here(path: str, top: int = 5) -> ProfileSummary:
+    """Read one memray file in this process and summarize it (raises if it is not readable).
+
+    memray's native reader may crash the process on a corrupted file: this is what the
+    child of :func:`summarize_file` runs.
+    """
+    with leaks(path) as (header, records):
+        return profile.summarize(path, read_sidecar(path), header, records, top=top)
+
+
+def why(exc: BaseException) -> str:
+    """One line saying why: a failed subprocess's last line of stderr, else the exception."""
+    if isinstance(exc, subprocess.CalledProcessError):
+        lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {exc.returncode}"
+    return " ".join(str(exc).split()) or type(exc).__name__

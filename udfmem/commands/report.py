@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import dataclasses
-import json
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable
-from typing import Any
 
-from ..analysis import patterns, profile
+from ..analysis import patterns
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
@@ -29,6 +26,9 @@ from . import _files as _inputs
 from . import _profile_reader
 from ._args import add_allow_unreadable, at_least, error
 from ._profile_reader import closed_properly as closed_properly  # where scripts have found it
+from ._profile_reader import read_sidecar as read_sidecar
+from ._profile_reader import summarize_here as summarize_here
+from ._profile_reader import why
 
 
 def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]:
@@ -40,42 +40,6 @@ def find_files(paths: Iterable[str]) -> tuple[list[str], list[_inputs.LogError]]
     reader) as skipped.
     """
     return _inputs.find_logs(paths, suffix=".bin")
-
-
-MAX_SIDECAR = 1 << 20
-"""Bytes of a sidecar read at most (udfmem writes a few hundred); a longer one is ignored."""
-_SIDECAR_FIELDS: dict[str, tuple[type, ...]] = {"udf": (str,), "pid": (int,), "source": (str, type(None))}
-
-
-def read_sidecar(path: str) -> dict[str, Any]:
-    """The ``.json`` sidecar udfmem wrote next to ``path``, or ``{}`` when missing or unreadable.
-
-    In a shared directory it may be anybody's file: only a regular file is read (opened
-    non-blocking: a FIFO never hangs the reader), and only the fields of the types udfmem
-    writes are kept (``udf``, ``source`` and ``pid``; ``methods`` and ``setup`` as lists
-    of strings); a file of another shape reads as ``{}``.
-    """
-    try:
-        fd = os.open(path + ".json", os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return {}
-            raw = f.read(MAX_SIDECAR + 1)
-        data = json.loads(raw) if len(raw) <= MAX_SIDECAR else None
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    kept = {
-        key: value
-        for key, value in data.items()
-        if key in _SIDECAR_FIELDS and isinstance(value, _SIDECAR_FIELDS[key]) and not isinstance(value, bool)
-    }
-    for key in ("methods", "setup"):
-        names = data.get(key)
-        if isinstance(names, list) and all(isinstance(name, str) for name in names):
-            kept[key] = names
-    return kept
 
 
 def summarize_file(path: str, top: int = 5) -> ProfileSummary:
@@ -94,16 +58,6 @@ def summarize_file(path: str, top: int = 5) -> ProfileSummary:
 
 
 _reader: _profile_reader.ProfileReader | None = None
-
-
-def summarize_here(path: str, top: int = 5) -> ProfileSummary:
-    """Read one memray file in this process and summarize it (raises if it is not readable).
-
-    memray's native reader may crash the process on a corrupted file: this is what the
-    child of :func:`summarize_file` runs.
-    """
-    with _profile_reader.leaks(path) as (header, records):
-        return profile.summarize(path, read_sidecar(path), header, records, top=top)
 
 
 def flamegraph(path: str) -> str:
@@ -128,14 +82,6 @@ def flamegraph(path: str) -> str:
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return out
-
-
-def _why(exc: BaseException) -> str:
-    """One line saying why: a failed subprocess's last line of stderr, else the exception."""
-    if isinstance(exc, subprocess.CalledProcessError):
-        lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit status {exc.returncode}"
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _error(message: str) -> None:
@@ -199,7 +145,7 @@ class ReportCommand:
                 unreadable += 1
                 continue
             except Exception as exc:  # one unreadable file must not hide the others
-                _error(f"cannot read {path}: {_why(exc)}")
+                _error(f"cannot read {path}: {why(exc)}")
                 unreadable += 1
                 continue
             if not summaries[-1].complete:
@@ -210,7 +156,7 @@ class ReportCommand:
                 try:
                     rendered.append(dataclasses.replace(s, flamegraph=flamegraph(s.path)))
                 except (subprocess.SubprocessError, OSError) as exc:
-                    _error(f"flame graph failed for {s.path}: {_why(exc)}")
+                    _error(f"flame graph failed for {s.path}: {why(exc)}")
                     failed = True
                     rendered.append(s)
             summaries = rendered
@@ -219,7 +165,7 @@ class ReportCommand:
                 with open(args.summary_md, "w", encoding="utf-8") as f:
                     f.write(markdown.render(summaries))
             except OSError as exc:
-                _error(f"cannot write {args.summary_md}: {_why(exc)}")
+                _error(f"cannot write {args.summary_md}: {why(exc)}")
                 failed = True
         print(json_reporter.render(summaries) if args.json else text.render(summaries))
         unread = 0 if args.allow_unreadable else unreadable

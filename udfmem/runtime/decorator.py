@@ -1,205 +1,27 @@
-"""``tracked`` and ``TrackedUDF``: patch a UDF's methods in place with counting wrappers.
+"""``tracked`` and ``TrackedUDF``: patch a UDF's methods in place with udfmem's wrappers.
 
-Each wrapper keeps the kind of what it wraps (plain, generator, coroutine, async
-generator), so engines that dispatch on ``inspect.isgeneratorfunction`` and friends treat
-the decorated method exactly as the original; ``functools.wraps`` keeps
-``inspect.signature`` and ``typing.get_type_hints``. The hot path is one ``next()`` on an
-``itertools.count`` (atomic under the GIL, so exact across threads) and one comparison.
+The class is patched, never proxied or subclassed: the same object, ``isinstance``,
+``super()`` and pickling. Each per-call method gets a counting wrapper and each setup
+phase a measuring one (:mod:`udfmem.runtime.wrappers`), all sharing the UDF's state,
+made here under a deterministic key (:mod:`udfmem.runtime.registry`). A bad decorator
+argument, a missing method or the wrong decorator order raise here, at decoration time.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
-from types import CodeType
 from typing import Any, ClassVar, TypeVar, overload
 
 from .. import _settings
 from .registry import new_state
 from .state import UDFState
+from .wrappers import MARK, is_ours, wrap_call, wrap_setup
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
-_MARK = "__udfmem_state__"  # for introspection only: udfmem recognises its wrappers by their code
-_THIS_FILE = __file__
-_WRAPPERS = frozenset({"agen_wrapper", "async_wrapper", "gen_wrapper", "call_wrapper", "async_setup", "setup_wrapper"})
 _ORDER_HINT = "put @tracked innermost: directly on the class or function, under the engine's decorator"
-
-
-def _wrap_call(fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
-    """A wrapper of the same kind as ``fn`` that counts calls and snapshots every K."""
-    if inspect.isasyncgenfunction(fn):
-
-        async def agen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not st.ready:
-                try:
-                    st.before(0, args)
-                except RecursionError:  # too deep for udfmem here: give way, never change the call
-                    pass
-            try:
-                agen = fn(*args, **kwargs)
-                try:
-                    item = await agen.__anext__()
-                except StopAsyncIteration:
-                    return
-                while True:
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        await agen.aclose()
-                        raise
-                    except BaseException as exc:
-                        try:
-                            item = await agen.athrow(exc)
-                        except StopAsyncIteration:
-                            return
-                    else:
-                        try:
-                            item = await agen.asend(sent)
-                        except StopAsyncIteration:
-                            return
-            finally:
-                n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.due_at:
-                    try:
-                        st.after(n)
-                    except RecursionError:  # too deep for udfmem here: give way, never change the call
-                        pass
-
-        wrapper: Callable[..., Any] = agen_wrapper
-    elif inspect.iscoroutinefunction(fn):
-
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            n = next(st.counter)
-            if n >= st.due_at:
-                try:
-                    st.before(n, args)
-                except RecursionError:  # too deep for udfmem here: give way, never change the call
-                    pass
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    try:
-                        st.after(n)
-                    except RecursionError:  # too deep for udfmem here: give way, never change the call
-                        pass
-            return await fn(*args, **kwargs)
-
-        wrapper = async_wrapper
-    elif inspect.isgeneratorfunction(fn):
-
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if not st.ready:
-                try:
-                    st.before(0, args)
-                except RecursionError:  # too deep for udfmem here: give way, never change the call
-                    pass
-            try:
-                return (yield from fn(*args, **kwargs))
-            finally:
-                n = next(st.counter)  # a generator call counts when exhausted or closed
-                if n >= st.due_at:
-                    try:
-                        st.after(n)
-                    except RecursionError:  # too deep for udfmem here: give way, never change the call
-                        pass
-
-        wrapper = gen_wrapper
-    else:
-
-        def call_wrapper(*args: Any, **kwargs: Any) -> Any:
-            n = next(st.counter)
-            if n >= st.due_at:
-                try:
-                    st.before(n, args)
-                except RecursionError:  # too deep for udfmem here: give way, never change the call
-                    pass
-                try:
-                    return fn(*args, **kwargs)
-                finally:
-                    try:
-                        st.after(n)
-                    except RecursionError:  # too deep for udfmem here: give way, never change the call
-                        pass
-            return fn(*args, **kwargs)
-
-        wrapper = call_wrapper
-    return _finish(wrapper, fn, st)
-
-
-def _wrap_setup(fn: Callable[..., Any], st: UDFState, method: str) -> Callable[..., Any]:
-    """A wrapper that measures one setup phase (``setup`` or ``__init__``)."""
-    if inspect.iscoroutinefunction(fn):
-
-        async def async_setup(*args: Any, **kwargs: Any) -> Any:
-            try:
-                token = st.setup_begin(method, args)
-            except RecursionError:  # too deep for udfmem here: give way, never change the call
-                token = None
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as exc:
-                try:
-                    st.setup_end(token, method, type(exc).__name__)
-                except RecursionError:  # too deep for udfmem here: give way, never change the call
-                    pass
-                raise
-            try:
-                st.setup_end(token, method, None)
-            except RecursionError:  # too deep for udfmem here: give way, never change the call
-                pass
-            return result
-
-        return _finish(async_setup, fn, st)
-
-    def setup_wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            token = st.setup_begin(method, args)
-        except RecursionError:  # too deep for udfmem here: give way, never change the call
-            token = None
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            try:
-                st.setup_end(token, method, type(exc).__name__)
-            except RecursionError:  # too deep for udfmem here: give way, never change the call
-                pass
-            raise
-        try:
-            st.setup_end(token, method, None)
-        except RecursionError:  # too deep for udfmem here: give way, never change the call
-            pass
-        return result
-
-    return _finish(setup_wrapper, fn, st)
-
-
-def _wrapper_codes(outer: Callable[..., Any]) -> set[CodeType]:
-    """The code objects of the wrappers defined inside ``outer`` (shared by all their closures)."""
-    return {c for c in outer.__code__.co_consts if isinstance(c, CodeType) and c.co_name in _WRAPPERS}
-
-
-WRAPPER_CODES: frozenset[CodeType] = frozenset(_wrapper_codes(_wrap_call) | _wrapper_codes(_wrap_setup))
-"""The code of every call and setup wrapper: a frame running one of them is inside a tracked call or setup."""
-
-
-def _finish(wrapper: Callable[..., Any], fn: Callable[..., Any], st: UDFState) -> Callable[..., Any]:
-    functools.update_wrapper(wrapper, fn)
-    setattr(wrapper, _MARK, st)
-    return wrapper
-
-
-def _is_ours(obj: Any) -> bool:
-    """Whether ``obj`` is one of udfmem's own wrappers, by its code, never by an attribute.
-
-    ``functools.wraps`` copies ``__udfmem_state__`` (and ``__qualname__``) onto a user's
-    decorator around our wrapper; unwrapping through that would drop the user's code.
-    The code object is not copied: ours is compiled in this file, under these names.
-    """
-    code = getattr(obj, "__code__", None)
-    return code is not None and code.co_filename == _THIS_FILE and code.co_name in _WRAPPERS
 
 
 def find_state(udf: Any) -> UDFState:
@@ -211,22 +33,22 @@ def find_state(udf: Any) -> UDFState:
     Raises:
         TypeError: ``udf`` is not tracked by udfmem.
     """
-    if _is_ours(udf):
-        state: UDFState = getattr(udf, _MARK)
+    if is_ours(udf):
+        state: UDFState = getattr(udf, MARK)
         return state
     klass = udf if isinstance(udf, type) else type(udf)
     for owner in klass.__mro__:
         for value in vars(owner).values():
             raw = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
-            if _is_ours(raw):
-                found: UDFState = getattr(raw, _MARK)
+            if is_ours(raw):
+                found: UDFState = getattr(raw, MARK)
                 return found
     raise TypeError(f"udfmem: {getattr(udf, '__qualname__', type(udf).__qualname__)} is not tracked by udfmem")
 
 
 def _unwrap(obj: Any) -> Any:
     """The original function under udfmem's own wrappers (or ``obj`` itself); a user's decorator stays."""
-    while _is_ours(obj):
+    while is_ours(obj):
         obj = obj.__wrapped__
     return obj
 
@@ -275,13 +97,13 @@ def _track_class(cls: type[T], settings: _settings.Settings, lenient: bool = Fal
         return cls
     st = new_state(UDFState, f"{cls.__module__}.{cls.__qualname__}", settings, _source(cls), cls.__qualname__)
     for method in present:
-        _patch(cls, method, lambda fn: _wrap_call(fn, st))
+        _patch(cls, method, lambda fn: wrap_call(fn, st))
     phases = ["__init__"] + ([settings.setup] if settings.setup is not None else [])
     for phase in phases:  # engines run __init__; users call setup() themselves
         raw, found = _find(cls, phase)
         # a C-level __init__ (dict, list, Exception bases) is not measured: nothing of the UDF's runs there
         if found and (inspect.isfunction(raw) or isinstance(raw, (staticmethod, classmethod))):
-            _patch(cls, phase, lambda fn, phase=phase: _wrap_setup(fn, st, phase))  # type: ignore[misc]
+            _patch(cls, phase, lambda fn, phase=phase: wrap_setup(fn, st, phase))  # type: ignore[misc]
     return cls
 
 
@@ -303,7 +125,7 @@ def _track(target: Any, kwargs: dict[str, Any], lenient: bool = False) -> Any:
     if inspect.isfunction(target):
         fn = _unwrap(target)
         settings = _settings.from_decorator(**{**kwargs, "name": kwargs.get("name") or fn.__name__})
-        return _wrap_call(fn, new_state(UDFState, f"{fn.__module__}.{fn.__qualname__}", settings, _source(fn)))
+        return wrap_call(fn, new_state(UDFState, f"{fn.__module__}.{fn.__qualname__}", settings, _source(fn)))
     raise TypeError(f"udfmem: @tracked takes a class or a function, got {type(target).__name__}")
 
 

@@ -33,6 +33,7 @@ from . import registry as _registry
 from .binding import Binding, Identity
 from .setup import SetupMeter, Token
 from .timer import call_in_progress, timer
+from .wrappers import WRAPPER_CODES
 
 WAIT_S = 0.002  # how long a call waits for another thread's snapshot before it passes on
 FINAL_WAIT_S = 0.05  # how long a final snapshot waits for another thread's snapshot
@@ -460,8 +461,6 @@ class UDFState:
                     elif left > 0:
                         come_back = now + left  # not idle long enough yet: no walk
                     else:
-                        from .decorator import WRAPPER_CODES  # the wrappers import this module
-
                         b.say(trimmer.idle_check(call_in_progress(WRAPPER_CODES), self._seen))
                         come_back = None  # decided, or a long call runs: either way back off
         finally:

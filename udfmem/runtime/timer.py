@@ -35,7 +35,7 @@ _busy = (float("-inf"), False)  # when the stacks were last walked, and whether 
 def call_in_progress(codes: frozenset[CodeType]) -> bool:
     """Whether any thread is inside a tracked call or setup now (a frame running one of ``codes`` on its stack).
 
-    ``codes`` are udfmem's wrappers' code objects (``udfmem.runtime.decorator.WRAPPER_CODES``).
+    ``codes`` are udfmem's wrappers' code objects (``udfmem.runtime.wrappers.WRAPPER_CODES``).
     Idle means no call in progress, not merely none completed lately: a call sleeping in a
     retry backoff is busy. The timer asks this only before an idle decision (at most every
     ``IDLE_S / 2``), walking every thread's stack once, so calls pay nothing for it. A
