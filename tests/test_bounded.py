@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import parse_events, run_python
 
+import udfmem.testing
 from udfmem import tracked
 from udfmem.emit import emitter as _emit
 from udfmem.events import schema as _events
@@ -75,17 +76,18 @@ def test_a_name_defined_again_after_its_states_are_gone_gets_a_fresh_sequence() 
     proc = run_python(
         """
         import gc
+        import udfmem.testing
         from udfmem import tracked
 
         def make():
             return tracked(type("Same", (), {"__call__": lambda self, x: x}))
 
         first, second = make(), make()
-        keys = [first.__call__.__udfmem_state__.key, second.__call__.__udfmem_state__.key]
+        keys = [udfmem.testing.state_of(first).key, udfmem.testing.state_of(second).key]
         del first, second
         others = [tracked(type(f"Other{i}", (), {"__call__": lambda self, x: x})) for i in range(64)]
         gc.collect()  # 64 UDFs decorated since: the two are no longer among the recent ones
-        keys.append(make().__call__.__udfmem_state__.key)
+        keys.append(udfmem.testing.state_of(make()).key)
         print(" ".join(keys))
         """
     )
@@ -238,7 +240,7 @@ def test_an_overlong_name_argument_is_capped_not_refused() -> None:
     """``name=`` of 5,000 characters decorates fine; the name is cut to 200 with a digest, so distinct names stay so."""
     first = tracked(name="n" * 5000 + "a")(type("A", (), {"__call__": lambda self, x: x}))
     second = tracked(name="n" * 5000 + "b")(type("B", (), {"__call__": lambda self, x: x}))
-    names = [cls.__call__.__udfmem_state__.name for cls in (first, second)]  # type: ignore[attr-defined]
+    names = [udfmem.testing.state_of(cls).name for cls in (first, second)]
     assert [200, 200] == [len(n) for n in names]
     assert names[0] != names[1]
     assert "n" * 100 == names[0][:100]

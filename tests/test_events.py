@@ -15,6 +15,7 @@ from conftest import Events, identity_udf, parse_events, run_python
 
 from udfmem import TrackedUDF, tracked
 from udfmem.probes import process as _probes
+from udfmem.runtime.decorator import find_state
 
 Reader = Callable[..., Events]
 
@@ -426,7 +427,7 @@ def test_a_failed_setup_measurement_warns(monkeypatch: pytest.MonkeyPatch, stder
             return x
 
     udf = Udf()
-    Udf.__dict__["__call__"].__udfmem_state__.bind()
+    find_state(Udf).bind()
     from udfmem.probes import process as _probes
 
     def broken(*_: Any) -> Any:

@@ -555,3 +555,14 @@ def test_the_readme_promql_parses_and_names_only_exported_series() -> None:
         promql_parser.parse(query)  # raises on a syntax error
         used = set(re.findall(r"\bray_udfmem_\w+", query))
         assert used and used <= names, query
+
+
+def test_a_closed_sink_asks_for_no_more_visits_and_pushes_nothing() -> None:
+    """A sink whose UDF was reset (``Emitter.close``) stops its timer visits: stale values are not re-set forever."""
+    clock, visits = Clock(), Visits()
+    exporter = Recording(clock)
+    sink = MetricsSink([exporter], "U", "h", "w", clock=clock, timer=visits)
+    Emitter("U", [StderrSink("logfmt"), sink]).emit(_snapshot(1))
+    sink.close()
+    clock.now = 200.0
+    assert (None, [(100.0, 1)]) == (sink.tick(200.0), exporter.pushed)

@@ -68,7 +68,7 @@ for i in range(1, {calls} + 1):
 armed[0] = False
 gc.set_threshold(700, 10, 10)
 gc.collect()
-print("RESULT " + json.dumps({{"fired": fired[0], "a": A.__call__.__udfmem_state__.calls(), {extra}}}))
+print("RESULT " + json.dumps({{"fired": fired[0], "a": udfmem.testing.state_of(A).calls, {extra}}}))
 """
 
 
@@ -89,7 +89,7 @@ def test_a_generator_closed_by_the_collector_inside_another_udfs_snapshot_never_
     """
     result, stderr = _bomb(
         setup="self.g = gen(3); next(self.g)",  # a started generator UDF call, abandoned with the bomb
-        extra='"gen": gen.__udfmem_state__.calls()',
+        extra='"gen": udfmem.testing.state_of(gen).calls',
     )
     assert 1 + 300 == result["a"]  # a(0), then the loop
     assert result["fired"] >= 300  # the collector ran (and closed generators) inside A's snapshots
@@ -101,7 +101,7 @@ def test_a_generator_closed_by_the_collector_inside_another_udfs_snapshot_never_
 
 def test_a_del_calling_another_tracked_udf_inside_a_snapshot_never_hangs() -> None:
     """A ``__del__`` run by the collector inside A's snapshot calls B: B's call counts; its snapshot comes after."""
-    result, stderr = _bomb(on_del="b(1)", extra='"b": B.__call__.__udfmem_state__.calls()')
+    result, stderr = _bomb(on_del="b(1)", extra='"b": udfmem.testing.state_of(B).calls')
     assert 1 + 300 == result["a"]  # a(0), then the loop
     assert 1 + result["fired"] == result["b"]
     b_snaps = [e["call"] for e in parse_events(stderr, "udfmem.snapshot") if e["udf"] == "B"]
@@ -117,7 +117,7 @@ def test_a_udf_object_released_inside_another_udfs_snapshot_gets_its_final_snaps
     """
     result, stderr = _bomb(
         setup="self.c = C(); self.c(1)",
-        extra='"c": C.__call__.__udfmem_state__.calls()',
+        extra='"c": udfmem.testing.state_of(C).calls',
         calls=100,
     )
     assert 1 + 100 == result["a"]
@@ -146,6 +146,7 @@ SWEEP = """
 import dis, json, sys, threading
 import udfmem
 import udfmem.testing
+from udfmem.runtime.decorator import find_state
 from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
@@ -155,7 +156,7 @@ class U:
 
 u = U()
 u(0)
-state = U.__call__.__udfmem_state__
+state = find_state(U)
 FILES = ("runtime/state.py", "runtime/binding.py", "_reentry.py")
 OPS = {{}}  # code -> {{offset: opname}}
 SIGNAL_AFTER = {{"CALL", "JUMP_BACKWARD"}}
@@ -235,6 +236,7 @@ STORM = """
 import json, signal, threading
 import udfmem
 import udfmem.testing
+from udfmem.runtime.decorator import find_state
 from udfmem.emit import emitter as _emit
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
@@ -261,7 +263,7 @@ def storm():
 
 u = U()
 u(0)
-state = U.__call__.__udfmem_state__
+state = find_state(U)
 signal.signal(signal.SIGALRM, interrupt)
 signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
 while delivered[0] < {interrupts}:
@@ -298,6 +300,7 @@ UNPICKLE_BOMB = """
 import gc, json, pickle
 import udfmem
 import udfmem.testing
+from udfmem.runtime.decorator import find_state
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)
 class Embed:
@@ -306,7 +309,7 @@ class Embed:
 
 # what a class pickled by value (cloudpickle, in every engine) carries: its state pickles
 # to a registry lookup by key, run again on every load
-blob = pickle.dumps(Embed.__call__.__udfmem_state__)
+blob = pickle.dumps(find_state(Embed))
 armed = [True]
 fired = [0]
 
@@ -342,6 +345,7 @@ DECORATE_BOMB = """
 import gc, json
 import udfmem
 import udfmem.testing
+from udfmem.runtime.decorator import find_state
 
 fired = [0]
 armed = [True]
@@ -366,9 +370,9 @@ gc.set_threshold(700, 10, 10)
 gc.collect()
 for f in made:
     f(1)
-states = {{id(f.__udfmem_state__) for f in made}}
+states = {{id(find_state(f)) for f in made}}
 print("RESULT " + json.dumps({{"fired": fired[0], "made": len(made), "states": len(states),
-                               "calls": sorted({{f.__udfmem_state__.calls() for f in made}})}}))
+                               "calls": sorted({{find_state(f).calls() for f in made}})}}))
 """
 
 
@@ -422,6 +426,7 @@ import json, os, threading, time, warnings
 warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads: on purpose
 import udfmem
 import udfmem.testing
+from udfmem.runtime.decorator import find_state
 
 @udfmem.tracked(every=1, every_s=0, trim="off", suspect=False)  # a program's order: the decorator first
 class U:

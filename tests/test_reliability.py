@@ -261,6 +261,7 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
         import gc
         import udfmem
         import udfmem.testing
+        from udfmem.runtime.decorator import find_state
 
         inside = []
 
@@ -281,7 +282,7 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
                 return x
 
         udf = Udf()
-        state = Udf.__dict__["__call__"].__udfmem_state__
+        state = find_state(Udf)
         gc.set_threshold(1, 1, 1)
         for i in range(1, 300):
             udf(i)
@@ -379,9 +380,10 @@ def test_an_engine_re_unpickling_a_dropped_class_copy_keeps_the_count() -> None:
         """
         import gc, pickle
         from udfmem import tracked
+        from udfmem.runtime.decorator import find_state
 
         cls = tracked(every=8)(type("Copy", (), {"__call__": lambda self, x: x}))
-        state = cls.__call__.__udfmem_state__
+        state = find_state(cls)
         blob = pickle.dumps(state)
         udf = cls()
         for i in range(8):

@@ -126,3 +126,56 @@ def test_the_binding_and_the_layers_below_know_nothing_of_the_state() -> None:
     for layer, banned in (("probes", ("runtime", "emit", "policies")), ("events", ("runtime", "emit", "policies"))):
         for path in (PACKAGE / layer).glob("*.py"):
             assert not {m for m in imported(path) if m.split(".")[0] in banned}, path
+
+
+def test_a_disabled_udf_never_takes_the_slow_path_after_its_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``UDFMEM_DISABLE=1``: the first call binds (and finds it disabled); every later call is the counter alone."""
+    import sys
+
+    from udfmem.runtime.decorator import find_state
+
+    monkeypatch.setenv("UDFMEM_DISABLE", "1")
+    Udf = identity_udf("Off", every=4)
+    udf = Udf()
+    for i in range(20):
+        udf(i)
+    state = find_state(Udf)
+    assert (20, sys.maxsize, False) == (state.calls(), state.due_at, testing.state_of(Udf).enabled)
+
+
+def test_closing_a_window_never_waits_even_when_its_lock_is_held_forever() -> None:
+    """A window closed while another thread holds the windows' lock (in a fork child: a thread that is gone) is queued.
+
+    The kernel counter is a stand-in whose peak read blocks inside ``take`` (holding the
+    lock) until released: the real one never blocks this long.
+    """
+    import threading
+
+    from udfmem.probes.windows import PeakWindows
+
+    inside, release = threading.Event(), threading.Event()
+
+    class Kernel:
+        """A kernel counter whose peak read waits for the test."""
+
+        def peak(self) -> int | None:
+            inside.set()
+            release.wait(30)
+            return 100
+
+        def reset_peak(self) -> bool:
+            return True
+
+    windows = PeakWindows(Kernel())
+    first, second = windows.open(), windows.open()
+    holder = threading.Thread(target=windows.take, args=(first,))
+    holder.start()
+    assert inside.wait(30)
+    closer = threading.Thread(target=windows.close, args=(second,))
+    closer.start()
+    closer.join(5)
+    closed_without_waiting = not closer.is_alive()
+    release.set()
+    holder.join(30)
+    windows.take(first)  # the queued close is applied by the next take or open
+    assert (True, 1) == (closed_without_waiting, len(windows))

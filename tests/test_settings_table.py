@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import udfmem
+import udfmem.testing
 from udfmem import TrackedUDF, _settings
 from udfmem.runtime import decorator as _decorator
 
@@ -85,5 +86,5 @@ def test_mixin_inherits_every_keyword_but_name() -> None:
 
     assert {"every": 7, "name": "embed"} == Base.__udfmem_kwargs__
     assert {"every": 7} == Child.__udfmem_kwargs__
-    assert "Child" == Child.__dict__["__call__"].__udfmem_state__.name
-    assert "other" == Named.__dict__["__call__"].__udfmem_state__.name
+    assert "Child" == udfmem.testing.state_of(Child).name
+    assert "other" == udfmem.testing.state_of(Named).name

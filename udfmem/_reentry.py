@@ -107,4 +107,4 @@ def _forget() -> None:
     here.deferred.clear()
 
 
-_process.on_new_process(_forget, _process.RUNTIME - 1)
+_process.on_new_process(_forget, _process.RUNTIME - 1, fork_only=True)

@@ -14,6 +14,7 @@ drops what a new process must not inherit.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import socket
@@ -94,6 +95,17 @@ class Emitter:
         takers = (getattr(sink, "note_slope", None) for sink in self.sinks)  # the sinks that show the slope
         self._slope_takers: tuple[Callable[[float | None], None], ...] = tuple(t for t in takers if t is not None)
 
+    def close(self) -> None:
+        """This emitter's UDF let it go (a reset): its sinks that keep per-UDF work (metrics visits) stop it.
+
+        Shared sinks (stderr, a JSON-lines file) stay open for the other emitters.
+        """
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
     def note_slope(self, slope: float | None) -> None:
         """The online detector's slope after a snapshot (None: no detector): for the sinks that show it."""
         for take in self._slope_takers:
@@ -117,7 +129,7 @@ class Emitter:
 # -- the sinks, chosen here ------------------------------------------------------------
 
 _jsonl_sinks: dict[str, JsonlSink] = {}  # one per directory: every UDF of the process appends to one file
-_jsonl_lock = threading.Lock()
+_jsonl_lock = threading.RLock()  # re-entrant: a finalizer's warning may ask for a default emitter inside
 
 
 def log_sinks(log_format: str, log_dir: str | None) -> list[Sink]:
@@ -170,7 +182,7 @@ def _warner(emitter: Emitter) -> Callable[[str, str], None]:
 DEFAULTS_KEPT = 64
 """Default emitters kept beyond those the live states hold (the most recently asked for)."""
 _default: collections.OrderedDict[tuple[int, str, str | None, str | None], Emitter] = collections.OrderedDict()
-_default_lock = threading.Lock()
+_default_lock = threading.RLock()  # re-entrant: as _jsonl_lock
 
 
 def default(udf: str = "udfmem") -> Emitter:
@@ -203,7 +215,7 @@ MAX_WARNINGS = 1000
 """Distinct warnings one process emits; the next says that further ones are dropped (a flood, not news)."""
 _CAPPED = "warnings-capped"
 _warned: set[tuple[int, str]] = set()  # (pid, once key): at most MAX_WARNINGS + 1 entries
-_warned_lock = threading.Lock()
+_warned_lock = threading.RLock()  # re-entrant: a finalizer run inside may warn too
 
 
 def _first_time(key: str) -> bool | None:
@@ -252,7 +264,7 @@ def forget() -> None:
     global _warned_lock, _default_lock, _jsonl_lock, _pid
     if os.getpid() != _pid:  # a fork child: renew the locks (never in a running process: a holder would lose it)
         _pid = os.getpid()
-        _warned_lock, _default_lock, _jsonl_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        _warned_lock, _default_lock, _jsonl_lock = threading.RLock(), threading.RLock(), threading.RLock()
         for sink in _jsonl_sinks.values():
             sink.after_fork()
     _capture.forget()

@@ -57,7 +57,7 @@ Target = Callable[[], tuple[Any, types.ModuleType | None]]
 
 
 class Detector:
-    """One UDF's online verdicts in one process. Never raises into the snapshot (the state guards it)."""
+    """One UDF's online verdicts in one process. Never raises into the snapshot (the binding guards it)."""
 
     def __init__(self, target: Target, clock: Callable[[], float] = time.monotonic) -> None:
         """``target`` gives the UDF object and its module; ``clock`` is the wall time the judging budget shares."""
@@ -76,7 +76,7 @@ class Detector:
         self.slope: float | None = None  # MiB/100 calls of the growth last judged (0.0: none); None before
 
     def trimmed(self, released_mb: float) -> None:
-        """A trim happened: later points start a new segment (the trimmer calls this)."""
+        """A trim happened: later points start a new segment (the binding calls this for each ``udfmem.trim``)."""
         self.series.add_trim(released_mb)
 
     def _due(self, m: Memory) -> bool:

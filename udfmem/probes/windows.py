@@ -80,12 +80,20 @@ class PeakWindows:
         return wid
 
     def close(self, wid: int) -> None:
-        """Forget window ``wid`` (its UDF is gone). Never waits on its own thread."""
-        if self._holder == threading.get_ident():  # a finalizer inside our own take: the next one forgets it
+        """Forget window ``wid`` (its UDF is gone). Never waits: it runs from finalizers.
+
+        Inside our own ``take`` on this thread (the collector ran there), or while another
+        thread holds the lock (in a fork child, a thread of the parent that no longer exists
+        may hold it forever), the id is queued and the next ``open`` or ``take`` forgets it.
+        """
+        lock = self._lock
+        if self._holder == threading.get_ident() or not lock.acquire(blocking=False):
             self._closed.append(wid)
             return
-        with self._lock:
+        try:
             self._starts.pop(wid, None)
+        finally:
+            lock.release()
 
     def _forget_closed(self) -> None:
         """Under the lock: drop the windows :meth:`close` queued."""

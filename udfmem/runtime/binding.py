@@ -6,10 +6,12 @@ the binding does what is due. A call's data flows one way::
     call -> state (cadence) -> binding.snapshot -> probes -> Memory -> Snapshot event
          -> policies observe (detector, trim) -> their decisions -> events -> emitter -> sinks
 
-Probes return readings and policies return decisions (a verdict, a trim that is due,
-the events a trim made); only the binding turns them into events, and only the emitter
-writes them. The binding knows nothing of the state: the state hands it what it needs
-(the UDF's identity, the call numbers) and owns it.
+Probes return readings, and the detector and the trim policy return decisions (a
+verdict, the events a trim made): the binding turns them into events and only the
+emitter writes them. (memray's tracker, one per process and outliving any call, says
+its own start and stop; a warning goes out where its problem is met.) The binding knows
+nothing of the state: the state hands it what it needs (the UDF's identity, the call
+numbers) and owns it.
 """
 
 from __future__ import annotations
@@ -64,7 +66,6 @@ class Binding:
         self.last_call = 0  # the call of the last snapshot
         self.last_t = time.monotonic()  # when the last snapshot (or setup) was taken
         self.final_call = 0  # the call count of the last final snapshot
-        self.profiling = False  # memray was looked at (opened, or not switched on)
         self.watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
         self.slope_said: float | None = None  # the detector's slope as last handed to the emitter
 
@@ -89,12 +90,22 @@ class Binding:
                 emitter.warn_once("arena-max", f"arena_max={settings.arena_max}: {caveat}")
         binding.probes = p = _probes.probes()
         binding.window = p.windows.open()
-        weakref.finalize(binding, p.windows.close, binding.window)  # a binding lives as long as its state
-        binding.detector = Detector(binding.inspected) if settings.suspect else None
+        # closed by close() when the state lets the binding go, else when it is collected (not at
+        # exit: the final snapshots at exit still read the window)
+        weakref.finalize(binding, p.windows.close, binding.window).atexit = False
+        binding.detector = Detector(_inspected_weakly(weakref.ref(binding))) if settings.suspect else None
         binding.trimmer = Trimmer(TrimPolicy(settings.trim), _trim_reading)
         binding.trimmer.rebase()  # before the first call: no retention yet
         binding.baseline_mb = _probes.mb(_memory.private(*p.resident()))
         return binding
+
+    def close(self) -> None:
+        """The state lets this binding go (a reset): close its window, stop its sinks' visits. Never raises."""
+        p = self.probes
+        if p is not None:
+            p.windows.close(self.window)
+        self.detector = None
+        self.emitter.close()
 
     # -- events ------------------------------------------------------------------------
 
@@ -179,7 +190,7 @@ class Binding:
 
     # -- setup phases ------------------------------------------------------------------
 
-    def setup_start(self, method: str, meter: SetupMeter) -> Token:
+    def setup_start(self, meter: SetupMeter) -> Token:
         """The start of a measured setup phase."""
         p = self.probes
         if p is None:
@@ -212,7 +223,6 @@ class Binding:
         ``on_release`` is run when a watched UDF object is released (the final snapshot).
         """
         settings = self.settings
-        self.profiling = True
         if settings.disable:
             return None
         if self.identity.owner is not None:
@@ -242,11 +252,6 @@ class Binding:
                 self.watched = weakref.ref(instance)
                 weakref.finalize(instance, on_release).atexit = False  # exit has its own hook
 
-    def watching(self, instance: Any) -> bool:
-        """Whether ``instance`` is the UDF object watched now."""
-        watched = self.watched
-        return watched is not None and watched() is instance
-
     def stop_profiling(self) -> None:
         """The memray call limit was reached: close this process's tracker if this UDF owns it."""
         if _memray.owns(self.identity.key):
@@ -263,6 +268,16 @@ class Binding:
 
 
 _new = tuple.__new__
+
+
+def _inspected_weakly(ref: weakref.ref[Binding]) -> Any:
+    """The detector's target, holding its binding weakly (no cycle: a dropped binding goes at once)."""
+
+    def inspected() -> tuple[Any, types.ModuleType | None]:
+        binding = ref()
+        return binding.inspected() if binding is not None else (None, None)
+
+    return inspected
 
 
 def _trim_reading() -> tuple[int | None, int | None, int]:

@@ -18,6 +18,7 @@ so a process defining thousands of uniquely named classes keeps none of their na
 from __future__ import annotations
 
 import collections
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from .. import _process, _settings
 
 
 class PerProcess(Protocol):
-    """What the registry needs of a state: to forget its process (in a fork child)."""
+    """What the registry needs of a state: to forget its process (in a fork child, and on ``testing.reset()``)."""
 
     def fresh(self) -> None:
         """Forget everything per-process; the next call binds again."""
@@ -39,6 +40,7 @@ RECENT = 64  # states held strongly after their last lookup, beyond their class'
 _states: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 _recent: collections.deque[Any] = collections.deque(maxlen=RECENT)
 _registry_lock = threading.RLock()  # a finalizer may unpickle a UDF inside a lookup on this thread
+_pid = os.getpid()  # the process the lock belongs to
 
 
 class _Seen:
@@ -117,8 +119,10 @@ def _forget() -> None:
     Runs after the emitter's own forgetting (:mod:`udfmem._process` orders them): a fresh
     state asks the emitter for a default one.
     """
-    global _registry_lock
-    _registry_lock = threading.RLock()
+    global _registry_lock, _pid
+    if os.getpid() != _pid:  # a fork child: a thread of the parent may have held it (never renewed while running)
+        _pid = os.getpid()
+        _registry_lock = threading.RLock()
     for state in list(_states.values()):
         state.fresh()
 

@@ -4,7 +4,7 @@ A :class:`UDFState` is created when a UDF is decorated and found again by key wh
 pickled copy of the UDF arrives in another process (its ``__reduce__`` carries only the
 key and the options), so calls count per process and per UDF however often an engine
 re-creates or unpickles instances. The wrappers read two of its fields per call
-(``counter``, ``due_at``); from ``due_at`` on a call takes the slow path here, which
+(``counter``, ``due_at``; a generator call also ``ready``); from ``due_at`` on a call takes the slow path here, which
 binds the UDF to the process on first use (:class:`~udfmem.runtime.binding.Binding`:
 settings, probes, emitter, policies) and then hands each due snapshot, trim or memray
 stop to the binding. A fork child drops the binding and counts afresh.
@@ -66,7 +66,10 @@ class UDFState:
         self.fresh()
 
     def fresh(self) -> None:
-        """Forget everything per-process; the next call binds again."""
+        """Forget everything per-process; the next call binds again (the old binding is closed)."""
+        old = getattr(self, "binding", None)
+        if old is not None:
+            old.close()
         self.counter = itertools.count(1)
         self.due_at = 0  # calls from this number on take the slow path (bind, snapshot, trim, memray stop)
         self.ready = False  # bound, and memray looked at: nothing more to do before a call
@@ -147,7 +150,8 @@ class UDFState:
         if not settings.disable and (settings.every_s > 0 or settings.trim == "auto"):
             # the first visit when something can be due (no wake per bind: binding 10,000 classes
             # would wake the timer 10,000 times); an idle decision may come up to IDLE_S / 2 later
-            first = min(settings.every_s if settings.every_s > 0 else IDLE_S, IDLE_S / 2 if b.trimmer else IDLE_S)
+            auto = b.trimmer is not None and b.trimmer.policy.auto
+            first = min(settings.every_s if settings.every_s > 0 else IDLE_S, IDLE_S / 2 if auto else IDLE_S)
             timer.watch(self, at=time.monotonic() + first)
 
     def _next_multiple(self, n: int) -> int:
@@ -207,7 +211,8 @@ class UDFState:
         taken when that thread leaves udfmem (:mod:`udfmem._reentry`). A snapshot's
         ``call`` is the multiple of ``every`` that was crossed.
         """
-        if self.binding is None:  # a disabled UDF never gets here: its due_at is NEVER
+        b = self.binding
+        if b is None or b.settings.disable:  # the first call of a disabled UDF gets here once, then never
             return
         here = _reentry.here
         if here.inside:
@@ -335,7 +340,7 @@ class UDFState:
             if method != "__init__":
                 self._start_profiling(args[0] if args else None)
             b = self.binding
-            return b.setup_start(method, self.setup_meter) if b is not None else None
+            return b.setup_start(self.setup_meter) if b is not None else None
         except Exception as exc:
             self.emitter.warn_once("setup-failed", f"setup measurement failed: {exc!r}")
             return None

@@ -155,11 +155,17 @@ class MetricsSink:
             out.append((SLOPE.name, self.slope))
         return out
 
+    def close(self) -> None:
+        """Its UDF let it go (a reset): no more pushes or visits; the exporters keep what was last set."""
+        self.refresh_s = None
+        self.expires = False
+        self.dirty = False
+
     def tick(self, now: float) -> float | None:
         """The timer's visit: push waiting values, or re-set them every ``refresh_s``; when to come back.
 
         An idle or slow UDF takes no snapshot for minutes, and Ray would drop its series. None:
-        no exporter needs visits (OpenTelemetry's callbacks read the values when collected).
+        no exporter needs visits (OpenTelemetry's callbacks read the values when collected), or closed.
         """
         refresh_s = self.refresh_s
         if refresh_s is None:
