@@ -66,9 +66,9 @@ Template = Callable[[str, str, Any], str]
 
 
 def _flat(cls: type[Any]) -> list[tuple[str, type[Any], str, bool]]:
-    """(name, kind, access expression, required) of every field in line order, ``Memory`` spliced in."""
+    """(name, kind, local variable, required) of every field in line order, ``Memory`` spliced in."""
     return [
-        (s.name, s.kind, f"m[{s.at}]" if s.memory else f"e[{s.at}]", s.required and not s.memory)
+        (s.name, s.kind, f"m{s.at}" if s.memory else f"e{s.at}", s.required and not s.memory)
         for s in _events.FIELDS[cls]
     ]
 
@@ -76,37 +76,46 @@ def _flat(cls: type[Any]) -> list[tuple[str, type[Any], str, bool]]:
 def _part(fmt: str, name: str, kind: type[Any], var: str, required: bool, keys: list[str]) -> str:
     """An f-string fragment for a field: required numbers as they are, anything optional conditional.
 
-    Expressions only name variables (keys go to ``keys``, read as ``_K[i]``): an f-string
-    expression may hold neither quotes of its own kind nor backslashes before Python 3.12.
+    Expressions only name local variables (a key is the default argument ``_Ki``): an
+    f-string expression may hold neither quotes of its own kind nor backslashes before
+    Python 3.12, and locals are the cheapest names to read.
     """
     key = f',"{name}":' if fmt == "json" else f" {name}="
     if kind in (str, bool):
         keys.append(key)
-        k = f"_K[{len(keys) - 1}]"
+        k = f"_K{len(keys) - 1}"
         value = ("_jstr" if fmt == "json" else "_lstr") + f"({var})" if kind is str else f"(_T if {var} else _F)"
         return f"{{_E if {var} is None else {k} + {value}}}"
     if not required:
         keys.append(key)
-        value = f"_jnum({var})" if kind is float and fmt == "json" else f"repr({var})"
-        return f"{{_E if {var} is None else _K[{len(keys) - 1}] + {value}}}"
+        value = f"_jnum({var})" if kind is float and fmt == "json" else f"_repr({var})"
+        return f"{{_E if {var} is None else _K{len(keys) - 1} + {value}}}"
     number = f"_jnum({var})" if kind is float and fmt == "json" else var  # str() of an int or float is its repr
     return key.replace("{", "{{").replace("}", "}}") + f"{{{number}}}"
 
 
 def _compile(cls: type[Any], fmt: str) -> Template:
-    """Generate the renderer of ``cls`` in ``fmt``: one f-string, optional fields in conditional parts."""
+    """Generate the renderer of ``cls`` in ``fmt``: one f-string, optional fields in conditional parts.
+
+    The event and its memory block are unpacked into locals first, and keys and helpers are
+    default arguments (locals too): a snapshot line reads no global and indexes no tuple.
+    """
     fields = _flat(cls)
     tail = f',"schema":{_events.SCHEMA_VERSION}}}' if fmt == "json" else f" schema={_events.SCHEMA_VERSION}"
     keys: list[str] = []
-    lines = ["def render(head, ts, e):"]
-    memory_at = [i for i, (_, kind, _r) in enumerate(_events.SPECS[cls]) if kind is _events.Memory]
-    if memory_at:
-        lines.append(f"    m = e[{memory_at[0]}]")
     start = '{head},"ts":"{ts}"' if fmt == "json" else "{head} ts={ts}"
     body = "".join(_part(fmt, name, kind, var, required, keys) for name, kind, var, required in fields)
+    specs = _events.SPECS[cls]
+    helpers: dict[str, Any] = {"_jstr": json_str, "_lstr": logfmt_str, "_jnum": _json_number, "_repr": repr}
+    helpers.update({"_E": "", "_T": "true", "_F": "false"}, **{f"_K{i}": key for i, key in enumerate(keys)})
+    defaults = ", ".join(f"{name}={name}" for name in helpers)
+    lines = [f"def render(head, ts, e, {defaults}):"]
+    lines.append(f"    {', '.join(f'e{i}' for i in range(len(specs)))}, = e")
+    memory_at = [i for i, (_, kind, _r) in enumerate(specs) if kind is _events.Memory]
+    if memory_at:
+        lines.append(f"    {', '.join(f'm{i}' for i in range(len(_events.SPECS[_events.Memory])))}, = e{memory_at[0]}")
     lines.append(f'    return f"""{start}{body}{tail.replace("}", "}}")}"""')
-    namespace: dict[str, Any] = {"_jstr": json_str, "_lstr": logfmt_str, "_jnum": _json_number, "_K": keys}
-    namespace.update(_E="", _T="true", _F="false")
+    namespace: dict[str, Any] = dict(helpers)
     exec(compile("\n".join(lines), f"<udfmem render {cls.EVENT} {fmt}>", "exec"), namespace)
     template: Template = namespace["render"]
     return template
