@@ -64,9 +64,9 @@ def summarize(name: str, snapshots: list[dict[str, Any]]) -> str:
 
 def run(out: TextIO, calls: int = 320) -> int:
     """Run both UDFs ``calls`` times; snapshot lines go to stderr, the summary to ``out``."""
-    from ..emit import emitter as _emit
+    from ..emit.capture import capture  # what udfmem.testing.capture() is
 
-    with _emit.capture() as events:
+    with capture() as events:
         for cls in make_udfs():
             udf = cls()
             udf.setup()
