@@ -22,9 +22,11 @@ fields as one logfmt line built by one f-string (timestamp from a per-second cac
 ``strftime`` prefix) to the same ``sys.stderr``. Its figure is its call minus a bare
 call; ``snapshot_over_handwritten`` is udfmem's snapshot divided by it (goal <= 1.3).
 
-Finally, in two fresh interpreters (``benchmarks/fragment.py``): one snapshot on a small
+Then, in two fresh interpreters (``benchmarks/fragment.py``): one snapshot on a small
 heap and on a ~2 GiB fragmented glibc heap (8 threads keeping every other 64-8000 B
 ``malloc`` buffer), and one raw ``mallinfo2()`` call on each (goal: big <= 3x small).
+Finally (``benchmarks/bench_many_udfs.py``, one worker process per case): one snapshot
+with 1, 1,000 and 10,000 live tracked classes in the process (goal: 10,000 <= 1.5x 1).
 """
 
 from __future__ import annotations
@@ -291,6 +293,18 @@ def exporters_case(rounds: int) -> dict[str, float]:
     return result
 
 
+def many_udfs_case(rounds: int) -> dict[str, Any]:
+    """One snapshot's cost with 1, 1,000 and 10,000 live tracked classes (``bench_many_udfs.py --json``)."""
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "bench_many_udfs.py"), "--json", "--rounds", str(rounds), "--idle-s", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> int:
     """Run the benchmark and print the table (or JSON)."""
     parser = argparse.ArgumentParser()
@@ -301,6 +315,7 @@ def main() -> int:
     parser.add_argument("--no-metrics", action="store_true", help="skip the snapshot with each metrics exporter on")
     parser.add_argument("--exporters-case", action="store_true", help=argparse.SUPPRESS)  # the fresh process below
     parser.add_argument("--heap-snapshots", type=int, default=21, help="snapshots timed per heap (median)")
+    parser.add_argument("--no-many-udfs", action="store_true", help="skip the 1 / 1,000 / 10,000 live classes case")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.exporters_case:  # in a fresh process: Ray's threads must not disturb the other figures
@@ -346,6 +361,8 @@ def main() -> int:
             big_heap_free_chunks=big["free_chunks"],
             big_heap_build_s=big["build_s"],
         )
+    if not args.no_many_udfs:  # one worker process per case (bench_many_udfs.py), snapshot rounds interleaved
+        report["many_udfs"] = many_udfs_case(args.rounds)
     report["python"] = sys.version.split()[0]
     report["bench_s"] = round(time.perf_counter() - started, 1)
     if args.json:
@@ -384,6 +401,15 @@ def main() -> int:
         show("big heap / small heap", r["big_over_small"], "x", "(target <= 3)")
         show("raw mallinfo2(), small heap", r["mallinfo2_small_heap_us"], "us")
         show("raw mallinfo2(), big heap", r["mallinfo2_big_heap_ms"], "ms")
+    for n, case in r.get("many_udfs", {}).get("cases", {}).items():
+        show(
+            f"snapshot, {int(n):,} live classes",
+            case["snapshot_us"],
+            "us",
+            f"({case['snapshot_over_smallest']:.2f}x 1 class)",
+        )
+    if "many_udfs" in r:
+        print("  (target: 10,000 classes <= 1.5x 1 class; bind and idle timer costs: bench_many_udfs.py)")
     show("whole benchmark", r["bench_s"], "s")
     return 0
 

@@ -149,3 +149,13 @@ def test_one_field_list_drives_the_point_the_sample_and_the_gauges() -> None:
     assert all(g.field.removeprefix("memory.") in snapshot_fields for g in GAUGES)
     table = _events.field_table()
     assert [f"`{name}`" for name in snapshot_fields if f"`{name}`" not in table] == []
+
+
+def test_the_readme_names_every_field_of_every_event() -> None:
+    """Each field in the schema's one list is named in the README's Events section: a new field cannot go unsaid."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    events = readme[readme.index("## Events") : readme.index("## Probes and their cost")]
+    missing = {s.name for cls in _events.FIELDS for s in _events.FIELDS[cls] if f"`{s.name}`" not in events}
+    assert set() == missing
