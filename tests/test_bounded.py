@@ -97,7 +97,7 @@ def test_a_name_defined_again_after_its_states_are_gone_gets_a_fresh_sequence() 
 def test_distinct_warnings_are_capped_per_process() -> None:
     """1,500 distinct warnings: the first 1,000 are emitted, then one saying further ones are dropped, then none."""
     emitter = _emit.default()
-    with _emit.capture() as events:
+    with udfmem.testing.capture() as events:
         for i in range(1500):
             emitter.warn_once("test-flood", f"distinct warning {i}", once_key=f"test-flood:{i}")
     whats = [e["what"] for e in events if e["event"] == "udfmem.warning"]
@@ -108,7 +108,7 @@ def test_distinct_warnings_are_capped_per_process() -> None:
 def test_forgotten_warnings_are_said_again() -> None:
     """``forget_warnings()`` (what ``udfmem.testing.reset()`` runs): a warning said once is said again, once."""
     emitter = _emit.default()
-    with _emit.capture() as events:
+    with udfmem.testing.capture() as events:
         emitter.warn_once("test-again", "said once")
         emitter.warn_once("test-again", "said once")
         _emit.forget_warnings()

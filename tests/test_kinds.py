@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import udfmem.testing
 from udfmem import tracked
 
 
@@ -211,7 +212,8 @@ def test_same_class_identity_isinstance_super_and_subclassing() -> None:
         pass
 
     assert 30 == Child()(2)
-    assert not hasattr(Base.__dict__["__call__"], "__udfmem_state__")  # the base is not patched
+    with pytest.raises(TypeError, match="not tracked"):  # the base is not patched
+        udfmem.testing.state_of(Base)
 
 
 def test_plain_function_keeps_kind_and_result() -> None:

@@ -132,7 +132,7 @@ def test_a_udf_object_released_inside_another_udfs_snapshot_gets_its_final_snaps
 # After the interrupts: ten more calls (every=1) under capture, and whether another thread
 # can take the snapshot lock at once.
 AFTER = """
-with _emit.capture() as events:
+with udfmem.testing.capture() as events:
     for i in range(10):
         u(i)
 got = []

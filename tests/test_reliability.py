@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import identity_udf, parse_events, run_python
 
+import udfmem.testing
 from udfmem import TrackedUDF, tracked
 
 
@@ -298,7 +299,6 @@ def test_a_finalizer_calling_the_udf_inside_a_snapshot_never_deadlocks() -> None
 
 def test_a_stderr_without_flush_does_not_cut_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sys.stderr stand-in with write() but no flush(): every snapshot completes (windows stay every calls)."""
-    from udfmem.emit import emitter as _emit
 
     class WriteOnly:
         """A stream some frameworks install: write() only."""
@@ -314,7 +314,7 @@ def test_a_stderr_without_flush_does_not_cut_the_snapshot(monkeypatch: pytest.Mo
     stream = WriteOnly()
     monkeypatch.setattr(sys, "stderr", stream)
     Udf = identity_udf(every=4, every_s=0)
-    with _emit.capture() as events:
+    with udfmem.testing.capture() as events:
         udf = Udf()
         for i in range(16):
             udf(i)
