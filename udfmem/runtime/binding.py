@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from .. import _settings
 from ..emit import emitter as _emit
-from ..events.schema import Event, Snapshot, Warning
+from ..events.schema import Event, Snapshot, Trim, Warning
 from ..policies import memray as _memray
 from ..policies.detector import Detector
 from ..policies.trim import Trimmer, TrimPolicy
@@ -115,10 +115,10 @@ class Binding:
         for event in events:
             if type(event) is Warning:
                 emitter.warn_once(event.what, event.message, var=event.var)
-            else:
-                emitter.emit(event)
-                if event.EVENT == "udfmem.trim" and self.detector is not None:
-                    self.detector.trimmed(event.released_mb)  # type: ignore[union-attr]
+                continue
+            emitter.emit(event)
+            if type(event) is Trim and self.detector is not None:
+                self.detector.trimmed(event.released_mb)
 
     # -- snapshots ---------------------------------------------------------------------
 

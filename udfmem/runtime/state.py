@@ -304,11 +304,8 @@ class UDFState:
         except Exception as exc:
             b.emitter.warn_once("snapshot-failed", f"snapshot failed: {exc!r}")
         finally:
-            last = n if n > b.last_call else b.last_call
-            self.next_snap = next_snap = (last // every + 1) * every
-            # a force or an ask the timer set meanwhile must reach the next call
-            forced = self._forced or self._call_asked
-            self.due_at = 0 if forced else min(next_snap, self.next_trim, self.memray_stop)
+            self.next_snap = self._next_multiple(max(n, b.last_call))
+            self.due_at = self._due()  # a force or an ask the timer set meanwhile reaches the next call
 
     # -- setup phases ------------------------------------------------------------------
 
