@@ -59,6 +59,8 @@ class Verdict:
     slope_mb_per_100_calls: float | None = None
     calls_to_limit: int | None = None
     grew: tuple[str, ...] = ()  # the measures that grew: rss, heap, arrow, blocks, free
+    since_call: int | None = None
+    """The call where the judged growth began (the onset, else the first judged call); None unless growth."""
 
 
 Measure = Callable[[Point], float | None]
@@ -274,6 +276,7 @@ def judge(series: Series) -> Verdict:
         slope,
         ctl,
         grew,
+        points[0].call if pattern in P.GROWTH else None,
     )
 
 
