@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import IO, Any
 
@@ -78,13 +78,17 @@ def closed_properly(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def leaks(path: str) -> Iterator[tuple[ProfileHeader, Iterator[LeakRecord]]]:
+def leaks(path: str, timed: bool = False) -> Iterator[tuple[ProfileHeader, Iterator[LeakRecord]]]:
     """The memray file at ``path``: its header and what was still allocated when its tracker closed.
 
     The records (one per allocating stack, threads merged) stream from memray's reader,
-    which is closed when the block ends. memray's reader is native code that may crash
-    the process on a corrupted file: a file this process did not just write is read in
-    the child (:class:`ProfileReader`), never here. Raises when memray cannot read it.
+    which is closed when the block ends. ``timed``: from memray's temporal records, each
+    with when its live bytes were allocated (``born``) and when its stack allocated at all
+    (``active``), stacks with nothing left included (``size`` 0): what tells a one-time
+    buffer from per-call growth (:mod:`udfmem.analysis.profile`); a memray without them
+    gives the plain records. memray's reader is native code that may crash the process on
+    a corrupted file: a file this process did not just write is read in the child
+    (:class:`ProfileReader`), never here. Raises when memray cannot read it.
     """
     import memray
 
@@ -97,15 +101,36 @@ def leaks(path: str) -> Iterator[tuple[ProfileHeader, Iterator[LeakRecord]]]:
             native_traces=bool(meta.has_native_traces),
             ended=closed_properly(path),
         )
+        temporal = getattr(reader, "get_temporal_allocation_records", None) if timed else None
         yield (
             header,
             (
-                LeakRecord(record.stack_trace(), record.size, record.n_allocations)
-                for record in reader.get_leaked_allocation_records(merge_threads=True)
+                _timed(temporal(merge_threads=True))
+                if temporal is not None
+                else (
+                    LeakRecord(record.stack_trace(), record.size, record.n_allocations)
+                    for record in reader.get_leaked_allocation_records(merge_threads=True)
+                )
             ),
         )
     finally:
         reader.close()
+
+
+def _timed(records: Iterable[Any]) -> Iterator[LeakRecord]:
+    """memray's temporal records as leak records: live intervals are the leak, all intervals the activity."""
+    for record in records:
+        born: list[tuple[int, int]] = []
+        active: set[int] = set()
+        size = count = 0
+        for interval in record.intervals:
+            at = int(interval.allocated_before_snapshot)
+            active.add(at)
+            if interval.deallocated_before_snapshot is None:
+                born.append((at, int(interval.n_bytes)))
+                size += int(interval.n_bytes)
+                count += int(interval.n_allocations)
+        yield LeakRecord(record.stack_trace(), size, count, tuple(born), tuple(sorted(active)))
 
 
 class ReadFailed(Exception):
@@ -289,7 +314,7 @@ def summarize_here(path: str, top: int = 5) -> ProfileSummary:
     memray's native reader may crash the process on a corrupted file: this is what the
     child of :func:`summarize_file` runs.
     """
-    with leaks(path) as (header, records):
+    with leaks(path, timed=True) as (header, records):
         return profile.summarize(path, read_sidecar(path), header, records, top=top)
 
 

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 
-from ..analysis import patterns
+from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
 from ..reporters import markdown, text
@@ -88,6 +88,22 @@ def _error(message: str) -> None:
     error("report", message)
 
 
+def notes(s: ProfileSummary) -> list[str]:
+    """What the one-time split (:mod:`udfmem.analysis.profile`) found in ``s``, or why it could not look."""
+    out: list[str] = []
+    if s.one_time_leaked_mb > 0:
+        out.append(
+            f"note: {s.path}: {s.one_time_leaked_mb} MiB left by the first calls only, never later "
+            "(one-time: a BLAS buffer, a lazily built table); not per-call retention"
+        )
+    if s.verdict == patterns.PER_CALL and 0 < s.call_snapshots < profile.MIN_CALL_SNAPSHOTS:
+        out.append(
+            f"note: {s.path}: the calls span {s.call_snapshots} memory snapshot{'s' * (s.call_snapshots != 1)} "
+            "only: one-time buffers cannot be told from per-call growth (run more calls)"
+        )
+    return out
+
+
 class ReportCommand:
     """``udfmem report PATH... [--json] [--top N] [--flamegraph] [--summary-md FILE] [--fail-on-per-call]``."""
 
@@ -150,6 +166,8 @@ class ReportCommand:
                 continue
             if not summaries[-1].complete:
                 _error(f"note: {path} is an incomplete profile (its tracker never closed: killed?); no verdict")
+            for note in notes(summaries[-1]):
+                _error(note)
         if args.flamegraph:
             rendered: list[ProfileSummary] = []
             for s in summaries:
