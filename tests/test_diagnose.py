@@ -252,7 +252,8 @@ def test_json_contract_and_exit_codes(
     (worker,) = result["workers"]
     contract = {
         "host", "pid", "worker", "udf", "pattern", "also", "calls", "first_call", "last_call", "rss_first_mb",
-        "rss_last_mb", "peak_max_mb", "slope_mb_per_100_calls", "calls_to_limit", "trims", "fix", "evidence",
+        "rss_last_mb", "peak_max_mb", "slope_mb_per_100_calls", "since_call", "calls_to_limit", "trims", "fix",
+        "evidence", "growing", "online",
     }  # fmt: skip
     assert set() == set(worker) - contract
     assert "calls_to_limit" not in worker and "also" not in worker  # no limit here, no second pattern

@@ -8,10 +8,18 @@ anything else goes through the general parser (:func:`udfmem.events.parse.parse_
 udfmem events of this schema — other output, truncated lines, binary garbage, other schema versions — are
 counted, never fatal. Memory stays bounded by the per-worker series
 (:class:`udfmem.analysis.series.Series` decimates), never by the log's size.
+
+The same line may come twice: a directory holding a worker's own file and the driver console,
+where Ray repeats it behind ``(MapWorker pid=..., ip=...)``, or a log passed twice. Each
+event counts once per worker: a snapshot by its call (the series replaces a repeated call),
+a trim by its time stamp and figures (a worker never logs two trims alike in the same
+millisecond), a setup's figures replace the same ones, and of the ``udfmem.suspect`` events
+the latest by time stamp is the online detector's last word (:attr:`LogReader.online`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import re
 import sys
@@ -20,6 +28,7 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
+from ..analysis.diagnosis import Online
 from ..analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series
 from ..events import parse as _parse
 from ..events import point as _point
@@ -44,8 +53,11 @@ _FLAG = re.compile(rb"(?<=\s)final(?=\s|$)")
 _LOGFMT_EVENT = re.compile(rb"""(?<![A-Za-z0-9_])event=["']?udfmem\.snapshot""")
 _ODD = re.compile(rb"[=:] ?[-+]?(?:Infinity|NaN|inf|nan)(?=[\s,}]|$)|[0-9][eE]\+[0-9]{2}")  # see _odd
 IDENTITIES = 4096
-"""Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers."""
+"""Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers, and the
+workers of those UDFs it counts (:attr:`LogReader.other_udfs`: beyond, a count is a lower bound)."""
 _SKIP: Any = object()
+_TRIM_FIELDS = tuple(name for name, *_ in _events.SPECS[_events.Trim])
+"""A trim's fields: with its time stamp, what tells two trims of a worker apart."""
 _TRUE = (b"true", b"True", b"'True'", b'"True"')
 
 
@@ -237,11 +249,33 @@ class LogReader:
         self.cut: list[str] = []  # compressed files that ended early
         self._heads: dict[Any, Any] = {}  # a snapshot's identity (its head's bytes) -> its series or _SKIP
         self._skips = 0  # identities of other UDFs in _heads
+        self.online: dict[WorkerKey, Online] = {}  # the online detector's last word per worker (udfmem.suspect)
+        self._said: dict[WorkerKey, tuple[str, str]] = {}  # time stamps of the last word and of the latest growing
+        self._trims: dict[WorkerKey, set[int]] = {}  # each worker's trims read (hashes): a repeated one counts once
+        self._others: dict[str, set[tuple[str, int, str]]] = {}  # other UDFs than asked: their workers
+        self._other_workers = 0
 
     @property
     def cached_identities(self) -> int:
         """Identities the reader remembers: one per series (per layout it came in), plus other UDFs' up to a cap."""
         return len(self._heads)
+
+    @property
+    def other_udfs(self) -> dict[str, int]:
+        """The UDFs with snapshots that ``udf`` left out, each with its workers (host, pid, tag) seen."""
+        return {udf: len(workers) for udf, workers in self._others.items()}
+
+    def _other(self, udf: str, host: str, pid: int, worker: str) -> None:
+        """Count a worker of a UDF that was not asked for (up to :data:`IDENTITIES` workers in all)."""
+        workers = self._others.get(udf)
+        if workers is None:
+            if self._other_workers >= IDENTITIES:
+                return
+            workers = self._others[udf] = set()
+        identity = (host, pid, worker)
+        if identity not in workers and self._other_workers < IDENTITIES:
+            workers.add(identity)
+            self._other_workers += 1
 
     @property
     def skipped(self) -> int:
@@ -412,12 +446,14 @@ class LogReader:
         udf, pid = fields.get("udf"), fields.get("pid")
         if not isinstance(udf, str) or not isinstance(pid, int) or isinstance(pid, bool):
             return None  # never remembered: distinct garbage must not grow memory
+        host, worker = str(fields.get("host", "")), str(fields.get("worker", ""))
         if self.udf is not None and udf != self.udf:
             if self._skips < IDENTITIES:
                 self._skips += 1
                 self._heads[identity] = _SKIP
+            self._other(udf, host, pid, worker)
             return _SKIP
-        key = (str(fields.get("host", "")), pid, str(fields.get("worker", "")), udf)
+        key = (host, pid, worker, udf)
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = Series(parse=_parse_general)
@@ -442,6 +478,7 @@ class LogReader:
             if p is None:
                 return False
             if not wanted:
+                self._other(udf, key[0], pid, key[2])
                 return True
             if series is None:
                 series = self.series[key] = Series(parse=_parse_general)
@@ -452,7 +489,7 @@ class LogReader:
             if isinstance(released, int | float) and not isinstance(released, bool):
                 if not -MAX_MIB <= released <= MAX_MIB:
                     return False
-                if series is not None and wanted:
+                if series is not None and wanted and self._new_trim(key, fields):
                     series.add_trim(float(released))
         elif event == "udfmem.setup":
             setup = _point.of_fields({**fields, "call": 0})
@@ -462,7 +499,54 @@ class LogReader:
                 if series is None:
                     series = self.series[key] = Series(parse=_parse_general)
                 series.add_setup(setup)
+        elif event == "udfmem.suspect" and wanted:
+            self._suspect(key, fields)
         return True
+
+    def _new_trim(self, key: WorkerKey, fields: dict[str, Any]) -> bool:
+        """Whether this trim of worker ``key`` was not read before (one without a time stamp always counts).
+
+        A worker's trims are told apart by time stamp and figures (a hash each: a few dozen
+        bytes a trim, and trims are rarer than snapshots).
+        """
+        ts = fields.get("ts")
+        if not isinstance(ts, str):
+            return True
+        mark = hash((ts, *(repr(fields.get(name)) for name in _TRIM_FIELDS)))
+        seen = self._trims.get(key)
+        if seen is None:
+            seen = self._trims[key] = set()
+        elif mark in seen:
+            return False
+        seen.add(mark)
+        return True
+
+    def _suspect(self, key: WorkerKey, fields: dict[str, Any]) -> None:
+        """Keep a ``udfmem.suspect`` event if it is worker ``key``'s latest (by time stamp; else the one read last).
+
+        Its ``growing``, when it has one, is kept as the latest ``growing`` (a later event
+        without one, such as ``pattern=healthy``, leaves it).
+        """
+        pattern, since = fields.get("pattern"), fields.get("since_call")
+        if not isinstance(pattern, str) or not isinstance(since, int) or isinstance(since, bool):
+            return
+        slope, ctl, growing = fields.get("slope_mb_per_100_calls"), fields.get("calls_to_limit"), fields.get("growing")
+        slope = float(slope) if isinstance(slope, int | float) and not isinstance(slope, bool) else None
+        ctl = ctl if isinstance(ctl, int) and not isinstance(ctl, bool) else None
+        growing = str(growing) if growing is not None and growing != "" else None
+        ts = fields.get("ts")
+        ts = ts if isinstance(ts, str) else ""
+        said = self.online.get(key)
+        last_at, growing_at = self._said.get(key, ("", ""))
+        if said is None or ts >= last_at:
+            word = Online(pattern, since, slope if slope is None or abs(slope) <= MAX_MIB else None, ctl)
+            if said is not None:
+                word = dataclasses.replace(word, growing=said.growing, growing_since_call=said.growing_since_call)
+            said, last_at = word, ts
+        if growing is not None and ts >= growing_at:
+            said, growing_at = dataclasses.replace(said, growing=growing, growing_since_call=since), ts
+        self.online[key] = said
+        self._said[key] = (last_at, growing_at)
 
     def feed_path(self, path: str) -> None:
         """Every line of ``path`` (``-``: stdin; gzip detected by its magic bytes). Raises :class:`LogError`.

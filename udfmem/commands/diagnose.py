@@ -52,7 +52,7 @@ def load(paths: list[str], udf: str | None = None, command: str = "diagnose") ->
         error(command, f"note: {printable(path)} ends early (compressed file cut off); read up to there")
     unreadable = tuple((p.path, p.reason) for p in problems if not p.note)
     lines = Lines(reader.read, reader.events, reader.skipped, reader.other_schema, reader.unreadable, unreadable)
-    return diagnose(reader.series, lines)
+    return diagnose(reader.series, lines, reader.online, udf, reader.other_udfs)
 
 
 class DiagnoseCommand:

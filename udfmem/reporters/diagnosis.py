@@ -1,5 +1,9 @@
 """``udfmem diagnose``'s output: a table of workers per UDF, the fixes, a fleet line (text), or JSON.
 
+UDFs and workers come worst first (:func:`udfmem.analysis.diagnosis.severity`). Under each
+table, the evidence of the worst workers and of a healthy one, each with what the worker's
+online detector said (its last word and the latest ``growing``: what grew on the UDF object).
+
 UDF, host and worker names come from the logs, which anybody may have written: the text
 shows them with control characters escaped (:func:`udfmem._text.printable`), so an ESC,
 BEL, CR or LF in a log value can neither drive the terminal nor forge a line; the JSON
@@ -18,6 +22,8 @@ from ..analysis.diagnosis import Diagnosis, WorkerResult
 
 SHOWN_WORKERS = 50
 """Workers listed per UDF in the text table (worst first); the rest are counted."""
+DETAILED = 3
+"""Workers per UDF whose evidence (and online clue) is shown: the worst; a healthy one is added for reference."""
 
 
 def _mb(value: float | None) -> str:
@@ -33,6 +39,7 @@ def _row(w: WorkerResult) -> list[str]:
         printable(f"{w.host} pid {w.pid} {w.worker}"),
         pattern,
         slope,
+        "" if v.since_call is None else f"{v.since_call:,}",
         f"{w.calls:,}",
         f"{_mb(w.rss_first_mb)}→{_mb(w.rss_last_mb)}",
         _mb(w.peak_max_mb),
@@ -41,7 +48,7 @@ def _row(w: WorkerResult) -> list[str]:
     ]
 
 
-HEADER = ["worker", "pattern", "MiB/100 calls", "calls", "RSS MiB", "max peak", "OOM at call", "trims"]
+HEADER = ["worker", "pattern", "MiB/100 calls", "since call", "calls", "RSS MiB", "max peak", "OOM at call", "trims"]
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -71,21 +78,63 @@ def fleet_line(udf: str, workers: Sequence[WorkerResult]) -> str:
     return text
 
 
+def _detailed(workers: Sequence[WorkerResult]) -> list[WorkerResult]:
+    """The workers of a UDF shown in detail: the worst :data:`DETAILED`, the worst healthy one, the worst with a clue.
+
+    A healthy worker's evidence is the reference the others are read against; ``growing``
+    (what grew on the UDF object, from the online detector) is the best clue to the fix.
+    """
+    shown = list(range(min(DETAILED, len(workers))))
+    for wanted in (
+        lambda w: w.verdict.pattern == P.HEALTHY,
+        lambda w: w.online is not None and w.online.growing is not None,
+    ):
+        if not any(wanted(workers[i]) for i in shown):
+            shown += [i for i, w in enumerate(workers) if wanted(w)][:1]
+    return [workers[i] for i in sorted(shown)]  # worst first
+
+
+def _online(w: WorkerResult) -> list[str]:
+    """A worker's ``growing`` and online lines (none without ``udfmem.suspect`` events)."""
+    o = w.online
+    if o is None:
+        return []
+    who = f"{w.host} pid {w.pid}"
+    out = []
+    if o.growing is not None:
+        out.append(printable(f"  growing ({who}): {o.growing}"))
+    said = f"{o.pattern} since call {o.since_call:,}"
+    if o.slope_mb_per_100_calls is not None and o.pattern != P.HEALTHY:
+        said += f", {o.slope_mb_per_100_calls:+,.1f} MiB/100 calls"
+    if o.growing is not None and o.growing_since_call is not None and o.growing_since_call != o.since_call:
+        said += f" (growing said since call {o.growing_since_call:,})"
+    out.append(printable(f"  online ({who}): {said}"))
+    return out
+
+
+def _none_found(diagnosis: Diagnosis) -> str:
+    """The line for no snapshot at all; with ``--udf``, the UDFs that have snapshots."""
+    if diagnosis.udf is None:
+        return "no udfmem snapshots found"
+    text = f"no udfmem snapshots found for udf `{printable(diagnosis.udf)}`"
+    if not diagnosis.other_udfs:
+        return text + "; no other udf has any"
+    found = ", ".join(f"`{printable(udf)}` ({n} worker{'s' * (n != 1)})" for udf, n in diagnosis.other_udfs)
+    return f"{text}; udfs with snapshots: {found}"
+
+
 def text(diagnosis: Diagnosis) -> str:
     """The human-readable diagnosis (no trailing newline)."""
     out: list[str] = []
-    by_udf: dict[str, list[WorkerResult]] = {}
-    for w in diagnosis.workers:
-        by_udf.setdefault(w.udf, []).append(w)
-    for udf, workers in sorted(by_udf.items()):
+    for udf, workers in diagnosis.by_udf().items():  # worst first
         out.append(f"udf {printable(udf)}: {len(workers)} worker{'s' if len(workers) != 1 else ''}")
         rows = [HEADER] + [_row(w) for w in workers[:SHOWN_WORKERS]]
         out += _table(rows)
         if len(workers) > SHOWN_WORKERS:
             out.append(f"  ... and {len(workers) - SHOWN_WORKERS} more")
-        for w in workers[: min(len(workers), 3)]:
-            if w.verdict.pattern != P.HEALTHY:
-                out.append(printable(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}"))
+        for w in _detailed(workers):
+            out.append(printable(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}"))
+            out += _online(w)
         seen: list[str] = []
         for w in workers:
             for pattern in (w.verdict.pattern, w.verdict.also):
@@ -96,7 +145,7 @@ def text(diagnosis: Diagnosis) -> str:
         out.append("  " + fleet_line(udf, workers))
         out.append("")
     if not diagnosis.workers:
-        out.append("no udfmem snapshots found")
+        out.append(_none_found(diagnosis))
     lines = diagnosis.lines
     note = f"{lines.read:,} lines read, {lines.events:,} udfmem events, {lines.skipped:,} skipped"
     details = []
