@@ -74,3 +74,77 @@ def test_final_snapshot_and_the_next_objects_snapshot_both_carry_heap_fields(std
     snaps = stderr_events("udfmem.snapshot", finals=True)
     assert [(1, True), (2, None)] == [(s["call"], s.get("final")) for s in snaps]
     assert [set(), set()] == [HEAP_FIELDS - set(s) for s in snaps]
+
+
+def test_the_floor_reads_every_other_snapshot_that_the_share_holds_back() -> None:
+    """Snapshots 4 ms apart, a 150 µs walk: the share alone reads 1 in 8; the floor reads every even index too.
+
+    150 µs every 8 ms is 1.9%, under the 2% ceiling: the floor is met in full.
+    """
+
+    def readings(floor_every: int | None) -> list[int]:
+        clock, cost = Clock(), Clock(step=150e-6)  # each read costs 150 µs
+        budget = _budget.Budget(
+            lambda: 1, share=0.005, clock=clock, cost_clock=cost, floor_every=floor_every, ceiling=0.02
+        )
+        read = []
+        for index in range(2000):
+            if budget(index) is not None:
+                read.append(index)
+            clock.now += 0.004
+        return read
+
+    share_only, floored = readings(None), readings(2)
+    late = [i for i in share_only if i >= 1000]  # past the saved-up burst
+    assert len(late) <= 1000 // 6
+    assert set(range(1000, 2000, 2)) <= set(floored)
+
+
+def test_the_ceiling_bounds_the_floor_on_a_huge_fragmented_heap() -> None:
+    """A 45 ms walk (2 GiB fragmented), snapshots 10 ms apart, floor every 2nd: at most 2% of 100 s is spent.
+
+    And the ceiling's share is used: the floor still reads once per 45 ms / 2% = 2.25 s.
+    """
+    clock, cost = Clock(), Clock(step=0.045)
+    budget = _budget.Budget(lambda: 1, share=0.005, clock=clock, cost_clock=cost, floor_every=2, ceiling=0.02)
+    reads = 0
+    for index in range(10_000):
+        reads += budget(index) is not None
+        clock.now += 0.01
+    spent = reads * 0.045
+    assert spent <= 0.02 * 100 + budget.ceiling_burst + 2 * 0.045  # plus the unpaid cold read, the last one
+    assert spent >= 0.02 * 100 - 0.045 - budget.ceiling_burst
+
+
+def test_floor_readings_fall_on_the_indices_a_decimated_series_keeps() -> None:
+    """Reads for other callers (a setup's, a trim's: no index) between snapshots do not shift the floor's readings."""
+    clock, cost = Clock(), Clock(step=150e-6)
+    budget = _budget.Budget(lambda: 1, share=0.005, clock=clock, cost_clock=cost, floor_every=2, ceiling=0.02)
+    for _ in range(100):  # spend the saved-up credit
+        budget()
+    read = []
+    for index in range(400):
+        if index % 7 == 3:
+            budget()  # a trim decision's reading
+        if budget(index) is not None:
+            read.append(index)
+        clock.now += 0.008
+    assert set(range(0, 400, 2)) <= set(read)
+
+
+def test_fast_snapshots_carry_malloc_figures_at_every_other_snapshot(stderr_events: Reader) -> None:
+    """A tracked UDF at every=1, each walk costing 150 µs, the wall moving 2 ms a reading: every other snapshot.
+
+    The walk's cost and the wall time are injected (the walk of a small heap on a loaded
+    machine; fast calls: the budgets read the wall clock a few times a snapshot, a few ms):
+    the share alone gives one snapshot in 4 to 8, the floor every other within its 2%.
+    """
+    clock, cost = Clock(step=0.002), Clock(step=150e-6)
+    _probes.probes().use_budgets(clock=clock, cost_clock=cost)
+    udf = identity_udf(every=1)()
+    for i in range(400):
+        udf(i)
+    snaps = stderr_events("udfmem.snapshot", finals=False)
+    with_heap = [not (HEAP_FIELDS - set(s)) for s in snaps]
+    assert 400 == len(snaps)
+    assert sum(with_heap[200:]) >= 100

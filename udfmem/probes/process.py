@@ -29,6 +29,20 @@ except ImportError:  # Windows
     _resource = None  # type: ignore[assignment]
 
 MIB = 1024 * 1024
+HEAP_FLOOR_EVERY = 2
+"""The heap and blocks probes read at least every this many snapshots (within their ceilings).
+
+The rule cuts a series into 4 sub-windows and needs each to show its trend: 2 gives 8 of
+the 16 points of a 64-point series' sub-window (every kept point once it is decimated),
+and 15 of a 30-snapshot run's 30; a share alone gave 6-8 of 30 to fast calls."""
+HEAP_CEILING = 0.02
+"""The heap probe's floor never takes it past this share of the wall time.
+
+2%: the share the online detector's judgements may take too. A small heap's walk on a
+loaded machine (150 µs) then fits the floor with snapshots 7.5 ms apart; a 2 GiB
+fragmented heap's walk (45 ms) is read at most every 2.25 s, whatever the floor asks."""
+BLOCKS_CEILING = 0.01
+"""The Python-blocks probe's floor never takes it past this share (its walk is 64 µs at 2M blocks)."""
 
 
 class _MallInfo2(ctypes.Structure):
@@ -99,11 +113,27 @@ class Probes:
         Tests whose subject is a figure, not its budget, pass a ``cost_clock`` that stands
         still: every read then costs nothing, so no machine's speed holds a figure back.
         """
-        self.heap_budget: Budget[tuple[int, int, int]] = Budget(self.heap, clock=clock, cost_clock=cost_clock)
+        # mallinfo2 within 0.5% of the wall time, and at least every HEAP_FLOOR_EVERY-th snapshot
+        # within HEAP_CEILING (budget.py's floor; the numbers are argued at the constants)
+        self.heap_budget: Budget[tuple[int, int, int]] = Budget(
+            self.heap,
+            clock=clock,
+            cost_clock=cost_clock,
+            floor_every=HEAP_FLOOR_EVERY,
+            ceiling=HEAP_CEILING,
+        )
+        self.snapshots = 0  # snapshot reads so far: the heap floor's readings fall on the indices a series keeps
         # sys.getallocatedblocks() walks the arenas: 0.5 µs at 37k blocks, 64 µs at 2M; read
-        # at every snapshot while it costs under 2 µs, else within 0.2% of the wall time
+        # at every snapshot while it costs under 2 µs, else within 0.2% of the wall time, and
+        # at least every BLOCKS_FLOOR_EVERY-th read within BLOCKS_CEILING
         self.blocks: Budget[int] = Budget(
-            sys.getallocatedblocks, share=0.002, free_below=2e-6, clock=clock, cost_clock=cost_clock
+            sys.getallocatedblocks,
+            share=0.002,
+            free_below=2e-6,
+            clock=clock,
+            cost_clock=cost_clock,
+            floor_every=HEAP_FLOOR_EVERY,
+            ceiling=BLOCKS_CEILING,
         )
 
     @staticmethod
@@ -211,7 +241,8 @@ class Probes:
         elif self.statm is None:
             rss, shared = self.resident()
         peak, lifetime = self.windows.take(wid, rss)
-        return rss, shared, peak, lifetime, self.heap_budget()
+        at, self.snapshots = self.snapshots, self.snapshots + 1
+        return rss, shared, peak, lifetime, self.heap_budget(at)
 
     def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:
         """malloc's in-use bytes of a ``heap`` reading: 0 where there is no heap probe, None when it was skipped."""
