@@ -79,20 +79,68 @@ PLATEAU_SHARE = 0.2
 """The last sub-window must still rise at this share of the overall slope (else a plateau: a filled cache)."""
 CHECK_NOISE_BYTES = 16 * 1024
 """A unit check's sub-window grows only by more than this (page and arena granularity), whatever its sign."""
-MIN_SLOPE_KIB = 8
-"""A measure in MiB grows only at this many KiB per call or more (slower creep is noise here)."""
 MIN_GROWTH_MIB = 16
-"""... and only if its slope projects at least this much growth over the judged calls."""
-MIN_BLOCKS_PER_CALL = 64
-"""Python object blocks grow only at this many blocks per call or more."""
+"""RSS (and malloc's free figure) grows only if it grew at least this much over the judged calls ...
+
+Page and arena granularity, a lazily filled pool or one more batch in flight move RSS by
+a few MiB at any rate of calls; 16 MiB is above what the healthy runs of the scenario
+corpus moved (8 MiB at most). There is no per-call floor: a row-wise UDF called 20,000
+times keeping 2 KiB a call grows 40 MiB, and what grows is the worker, not a call.
+"""
+MIN_COUNTED_GROWTH_MIB = 4
+"""The absolute floor for what is counted in bytes, not pages: malloc in-use, Arrow live.
+
+Those counts have byte granularity (their noise is the batches in flight, which the
+sub-window rule handles), so their floor only keeps a few MiB of caches out.
+"""
+GROWTH_SHARE = 0.05
+"""... and at least this share of the worker's private RSS where the judged calls began.
+
+Relative to the worker: a 10 GiB worker's noise is bigger than a 200 MiB one's, and
+5% of a worker over a run is what a user would call growth (20 such runs double it).
+"""
 MIN_BLOCKS_GROWTH = 100_000
-"""... and only if projected to grow by at least this many blocks over the judged calls."""
+"""Python object blocks grow only if they grew by at least this many over the judged calls ..."""
+BLOCKS_SHARE = GROWTH_SHARE
+"""... and by at least this share of the live blocks where the judged calls began."""
+MIN_WINDOW_READINGS = 2
+"""A measure is judged by the sub-window rule only with this many readings in each sub-window.
+
+Probes over their time budget are skipped (``heap_*``, ``py_blocks``), so a measure may
+be missing from most snapshots. With fewer readings it is *unknown* (never "did not
+grow"): its known readings can still agree with RSS (``EXPLAINED_SHARE``).
+"""
+AGREE_SPAN_SHARE = 0.5
+"""An unknown measure's readings, to say it did *not* grow with RSS, must span this share of the judged calls."""
+STEP_NOISE_SHARE = 0.1
+"""The step test: a floor rise (or fall) counts once it exceeds this share of the floor's whole rise ..."""
+STEP_WINDOWS = 3
+"""... the floor must rise in at least this many of the ``SUB_WINDOWS`` sub-windows, never fall back ..."""
+STEP_TAIL_GAPS = 2.0
+"""... its last rise must be at most this many typical gaps between rises before the end (else a plateau) ..."""
+STEP_HALF_SHARE = 0.5
+"""... and the floor must rise in the second half of the calls at least this share of its rise in the first.
+
+A staircase of regular steps rises alike in both halves (one step apart at most); a floor
+that rises by bursts early and little later is a cache or an arena filling, not a leak.
+"""
+ONSET_MIN_BEFORE = 3
+"""A change point (a late onset) needs at least this many floor points of flat memory before it ..."""
+ONSET_FLAT_SHARE = 0.25
+"""... flat meaning a slope of at most this share of the slope after it."""
 EXPLAINED_SHARE = 0.5
-"""RSS growth is retention growing when malloc's free figure grows at least this share as fast."""
-RETENTION_MIN_MIB = 128
-"""Freed-but-held memory from which a flat series is ``allocator-retention`` ..."""
+"""RSS growth is explained by a measure (malloc's free figure: retention; malloc in-use read
+too seldom for the sub-window rule: a heap leak) growing at least this share as fast."""
+RETENTION_MIN_MIB = 64
+"""Freed-but-held memory from which a flat series may be ``allocator-retention`` (the small absolute floor) ...
+
+The same floor as ``trim="auto"``'s threshold (:mod:`udfmem.policies.trim`): below it an
+automatic trim would not run, so the fix would change nothing.
+"""
 RETENTION_SHARE = 0.25
 """... when it is also at least this share of private RSS ..."""
+RETENTION_LIMIT_SHARE = 0.1
+"""... or this share of a known memory limit ..."""
 KEPT_DOWN_SHARE = 0.5
 """... unless the last sub-window's trims release at least this share of it (trims keep it down)."""
 PEAK_LIMIT_SHARE = 0.9

@@ -3,38 +3,70 @@
 The rule (thresholds in :mod:`udfmem.analysis.patterns`):
 
 1. **Warm-up.** The first ``WARMUP_SHARE`` of the snapshots (at least ``WARMUP_MIN``) are
-   dropped: caches, pools and lazy imports fill there. A ``final=true`` snapshot counts
-   calls but its memory is not judged: at a UDF object's release it is read after the
-   object let go of what it held. Fewer than ``MIN_POINTS`` left is
-   ``insufficient-data``.
-2. **Trend.** For each measure — private RSS, malloc in-use (mmapped chunks included), Arrow
-   live, Python object blocks, malloc's freed-but-held — a robust slope (Theil-Sen at half
-   the span, :func:`~udfmem.analysis.series.lag_slope`) within the segments between trims,
-   so a trim's step down is never read as a trend and one spike cannot make one. RSS is
-   first turned into a floor series (the minimum of each of ``FLOOR_CHUNKS`` runs of
-   snapshots): retention that regrows between trims is a sawtooth, whose floor is flat.
-3. **Growth** of a measure needs all of: a slope of at least ``MIN_SLOPE_KIB`` per call
-   (``MIN_BLOCKS_PER_CALL`` for blocks); projected growth over the judged calls of at
-   least ``MIN_GROWTH_MIB`` (``MIN_BLOCKS_GROWTH``); growth in every one of
-   ``SUB_WINDOWS`` sub-windows (CPython's refleak rule: a leak grows in each window, noise
-   does not); and a last sub-window still rising at ``PLATEAU_SHARE`` of the overall slope
-   (the plateau rule: a cache that filled and stopped is not a leak).
+   dropped for trends: caches, pools and lazy imports fill there. Peaks are not dropped
+   (step 5). A ``final=true`` snapshot counts calls but its memory is not judged: at a UDF
+   object's release it is read after the object let go of what it held. Fewer than
+   ``MIN_POINTS`` left is ``insufficient-data`` (``peak-too-big`` when a peak is).
+2. **Readings.** Each measure — private RSS, malloc in-use (mmapped chunks included), Arrow
+   live, Python object blocks, malloc's freed-but-held — is judged on the snapshots that
+   carry it: a probe skipped for its time budget is never evidence. A measure with fewer
+   than ``MIN_WINDOW_READINGS`` readings in some sub-window is *unknown*, not "did not
+   grow". RSS and malloc's free figure are first turned into floor series (the minimum
+   of each of ``FLOOR_CHUNKS`` runs of snapshots): retention that regrows between trims
+   is a sawtooth, whose floor is flat; the step test and the change point read every
+   measure's floor.
+3. **Growth** of a measure, over the judged calls or after its onset:
+
+   - *how much*: it grew at least ``MIN_GROWTH_MIB`` and ``GROWTH_SHARE`` of the worker's
+     private RSS where the judged calls began (``MIN_BLOCKS_GROWTH`` and ``BLOCKS_SHARE``
+     of the live blocks for blocks). Relative to the worker, with no per-call floor: a
+     row-wise UDF's 2 KiB per call is a leak once it adds up to a share of the worker.
+   - *a line*: a robust slope (Theil-Sen at half the span,
+     :func:`~udfmem.analysis.series.lag_slope`, within the segments between trims, so a
+     trim's step down is never read as a trend) that rose in every one of
+     ``SUB_WINDOWS`` sub-windows (CPython's refleak rule: a leak grows in each window,
+     noise does not) with a last sub-window still rising at ``PLATEAU_SHARE`` of the
+     overall slope (the plateau rule: a cache that filled and stopped is not a leak);
+   - *or steps*: a staircase (one step per pinned block) fails "every sub-window" by
+     construction, so the floor also grows when it rose (by more than
+     ``STEP_NOISE_SHARE`` of its whole rise) in at least ``STEP_WINDOWS`` sub-windows,
+     never fell back by more than that, and rose last at most ``STEP_TAIL_GAPS`` typical
+     gaps between its rises before the end (the plateau rule for steps).
+   - *Onset.* A leak that starts late is diluted by the flat calls before it: a change
+     point is searched on the measure's floor (a hinge: flat, then rising, fitted by
+     least squares at each floor point with at least ``ONSET_MIN_BEFORE`` before it);
+     when the floor before it is flat (a slope at most ``ONSET_FLAT_SHARE`` of the slope
+     after) and the calls after it hold ``MIN_POINTS`` snapshots that grow by the rule
+     above, the measure grows *since* that call, with the slope after it
+     (``Verdict.since_call``).
 4. **Pattern**, the first that holds: Arrow live grows (and explains more than malloc) →
-   ``arrow-leak``; malloc in-use or Python blocks grow (or RSS grows while the blocks,
-   read too seldom for the window rule, rose at the same thresholds) → ``heap-leak``; RSS grows with
-   malloc's freed-but-held (its floor too) growing at ``EXPLAINED_SHARE`` of its slope →
-   ``allocator-retention`` (``healthy`` when trims keep it down, below); RSS
-   grows, nothing explains it → ``untracked-growth``; freed-but-held memory (malloc's
-   free figure, corrected for trims by the memory not malloc's nor Arrow's) at least
-   ``RETENTION_MIN_MIB`` and ``RETENTION_SHARE`` of RSS → ``allocator-retention``,
-   unless the trims of the last sub-window each release ``KEPT_DOWN_SHARE`` of it (the
-   snapshot comes before its trim: trims that keep retention down mean healthy); a
-   window peak above ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and
-   ``PEAK_SHARE`` above RSS → ``peak-too-big``; else ``healthy``. A second pattern that
-   also holds is ``also`` (a heap leak with spikes). Shared pages (mapped files, Ray's
-   object store) are never judged as growth; their growth is named in the evidence.
-5. **Severity.** With a known limit, ``calls_to_limit`` is the headroom at the last
-   snapshot over the RSS slope: the calls left before the limit at this rate.
+   ``arrow-leak``; malloc in-use or Python blocks grow, or RSS grows while malloc in-use,
+   too seldom read for the sub-window rule, rose at ``EXPLAINED_SHARE`` of its slope (or
+   the blocks rose at their thresholds) → ``heap-leak``; RSS grows with malloc's
+   freed-but-held (its floor too) growing at ``EXPLAINED_SHARE`` of its slope →
+   ``allocator-retention`` (``healthy`` when trims keep it down, below); RSS grows and
+   malloc in-use is known not to → ``untracked-growth``. RSS growth alone is never a leak
+   when it cannot be told from what is not the worker's: when malloc in-use is unknown
+   (its readings span less than ``AGREE_SPAN_SHARE`` of the judged calls), or when the
+   lines carry no private/shared split (``rss_anon_mb`` absent: older lines, platforms
+   without statm: RSS then counts Ray's object store and mapped files, which a healthy
+   worker maps as it reads), the verdict is ``insufficient-data`` with what is missing
+   in the evidence — not ``healthy`` (memory did grow), not a growth pattern (nothing
+   says whose growth it is). Then freed-but-held memory (malloc's free figure, corrected
+   for trims by the memory not malloc's nor Arrow's) of at least ``RETENTION_MIN_MIB``
+   and ``RETENTION_SHARE`` of private RSS (or ``RETENTION_LIMIT_SHARE`` of a known limit)
+   → ``allocator-retention``, unless the trims of the last sub-window each release
+   ``KEPT_DOWN_SHARE`` of it (the snapshot comes before its trim: trims that keep
+   retention down mean healthy); then a peak → ``peak-too-big``; else ``healthy``. A
+   second pattern that also holds is ``also`` (a heap leak with spikes). Shared pages
+   (mapped files, Ray's object store) are never judged as growth; their growth is named
+   in the evidence (Arrow batches pinned from the object store show as Arrow live).
+5. **Peaks** are judged on every snapshot, the warm-up's included (a calibration's
+   transient would OOM a smaller worker whenever it happened): a window peak above
+   ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and ``PEAK_SHARE`` above
+   the usual RSS (the median after the warm-up).
+6. **Severity.** With a known limit, ``calls_to_limit`` is the headroom at the last
+   snapshot over the growth's slope: the calls left before the limit at this rate.
 """
 
 from __future__ import annotations
@@ -42,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from . import growth
 from . import patterns as P
@@ -71,38 +104,73 @@ MEASURES: dict[str, Measure] = {
     "blocks": lambda p: None if p.blocks is None else float(p.blocks),
     "free": lambda p: p.free,
 }
+FLOORED = ("rss", "free")
+"""The measures judged by their floor (retention regrows between trims: a sawtooth)."""
+
+GREW, FLAT, UNKNOWN = "grew", "flat", "unknown"
 
 
-def _windows(points: Sequence[Point], n: int) -> list[list[Point]]:
-    """``points`` cut into ``n`` runs of equal call span (empty runs dropped)."""
-    first, last = points[0].call, points[-1].call
+class Trend(NamedTuple):
+    """One measure's judgement: GREW, FLAT or UNKNOWN; its slope per call over the judged calls."""
+
+    state: str
+    slope: float | None  # per call, over the calls judged (after the onset when there is one)
+    since: int | None  # the first call of the calls judged
+    readings: int  # snapshots that carry the measure
+    steps: bool = False  # grew by the step test (a staircase), not the line's
+
+
+def _windows(points: Sequence[Point], n: int, first: int | None = None, last: int | None = None) -> list[list[Point]]:
+    """``points`` cut into ``n`` runs of equal call span from ``first`` to ``last`` (empty runs dropped)."""
+    first = points[0].call if first is None else first
+    last = points[-1].call if last is None else last
     span = (last - first) / n or 1
     out: list[list[Point]] = [[] for _ in range(n)]
     for p in points:
-        out[min(n - 1, int((p.call - first) / span))].append(p)
+        out[max(0, min(n - 1, int((p.call - first) / span)))].append(p)
     return [w for w in out if w]
 
 
-def _grows(
-    points: Sequence[Point], measure: Measure, min_slope: float, min_growth: float, segmented: bool = True
-) -> tuple[bool, float | None]:
-    """Whether ``measure`` grows by the rule (module docstring, step 3), and its slope per call.
+def _floor(points: Sequence[Point], chunks: int = P.FLOOR_CHUNKS) -> list[Point]:
+    """Points as a floor series: each run of ``len // chunks`` points as its last, with the run's minima.
 
-    Only the points that carry the measure count (``py_blocks`` is left out of snapshots
-    over its time budget); each sub-window's slope also takes the previous window's last
-    value, so a window with a single value still shows whether it rose. ``segmented``:
-    slopes stay within the segments between trims (RSS and malloc's free figure; what
-    is live does not move at a trim).
+    RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
+    its minima rise only when something stays. Every measure takes its run's minimum
+    (what is unknown in the whole run stays unknown), all in one segment.
     """
-    known = [p for p in points if measure(p) is not None]
-    if len(known) < 2:
-        return False, None
-    slope = lag_slope(known, measure, segmented)
-    if slope is None or slope < min_slope or slope * (known[-1].call - known[0].call) < min_growth:
-        return False, slope
-    windows = _windows(known, P.SUB_WINDOWS)
+    k = max(1, len(points) // chunks)
+    if k == 1:
+        return [p._replace(segment=0) for p in points]
+    out: list[Point] = []
+    for i in range(0, len(points) - k + 1, k):
+        run = points[i : i + k]
+
+        def low(get: Callable[[Point], float | None], run: Sequence[Point] = run) -> float | None:
+            return min((v for p in run if (v := get(p)) is not None), default=None)
+
+        blocks = low(MEASURES["blocks"])
+        out.append(
+            run[-1]._replace(
+                private=low(MEASURES["rss"]),
+                heap=low(MEASURES["heap"]),
+                free=low(MEASURES["free"]),
+                arrow=low(MEASURES["arrow"]),
+                blocks=None if blocks is None else int(blocks),
+                segment=0,
+            )
+        )
+    return out
+
+
+def _line(points: Sequence[Point], measure: Measure, slope: float) -> bool:
+    """Whether ``measure`` rose in every sub-window, the last still at ``PLATEAU_SHARE`` of ``slope``.
+
+    Each sub-window's slope also takes the previous window's last value when it holds a
+    single one, so a window with one value still shows whether it rose.
+    """
+    windows = _windows(points, P.SUB_WINDOWS)
     if len(windows) < P.SUB_WINDOWS:
-        return False, slope
+        return False
     previous: Point | None = None
     for i, window in enumerate(windows):
         run = [previous, *window] if previous is not None and len(window) < 2 else window
@@ -110,26 +178,144 @@ def _grows(
         if len(run) < 2:
             continue  # the first window holds one value: the next one's slope starts from it
         # every window grew; the last one still rises (the plateau rule: analysis/growth.py, shared with testing)
-        if not growth.window_grew(lag_slope(run, measure, segmented), slope, last=i == len(windows) - 1):
-            return False, slope
-    return True, slope
+        if not growth.window_grew(lag_slope(run, measure, False), slope, last=i == len(windows) - 1):
+            return False
+    return True
 
 
-def _floor(points: Sequence[Point]) -> list[Point]:
-    """RSS and malloc's free figure as floor series: the minima of ``FLOOR_CHUNKS`` runs of points.
+def _steps(floor: Sequence[Point], measure: Measure) -> bool:
+    """Whether the floor of ``measure`` rose as a staircase (module docstring, step 3).
 
-    RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
-    its minima rise only when something stays. Each run becomes its last point with the
-    run's lowest RSS and free figure, all in one segment.
+    A rise counts once the floor is ``STEP_NOISE_SHARE`` of its whole rise above the level
+    of the last rise; it must never fall that far below its highest; rises must come in
+    ``STEP_WINDOWS`` of the sub-windows, the last one at most ``STEP_TAIL_GAPS`` typical
+    gaps between rises before the end, and the second half of the calls must rise at least
+    ``STEP_HALF_SHARE`` as much as the first (steps that slow down are a cache filling).
     """
-    k = max(1, len(points) // P.FLOOR_CHUNKS)
-    out: list[Point] = []
-    for i in range(0, len(points) - k + 1, k):
-        run = points[i : i + k]
-        low = min((p.private for p in run if p.private is not None), default=None)
-        free = min((p.free for p in run if p.free is not None), default=None)
-        out.append(run[-1]._replace(private=low, free=free, segment=0))
-    return out
+    values = [(p.call, v) for p in floor if (v := measure(p)) is not None]
+    if len(values) < 3:
+        return False
+    total = values[-1][1] - values[0][1]
+    if total <= 0:
+        return False
+    tol = P.STEP_NOISE_SHARE * total
+    level = high = values[0][1]
+    rises: list[int] = []
+    for call, v in values[1:]:
+        if v < high - tol:
+            return False  # it fell back: no staircase
+        high = max(high, v)
+        if v > level + tol:
+            rises.append(call)
+            level = v
+    first, last = values[0][0], values[-1][0]
+    if not rises:
+        return False
+    span = (last - first) / P.SUB_WINDOWS or 1
+    windows = {min(P.SUB_WINDOWS - 1, int((call - first - 1) / span)) for call in rises}
+    if len(windows) < P.STEP_WINDOWS:
+        return False
+    gaps = [b - a for a, b in zip([first, *rises], rises, strict=False)]
+    if last - rises[-1] > P.STEP_TAIL_GAPS * statistics.median(gaps):
+        return False  # a long flat tail: it stopped (a plateau)
+    middle = first + (last - first) / 2
+    half = min((v for call, v in values if call >= middle), default=values[-1][1])
+    return values[-1][1] - half >= P.STEP_HALF_SHARE * (half - values[0][1])
+
+
+def _grown(
+    points: Sequence[Point], measure: Measure, min_growth: float, floored: bool
+) -> tuple[bool, float | None, bool]:
+    """Whether the readings ``points`` grew by a line or by steps; the slope per call; whether by steps."""
+    floor = _floor(points)
+    judged = floor if floored else points
+    slope = lag_slope(judged, measure, False)
+    first, last = measure(floor[0]), measure(floor[-1])
+    span = points[-1].call - points[0].call
+    if slope is None or span <= 0 or first is None or last is None:
+        return False, slope, False
+    rose = last - first  # what the floor did, beside what the slope projects: both must reach the floor
+    if slope > 0 and min(slope * span, rose) >= min_growth and _line(judged, measure, slope):
+        return True, slope, False
+    if rose >= min_growth and _steps(floor, measure):
+        return True, rose / span, True
+    return False, slope, False
+
+
+def _enough(known: Sequence[Point], first: int, last: int) -> bool:
+    """Whether every sub-window of the calls ``first``-``last`` holds ``MIN_WINDOW_READINGS`` readings."""
+    windows = _windows(known, P.SUB_WINDOWS, first, last)
+    return len(windows) == P.SUB_WINDOWS and all(len(w) >= P.MIN_WINDOW_READINGS for w in windows)
+
+
+def _onset(floor: Sequence[Point], measure: Measure) -> int | None:
+    """The call after which ``measure``'s floor rises from flat (a hinge fitted by least squares); None if none.
+
+    For each floor point with ``ONSET_MIN_BEFORE`` before it (and as many after), the
+    model "flat until here, then a line" is fitted; the best fit's point is the onset when
+    the floor before it is flat: a slope at most ``ONSET_FLAT_SHARE`` of the one after.
+    """
+    values = [(float(p.call), v) for p in floor if (v := measure(p)) is not None]
+    n = len(values)
+    best: tuple[float, int, float] | None = None  # sse, index, slope after
+    for i in range(P.ONSET_MIN_BEFORE - 1, n - P.ONSET_MIN_BEFORE):
+        t = values[i][0]
+        z = [max(0.0, x - t) for x, _ in values]
+        ys = [y for _, y in values]
+        mz, my = sum(z) / n, sum(ys) / n
+        szz = sum((a - mz) ** 2 for a in z)
+        if szz <= 0:
+            continue
+        b = sum((a - mz) * (y - my) for a, y in zip(z, ys, strict=True)) / szz
+        a0 = my - b * mz
+        sse = sum((y - a0 - b * a) ** 2 for a, y in zip(z, ys, strict=True))
+        if best is None or sse < best[0]:
+            best = (sse, i, b)
+    if best is None or best[2] <= 0:
+        return None
+    _, i, after = best
+    before = lag_slope([p._replace(segment=0) for p in floor[: i + 1]], measure) or 0.0
+    return int(values[i][0]) if before <= P.ONSET_FLAT_SHARE * after else None
+
+
+def _trend(points: Sequence[Point], name: str, min_growth: float) -> Trend:
+    """The judgement of measure ``name`` on the judged ``points`` (module docstring, steps 2 and 3)."""
+    measure = MEASURES[name]
+    floored = name in FLOORED
+    known = [p for p in points if measure(p) is not None]
+    if len(known) < 2:
+        return Trend(UNKNOWN, None, None, len(known))
+    if not _enough(known, points[0].call, points[-1].call):
+        floor = _floor(known) if floored else known
+        return Trend(UNKNOWN, lag_slope(floor, measure, False), None, len(known))
+    onset = _onset(_floor(known), measure)
+    if onset is not None:
+        after = [p for p in known if p.call >= onset]
+        if len(after) >= P.MIN_POINTS:
+            grew, slope, steps = _grown(after, measure, min_growth, floored)
+            if grew:
+                return Trend(GREW, slope, after[0].call, len(known), steps)
+    grew, slope, steps = _grown(known, measure, min_growth, floored)
+    return Trend(GREW if grew else FLAT, slope, known[0].call, len(known), steps)
+
+
+def _agrees(points: Sequence[Point], name: str, rss: Trend) -> bool | None:
+    """Whether an unknown measure's readings rose with RSS (``EXPLAINED_SHARE`` of its slope).
+
+    None when they cannot say: fewer than two readings in the calls RSS grew over, or
+    readings spanning less than ``AGREE_SPAN_SHARE`` of them without rising with it.
+    """
+    measure = MEASURES[name]
+    since = rss.since if rss.since is not None else points[0].call
+    known = [p for p in points if p.call >= since and measure(p) is not None]
+    if len(known) < 2 or rss.slope is None:
+        return None
+    slope = lag_slope(known, measure, False)
+    delta = (measure(known[-1]) or 0.0) - (measure(known[0]) or 0.0)
+    if slope is not None and slope >= P.EXPLAINED_SHARE * rss.slope and delta > 0:
+        return True
+    covered = known[-1].call - known[0].call
+    return False if covered >= P.AGREE_SPAN_SHARE * (points[-1].call - since) else None
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -165,15 +351,18 @@ def _retained(series: Series, points: Sequence[Point]) -> float | None:
     return _median(held)
 
 
-def _peak_too_big(points: Sequence[Point]) -> tuple[bool, str]:
-    """Whether some window's peak is the danger; the evidence."""
+def _peak_too_big(points: Sequence[Point], usual: Sequence[Point]) -> tuple[bool, str]:
+    """Whether some window's peak among ``points`` (the warm-up's too) is the danger; the evidence.
+
+    The usual RSS is the median of ``usual`` (the snapshots after the warm-up).
+    """
     worst: Point | None = None
     for p in points:
         if p.peak is not None and p.rss is not None and (worst is None or p.peak > worst.peak):  # type: ignore[operator]
             worst = p
     if worst is None or worst.peak is None or worst.rss is None:
         return False, ""
-    base = _median([p.rss for p in points]) or worst.rss
+    base = _median([p.rss for p in usual]) or worst.rss
     lift = worst.peak - base
     text = f"peak {worst.peak:,.0f} MiB at call {worst.call:,} vs RSS ~{base:,.0f} MiB"
     if worst.limit:
@@ -189,6 +378,11 @@ def _delta(points: Sequence[Point], measure: Measure) -> float | None:
     return None if first is None or last is None else last - first
 
 
+def _split_known(points: Sequence[Point]) -> bool:
+    """Whether the lines carry private RSS apart from RSS (``rss_anon_mb``): private is RSS where they did not."""
+    return any(p.private is not None and p.rss is not None and p.private != p.rss for p in points)
+
+
 def judge(series: Series) -> Verdict:
     """The pattern of ``series`` by the rule in this module's docstring."""
     # a final snapshot at a UDF object's release reads memory after the object let go of it
@@ -196,60 +390,100 @@ def judge(series: Series) -> Verdict:
     skip = max(P.WARMUP_MIN, int(len(pts) * P.WARMUP_SHARE))
     points = pts[skip:]
     if len(points) < P.MIN_POINTS or points[-1].call - points[0].call < P.MIN_POINTS:
+        peak, peak_text = _peak_too_big(pts, points or pts)
+        if peak:
+            return Verdict(P.PEAK_TOO_BIG, P.FIXES[P.PEAK_TOO_BIG], peak_text)
         return Verdict(
             P.INSUFFICIENT_DATA,
             P.FIXES[P.INSUFFICIENT_DATA],
             f"{len(points)} snapshots after the warm-up; {P.MIN_POINTS} needed",
         )
-    mib, kib = P.MIN_GROWTH_MIB, P.MIN_SLOPE_KIB / 1024
-    grows: dict[str, bool] = {}
-    slopes: dict[str, float | None] = {}
-    floor = _floor(points)
-    for name, measure in MEASURES.items():
-        if name in ("rss", "free"):
-            grows[name], slopes[name] = _grows(floor, measure, kib, mib)
-        elif name == "blocks":
-            grows[name], slopes[name] = _grows(points, measure, P.MIN_BLOCKS_PER_CALL, P.MIN_BLOCKS_GROWTH, False)
+    base_private = next((v for p in _floor(points) if (v := p.private) is not None), 0.0)
+    share = P.GROWTH_SHARE * base_private
+    base_blocks = next((p.blocks for p in points if p.blocks is not None), 0)
+    trends: dict[str, Trend] = {}
+    for name in MEASURES:
+        if name == "blocks":
+            trends[name] = _trend(points, name, max(P.MIN_BLOCKS_GROWTH, P.BLOCKS_SHARE * base_blocks))
         else:
-            grows[name], slopes[name] = _grows(points, measure, kib, mib, False)
-    rss_slope = slopes["rss"]
+            floor = P.MIN_GROWTH_MIB if name in FLOORED else P.MIN_COUNTED_GROWTH_MIB
+            trends[name] = _trend(points, name, max(floor, share))
+    grows = {name: t.state == GREW for name, t in trends.items()}
+    slopes = {name: t.slope for name, t in trends.items()}
+    rss = trends["rss"]
+    rss_slope = rss.slope
     heap_s, arrow_s = slopes["heap"] or 0.0, slopes["arrow"] or 0.0
-    peak, peak_text = _peak_too_big(points)
+    peak, peak_text = _peak_too_big(pts, points)
     retained = _retained(series, points)
     rss_last = points[-1].private
+    limit = points[-1].limit
     kept_down = retained is not None and _kept_down(series, points, retained)
     retention = (
         retained is not None
         and retained >= P.RETENTION_MIN_MIB
-        and (rss_last is None or retained >= P.RETENTION_SHARE * rss_last)
+        and (
+            rss_last is None
+            or retained >= P.RETENTION_SHARE * rss_last
+            or (limit is not None and retained >= P.RETENTION_LIMIT_SHARE * limit)
+        )
         and not kept_down
     )
     # RSS growth that malloc's growing free figure explains is retention growing, not a leak
-    held_growth = grows["rss"] and (slopes["free"] or 0.0) >= P.EXPLAINED_SHARE * (rss_slope or 0.0)
-
+    free_s = _free_slope(points, rss)
+    held_growth = grows["rss"] and free_s >= P.EXPLAINED_SHARE * (rss_slope or 0.0)
+    # malloc in-use short of its own rule (read too seldom, or just under the floor): its readings
+    # rose with RSS (a heap leak), or not (untracked growth), or cannot say
+    heap = trends["heap"]
+    heap_agrees = _agrees(points, "heap", rss) if grows["rss"] and heap.state != GREW else None
     # RSS grows by the whole rule and Python blocks rose with it: Python objects, even where
     # py_blocks was read too seldom (its time budget) for the sub-window rule of its own
-    blocks_s = slopes["blocks"] or 0.0
-    known = [p.call for p in points if p.blocks is not None]
+    blocks_t = trends["blocks"]
+    known = [p for p in points if p.blocks is not None and p.call >= (rss.since or 0)]
+    blocks_min = max(P.MIN_BLOCKS_GROWTH, P.BLOCKS_SHARE * base_blocks)
     blocks_rose = (
-        len(known) >= 2
-        and blocks_s >= P.MIN_BLOCKS_PER_CALL
-        and blocks_s * (known[-1] - known[0]) >= P.MIN_BLOCKS_GROWTH
+        blocks_t.state == UNKNOWN
+        and len(known) >= 2
+        and (blocks_t.slope or 0.0) > 0
+        and (known[-1].blocks or 0) - (known[0].blocks or 0) >= blocks_min
     )
+    split = _split_known(points)
+    missing = ""
+    since: int | None = None
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
-        pattern = P.ARROW_LEAK
-    elif grows["heap"] or (grows["blocks"] and not grows["arrow"]) or (grows["rss"] and blocks_rose):
-        pattern = P.HEAP_LEAK
-    elif held_growth:
-        pattern = P.HEALTHY if kept_down else P.ALLOCATOR_RETENTION
+        pattern, since = P.ARROW_LEAK, trends["arrow"].since
+    elif grows["heap"]:
+        pattern, since = P.HEAP_LEAK, heap.since
+    elif grows["blocks"] and not grows["arrow"]:
+        pattern, since = P.HEAP_LEAK, blocks_t.since
+    elif grows["rss"] and (blocks_rose or heap_agrees):
+        pattern, since = P.HEAP_LEAK, rss.since
+    elif held_growth:  # retention growing: a problem once it is retention (not kept down, not under its floor)
+        pattern = P.ALLOCATOR_RETENTION if retention else P.HEALTHY
+    elif grows["rss"] and not split:
+        pattern = P.INSUFFICIENT_DATA
+        missing = (
+            "insufficient evidence: RSS grew, but the lines carry no private/shared split (rss_anon_mb), "
+            "so it may be shared pages (Ray's object store, mapped files), and no second measure "
+            "(malloc in-use, Python blocks, Arrow) grew with it"
+        )
+    elif grows["rss"] and heap_agrees is None and heap.state == UNKNOWN:
+        pattern = P.INSUFFICIENT_DATA
+        missing = (
+            f"insufficient evidence: RSS grew, but malloc in-use is unknown ({heap.readings} of {len(points)} "
+            "snapshots after the warm-up carry heap_*): a heap leak or untracked growth cannot be told apart"
+        )
     elif grows["rss"]:
-        pattern = P.UNTRACKED_GROWTH
+        pattern, since = P.UNTRACKED_GROWTH, rss.since
     elif retention:
         pattern = P.ALLOCATOR_RETENTION
     elif peak:
         pattern = P.PEAK_TOO_BIG
     else:
         pattern = P.HEALTHY
+    if pattern == P.INSUFFICIENT_DATA and retention:
+        pattern = P.ALLOCATOR_RETENTION
+    elif pattern == P.INSUFFICIENT_DATA and peak:
+        pattern = P.PEAK_TOO_BIG
     also = None
     if pattern != P.PEAK_TOO_BIG and peak:
         also = P.PEAK_TOO_BIG
@@ -260,7 +494,9 @@ def judge(series: Series) -> Verdict:
     slope = None
     ctl = None
     if pattern in P.GROWTH or (pattern == P.ALLOCATOR_RETENTION and grows["rss"]):
-        per_call = rss_slope if rss_slope is not None and grows["rss"] else max(heap_s, arrow_s)
+        per_call = rss_slope if rss_slope is not None and grows["rss"] else max(heap_s, arrow_s, 0.0)
+        if pattern == P.ARROW_LEAK and not grows["rss"]:
+            per_call = arrow_s
         slope = round(per_call * 100, 2)
         last = points[-1]
         headroom = last.headroom
@@ -268,44 +504,61 @@ def judge(series: Series) -> Verdict:
             headroom = last.limit - last.rss
         if headroom is not None and per_call > 0:
             ctl = max(0, int(headroom / per_call))
+    evidence = _evidence(series, points, trends, retained, peak_text if (peak or also) else "", since)
+    if missing:
+        evidence += "; " + missing
     return Verdict(
         pattern,
         P.FIXES[pattern],
-        _evidence(series, points, grows, slopes, retained, peak_text if (peak or also) else ""),
+        evidence,
         also,
         slope,
         ctl,
         grew,
-        points[0].call if pattern in P.GROWTH else None,
+        since if pattern in P.GROWTH else None,
     )
+
+
+def _free_slope(points: Sequence[Point], rss: Trend) -> float:
+    """The slope of malloc's free figure's floor over the calls RSS is judged on (0 when unknown)."""
+    since = rss.since if rss.since is not None else points[0].call
+    after = [p for p in points if p.call >= since and p.free is not None]
+    if len(after) < 2:
+        return 0.0
+    return lag_slope(_floor(after), MEASURES["free"], False) or 0.0
 
 
 def _evidence(
     series: Series,
     points: Sequence[Point],
-    grows: dict[str, bool],
-    slopes: dict[str, float | None],
+    trends: dict[str, Trend],
     retained: float | None,
     peak_text: str,
+    since: int | None,
 ) -> str:
     """One line of the numbers the verdict rests on."""
     first, last = points[0].call, points[-1].call
     parts = [f"calls {first:,}-{last:,}"]
+    if since is not None and since > first:
+        parts.append(f"growth since call {since:,} (flat before)")
     labels = {"rss": "RSS", "heap": "malloc in-use", "arrow": "Arrow", "free": "malloc free"}
     for name, label in labels.items():
+        t = trends[name]
+        grew = t.state == GREW
         delta = _delta(points, MEASURES[name])
-        if delta is None or (name in ("arrow", "free") and not grows[name] and abs(delta) < 1):
+        if delta is None or (name in ("arrow", "free") and not grew and abs(delta) < 1):
             continue
-        slope = slopes[name]
-        per100 = f" ({slope * 100:+,.1f}/100 calls)" if slope is not None and grows[name] else ""
-        parts.append(f"{label} {delta:+,.0f} MiB{per100}")
+        per100 = f" ({t.slope * 100:+,.1f}/100 calls)" if t.slope is not None and grew else ""
+        steps = " in steps" if grew and t.steps else ""
+        unknown = f" ({t.readings} readings: too few to judge alone)" if t.state == UNKNOWN else ""
+        parts.append(f"{label} {delta:+,.0f} MiB{per100}{steps}{unknown}")
     shared = _delta(points, lambda p: None if p.rss is None or p.private is None else p.rss - p.private)
     if shared is not None and shared >= P.MIN_GROWTH_MIB:
         parts.append(f"shared pages {shared:+,.0f} MiB (mapped files, Ray's object store: not judged as growth)")
     blocks = _delta(points, MEASURES["blocks"])
-    if blocks is not None and (grows["blocks"] or abs(blocks) >= P.MIN_BLOCKS_GROWTH):
+    if blocks is not None and (trends["blocks"].state == GREW or abs(blocks) >= P.MIN_BLOCKS_GROWTH):
         parts.append(f"py_blocks {blocks:+,.0f}")
-    if grows and any(grows.values()):
+    if any(t.state == GREW and not t.steps for t in trends.values()):
         parts.append(f"grew in all {P.SUB_WINDOWS} windows")
     if retained is not None and retained >= 1:
         parts.append(f"held {retained:,.0f} MiB")
