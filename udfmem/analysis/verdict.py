@@ -131,34 +131,29 @@ def _windows(points: Sequence[Point], n: int, first: int | None = None, last: in
     return [w for w in out if w]
 
 
-def _floor(points: Sequence[Point], chunks: int = P.FLOOR_CHUNKS) -> list[Point]:
-    """Points as a floor series: each run of ``len // chunks`` points as its last, with the run's minima.
+FIELDS = {"rss": "private", "heap": "heap", "arrow": "arrow", "blocks": "blocks", "free": "free"}
+"""The :class:`Point` field each measure reads."""
+_SEGMENT = Point._fields.index("segment")
+
+
+def _floor(points: Sequence[Point], name: str, chunks: int = P.FLOOR_CHUNKS) -> list[Point]:
+    """Points as a floor series of measure ``name``: each run of ``len // chunks`` points as its last, with its minimum.
 
     RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
-    its minima rise only when something stays. Every measure takes its run's minimum
-    (what is unknown in the whole run stays unknown), all in one segment.
+    its minima rise only when something stays. The measure takes its run's minimum (unknown
+    when the whole run does not carry it), all in one segment.
     """
     k = max(1, len(points) // chunks)
     if k == 1:
         return [p._replace(segment=0) for p in points]
+    at = Point._fields.index(FIELDS[name])
     out: list[Point] = []
     for i in range(0, len(points) - k + 1, k):
         run = points[i : i + k]
-
-        def low(get: Callable[[Point], float | None], run: Sequence[Point] = run) -> float | None:
-            return min((v for p in run if (v := get(p)) is not None), default=None)
-
-        blocks = low(MEASURES["blocks"])
-        out.append(
-            run[-1]._replace(
-                private=low(MEASURES["rss"]),
-                heap=low(MEASURES["heap"]),
-                free=low(MEASURES["free"]),
-                arrow=low(MEASURES["arrow"]),
-                blocks=None if blocks is None else int(blocks),
-                segment=0,
-            )
-        )
+        low = min((v for p in run if (v := p[at]) is not None), default=None)
+        row: list[object] = list(run[-1])
+        row[at], row[_SEGMENT] = low, 0
+        out.append(Point._make(row))
     return out
 
 
@@ -223,12 +218,11 @@ def _steps(floor: Sequence[Point], measure: Measure) -> bool:
     return values[-1][1] - half >= P.STEP_HALF_SHARE * (half - values[0][1])
 
 
-def _grown(
-    points: Sequence[Point], measure: Measure, min_growth: float, floored: bool
-) -> tuple[bool, float | None, bool]:
+def _grown(points: Sequence[Point], name: str, min_growth: float) -> tuple[bool, float | None, bool]:
     """Whether the readings ``points`` grew by a line or by steps; the slope per call; whether by steps."""
-    floor = _floor(points)
-    judged = floor if floored else points
+    measure = MEASURES[name]
+    floor = _floor(points, name)
+    judged = floor if name in FLOORED else points
     slope = lag_slope(judged, measure, False)
     first, last = measure(floor[0]), measure(floor[-1])
     span = points[-1].call - points[0].call
@@ -257,20 +251,27 @@ def _onset(floor: Sequence[Point], measure: Measure) -> int | None:
     """
     values = [(float(p.call), v) for p in floor if (v := measure(p)) is not None]
     n = len(values)
+    if n < 2 * P.ONSET_MIN_BEFORE:
+        return None
+    # least squares of y = a + b * max(0, x - t) at each t, from suffix sums: O(n) in all
+    sy = sum(y for _, y in values)
+    syy = sum(y * y for _, y in values) - sy * sy / n
+    suffix = [(0.0, 0.0, 0.0, 0.0)] * (n + 1)  # sums of x, x*x, x*y, y over points i.. (in call order)
+    for i in range(n - 1, -1, -1):
+        x, y = values[i]
+        sx, sxx, sxy, sy_ = suffix[i + 1]
+        suffix[i] = (sx + x, sxx + x * x, sxy + x * y, sy_ + y)
     best: tuple[float, int, float] | None = None  # sse, index, slope after
     for i in range(P.ONSET_MIN_BEFORE - 1, n - P.ONSET_MIN_BEFORE):
-        t = values[i][0]
-        z = [max(0.0, x - t) for x, _ in values]
-        ys = [y for _, y in values]
-        mz, my = sum(z) / n, sum(ys) / n
-        szz = sum((a - mz) ** 2 for a in z)
+        t, m = values[i][0], n - i - 1
+        sx, sxx, sxy, sy_after = suffix[i + 1]
+        z, zz, zy = sx - t * m, sxx - 2 * t * sx + t * t * m, sxy - t * sy_after
+        szz, szy = zz - z * z / n, zy - z * sy / n
         if szz <= 0:
             continue
-        b = sum((a - mz) * (y - my) for a, y in zip(z, ys, strict=True)) / szz
-        a0 = my - b * mz
-        sse = sum((y - a0 - b * a) ** 2 for a, y in zip(z, ys, strict=True))
+        sse = syy - szy * szy / szz
         if best is None or sse < best[0]:
-            best = (sse, i, b)
+            best = (sse, i, szy / szz)
     if best is None or best[2] <= 0:
         return None
     _, i, after = best
@@ -286,16 +287,20 @@ def _trend(points: Sequence[Point], name: str, min_growth: float) -> Trend:
     if len(known) < 2:
         return Trend(UNKNOWN, None, None, len(known))
     if not _enough(known, points[0].call, points[-1].call):
-        floor = _floor(known) if floored else known
+        floor = _floor(known, name) if floored else known
         return Trend(UNKNOWN, lag_slope(floor, measure, False), None, len(known))
-    onset = _onset(_floor(known), measure)
+    values = [v for p in known if (v := measure(p)) is not None]
+    if max(values) - min(values) < min_growth:  # no run of these readings can have risen enough
+        floor = _floor(known, name) if floored else known
+        return Trend(FLAT, lag_slope(floor, measure, False), known[0].call, len(known))
+    onset = _onset(_floor(known, name), measure)
     if onset is not None:
         after = [p for p in known if p.call >= onset]
         if len(after) >= P.MIN_POINTS:
-            grew, slope, steps = _grown(after, measure, min_growth, floored)
+            grew, slope, steps = _grown(after, name, min_growth)
             if grew:
                 return Trend(GREW, slope, after[0].call, len(known), steps)
-    grew, slope, steps = _grown(known, measure, min_growth, floored)
+    grew, slope, steps = _grown(known, name, min_growth)
     return Trend(GREW if grew else FLAT, slope, known[0].call, len(known), steps)
 
 
@@ -398,7 +403,7 @@ def judge(series: Series) -> Verdict:
             P.FIXES[P.INSUFFICIENT_DATA],
             f"{len(points)} snapshots after the warm-up; {P.MIN_POINTS} needed",
         )
-    base_private = next((v for p in _floor(points) if (v := p.private) is not None), 0.0)
+    base_private = next((v for p in _floor(points, "rss") if (v := p.private) is not None), 0.0)
     share = P.GROWTH_SHARE * base_private
     base_blocks = next((p.blocks for p in points if p.blocks is not None), 0)
     trends: dict[str, Trend] = {}
@@ -525,7 +530,7 @@ def _free_slope(points: Sequence[Point], rss: Trend) -> float:
     after = [p for p in points if p.call >= since and p.free is not None]
     if len(after) < 2:
         return 0.0
-    return lag_slope(_floor(after), MEASURES["free"], False) or 0.0
+    return lag_slope(_floor(after, "free"), MEASURES["free"], False) or 0.0
 
 
 def _evidence(
