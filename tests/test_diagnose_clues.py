@@ -197,6 +197,23 @@ def test_worker_files_and_the_driver_console_count_each_event_once(
     twice = write(tmp_path / "twice.log", logs["cache-1"])
     _, out = diagnosed(capsys, "--json", twice, twice)
     assert [trims] == [w["trims"] for w in json.loads(out)["workers"]]
+    _, out = diagnosed(capsys, "--json", write(tmp_path / "cat.log", logs["cache-1"] * 2))
+    assert [trims] == [w["trims"] for w in json.loads(out)["workers"]]
+
+
+def test_a_log_cut_by_rotation_counts_every_trim(tmp_path: Path, logs: dict[str, list[str]], capsys: Any) -> None:
+    """A worker's log in two pieces (``w.log`` the newer half, read first; ``w.log.1`` the older): every trim counts."""
+    lines = logs["cache-1"]
+    trims = [i for i, line in enumerate(lines) if "udfmem.trim" in line]
+    cut = trims[len(trims) // 2]
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    write(rotated / "w.log.1", lines[:cut])
+    write(rotated / "w.log", lines[cut:])
+    _, out = diagnosed(capsys, "--json", str(rotated))
+    _, whole = diagnosed(capsys, "--json", write(tmp_path / "whole.log", lines))
+    assert [len(trims)] == [w["trims"] for w in json.loads(out)["workers"]]
+    assert [len(trims)] == [w["trims"] for w in json.loads(whole)["workers"]]
 
 
 def series_of(slope_mib: float, *, arrow: bool = False, headroom: float | None = None) -> Series:

@@ -12,8 +12,8 @@ counted, never fatal. Memory stays bounded by the per-worker series
 The same line may come twice: a directory holding a worker's own file and the driver console,
 where Ray repeats it behind ``(MapWorker pid=..., ip=...)``, or a log passed twice. Each
 event counts once per worker: a snapshot by its call (the series replaces a repeated call),
-a trim by its time stamp and figures (a worker never logs two trims alike in the same
-millisecond), a setup's figures replace the same ones, and of the ``udfmem.suspect`` events
+a trim by its time stamp (one within the span of that worker's trims that another input
+held was read there), a setup's figures replace the same ones, and of the ``udfmem.suspect`` events
 the latest by time stamp is the online detector's last word (:attr:`LogReader.online`).
 """
 
@@ -56,8 +56,6 @@ IDENTITIES = 4096
 """Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers, and the
 workers of those UDFs it counts (:attr:`LogReader.other_udfs`: beyond, a count is a lower bound)."""
 _SKIP: Any = object()
-_TRIM_FIELDS = tuple(name for name, *_ in _events.SPECS[_events.Trim])
-"""A trim's fields: with its time stamp, what tells two trims of a worker apart."""
 _TRUE = (b"true", b"True", b"'True'", b'"True"')
 
 
@@ -251,7 +249,8 @@ class LogReader:
         self._skips = 0  # identities of other UDFs in _heads
         self.online: dict[WorkerKey, Online] = {}  # the online detector's last word per worker (udfmem.suspect)
         self._said: dict[WorkerKey, tuple[str, str]] = {}  # time stamps of the last word and of the latest growing
-        self._trims: dict[WorkerKey, set[int]] = {}  # each worker's trims read (hashes): a repeated one counts once
+        self._trims: dict[WorkerKey, dict[int, list[str]]] = {}  # per worker, per input: its trims' first, last ts
+        self._input = 0  # the input being read (feed_path counts them): lines fed directly are input 0
         self._others: dict[str, set[tuple[str, int, str]]] = {}  # other UDFs than asked: their workers
         self._other_workers = 0
 
@@ -489,7 +488,9 @@ class LogReader:
             if isinstance(released, int | float) and not isinstance(released, bool):
                 if not -MAX_MIB <= released <= MAX_MIB:
                     return False
-                if series is not None and wanted and self._new_trim(key, fields):
+                if wanted and self._new_trim(key, fields):
+                    if series is None:  # a log that starts with a trim (a piece of a rotated log)
+                        series = self.series[key] = Series(parse=_parse_general)
                     series.add_trim(float(released))
         elif event == "udfmem.setup":
             setup = _point.of_fields({**fields, "call": 0})
@@ -506,19 +507,31 @@ class LogReader:
     def _new_trim(self, key: WorkerKey, fields: dict[str, Any]) -> bool:
         """Whether this trim of worker ``key`` was not read before (one without a time stamp always counts).
 
-        A worker's trims are told apart by time stamp and figures (a hash each: a few dozen
-        bytes a trim, and trims are rarer than snapshots).
+        A worker's lines in one input come in time order, and an input that holds a worker's
+        lines holds all of them between its first and its last (its own file, the driver console,
+        a log cut in pieces by rotation; Ray's console keeps every worker's lines apart, see
+        :func:`udfmem.emit.emitter.worker_tag`). So a trim was read before when its time stamp
+        falls within the first and the last trim of that worker read from any input, this one
+        included (the same log twice on stdin): two trims of a worker in one millisecond count
+        once. Memory: two time stamps per worker and input, never one per trim.
         """
         ts = fields.get("ts")
         if not isinstance(ts, str):
             return True
-        mark = hash((ts, *(repr(fields.get(name)) for name in _TRIM_FIELDS)))
-        seen = self._trims.get(key)
-        if seen is None:
-            seen = self._trims[key] = set()
-        elif mark in seen:
-            return False
-        seen.add(mark)
+        spans = self._trims.get(key)
+        if spans is None:
+            self._trims[key] = {self._input: [ts, ts]}
+            return True
+        for first, last in spans.values():
+            if first <= ts <= last:
+                return False
+        span = spans.get(self._input)
+        if span is None:
+            spans[self._input] = [ts, ts]
+        elif ts > span[1]:
+            span[1] = ts
+        else:
+            span[0] = ts  # before this input's first (a clock stepped back): it is read, and its span widens
         return True
 
     def _suspect(self, key: WorkerKey, fields: dict[str, Any]) -> None:
@@ -555,6 +568,7 @@ class LogReader:
         where it ends and noted in :attr:`cut`.
         """
         f = open_input(path)  # raises LogError
+        self._input += 1
         readline, feed = f.readline, self.feed
         long = False  # inside a line longer than MAX_LINE
         try:
