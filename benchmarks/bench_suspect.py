@@ -1,14 +1,21 @@
-"""The online detector over real runs: detection delay, false alarms, attribution, cost.
+"""The online detector over real runs: detection delay, one event per change, false alarms, attribution, cost.
 
 Run: ``python benchmarks/bench_suspect.py [--runs 10] [--healthy-runs 20] [--json]``.
 
 Each run is a fresh interpreter with a real tracked UDF (``every=8``, ~0.5 ms of work per
-call besides its allocations) whose ``udfmem.suspect`` lines are read back:
+call besides its allocations, unless said) whose ``udfmem.suspect`` lines are read back,
+each with the call of the snapshot it followed (when it was said):
 - **delay**: the call at which the first suspect event names the right pattern, for a
   heap leak of 1 MiB per call (goal: by call 96), 256 KiB per call (by call 256) and an
   Arrow leak of 1 MiB per call (by call 96), each over ``--runs`` runs, in rotating leak
   shapes (dict cache, kept batches, closures over batches, a module-level list);
 - **attribution**: whether ``growing`` names the leaking attribute first, in those runs;
+- **changes** (issue 19's shapes, goal: the right pattern before 1/3 of the run, one event
+  per change of truth): a bounded cache that saturates at call 215 of 400 (when its
+  heap-leak is withdrawn), a warm-up table that fills by call 160 of 400, a leak of
+  256 KiB per call under ``trim=32`` on a fragmented heap (a slow heap walk), and fast
+  calls (64 KiB each, ``every=100``, 4 threads, no work, a slow heap walk: how many
+  snapshots carry ``heap_*``);
 - **false alarms**: suspect events over ``--healthy-runs`` healthy runs with 0-200 MiB
   transients per call (goal: 0), the multi-threaded churn with ``trim="auto"`` (goal: 0)
   and with ``trim="off"`` (retention may be named, a leak never), and a cache that fills
@@ -39,21 +46,37 @@ NAMED = {"cache": "self.cache", "batches": "self.batches", "closures": "self.cal
 LEAK_SHAPES = tuple(NAMED)
 
 
-def suspects(shape: str, size: int, calls: int, seed: int, trim: str = "auto") -> list[dict[str, Any]]:
-    """The suspect events of one run."""
+def events_of(
+    shape: str, size: int, calls: int, seed: int, *options: str
+) -> tuple[list[tuple[int, dict[str, Any]]], float]:
+    """One run's suspect events, each with the call it was said at; the share of snapshots carrying ``heap_*``."""
     from udfmem.events.parse import parse_line
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("UDFMEM_")}
     proc = subprocess.run(
-        [sys.executable, SHAPES, shape, str(size), str(calls), str(seed), f"trim={trim}"],
+        [sys.executable, SHAPES, shape, str(size), str(calls), str(seed), *options],
         capture_output=True,
         text=True,
         env=env,
         check=True,
         timeout=600,
     )
-    events = [parse_line(line) for line in proc.stderr.splitlines()]
-    return [e for e in events if e is not None and e["event"] == "udfmem.suspect"]
+    said: list[tuple[int, dict[str, Any]]] = []
+    call = snaps = heap = 0
+    for line in proc.stderr.splitlines():
+        e = parse_line(line)
+        if e is None:
+            continue
+        if e["event"] == "udfmem.snapshot":
+            call, snaps, heap = e["call"], snaps + 1, heap + ("heap_in_use_mb" in e)
+        elif e["event"] == "udfmem.suspect":
+            said.append((call, e))
+    return said, heap / max(1, snaps)
+
+
+def suspects(shape: str, size: int, calls: int, seed: int, trim: str = "auto") -> list[dict[str, Any]]:
+    """The suspect events of one run."""
+    return [e for _, e in events_of(shape, size, calls, seed, f"trim={trim}")[0]]
 
 
 def delays(label: str, pattern: str, size: int, calls: int, runs: int, shapes: tuple[str, ...]) -> dict[str, Any]:
@@ -62,10 +85,10 @@ def delays(label: str, pattern: str, size: int, calls: int, runs: int, shapes: t
     named = 0
     for run in range(runs):
         shape = shapes[run % len(shapes)]
-        events = suspects(shape, size, calls, seed=run)
-        first = next((e for e in events if e["pattern"] == pattern), None)
-        found.append(None if first is None else first["since_call"])
-        if first is not None and shape in NAMED and str(first.get("growing", "")).startswith(NAMED[shape] + " +"):
+        events, _ = events_of(shape, size, calls, run, "trim=auto")
+        first = next(((at, e) for at, e in events if e["pattern"] == pattern), None)
+        found.append(None if first is None else first[0])
+        if first is not None and shape in NAMED and str(first[1].get("growing", "")).startswith(NAMED[shape] + " +"):
             named += 1
     hits = [c for c in found if c is not None]
     return {
@@ -76,6 +99,45 @@ def delays(label: str, pattern: str, size: int, calls: int, runs: int, shapes: t
         "median": statistics.median(hits) if hits else None,
         "max": max(hits, default=None),
         "named_right": named if shapes != ("arrow",) else None,
+    }
+
+
+def changes(
+    label: str, truth: list[str], shape: str, size: int, calls: int, runs: int, *options: str
+) -> dict[str, Any]:
+    """Runs of a shape whose truth changes (or not): the patterns said, flips, when first said and last said."""
+    sequences: dict[str, int] = {}
+    right = first_ok = 0
+    firsts: list[int] = []
+    lasts: list[int] = []
+    covered: list[float] = []
+    events_total = 0
+    for run in range(runs):
+        events, cover = events_of(shape, size, calls, run, *options)
+        covered.append(cover)
+        events_total += len(events)
+        said: list[str] = []
+        for _, e in events:
+            if not said or said[-1] != e["pattern"]:
+                said.append(e["pattern"])
+        key = " → ".join(said) or "none"
+        sequences[key] = sequences.get(key, 0) + 1
+        right += said == truth or (not said and truth[-1:] == ["healthy"])
+        if events:
+            firsts.append(events[0][0])
+            lasts.append(events[-1][0])
+            first_ok += events[0][1]["pattern"] == truth[0] and events[0][0] <= calls // 3
+    return {
+        "case": label,
+        "runs": runs,
+        "calls": calls,
+        "said": sequences,
+        "events": events_total,
+        "right": right,
+        "first_by_third": first_ok,
+        "first_median": statistics.median(firsts) if firsts else None,
+        "last_median": statistics.median(lasts) if lasts else None,
+        "heap_share": statistics.median(covered),
     }
 
 
@@ -146,21 +208,57 @@ def main() -> None:
         delays("heap leak 256 KiB/call (goal: by call 256)", "heap-leak", mib // 4, 320, args.runs, LEAK_SHAPES),
         delays("Arrow leak 1 MiB/call (goal: by call 96)", "arrow-leak", mib, 160, args.runs, ("arrow",)),
     ]
+    kib = 1 << 10
+    fast = ("work_us=0", "every=100", "threads=4", "holes=8000")
+    shifts = [
+        changes("bounded cache, 1 MiB/call until call 215", ["heap-leak", "healthy"], "saturates", mib, 400, args.runs),
+        changes("warm-up table, full at call 160", ["heap-leak", "healthy"], "table", mib, 400, args.runs),
+        changes(
+            "leak 256 KiB/call, trim=32, slow heap walk",
+            ["heap-leak"],
+            "trims",
+            256 * kib,
+            400,
+            args.runs,
+            "trim=32",
+            "holes=8000",
+        ),
+        changes(
+            "fast calls: 64 KiB/call, every=100, 4 threads, slow heap walk",
+            ["heap-leak"],
+            "fast",
+            64 * kib,
+            6000,
+            args.runs,
+            *fast,
+        ),
+    ]
     false_alarms = [
         alarms("0-200 MiB transients (goal: 0 events)", "noisy", args.healthy_runs, 400),
         alarms("8-thread churn, trim=auto (goal: 0 events)", "churn", 3, 200),
         alarms("8-thread churn, trim=off (retention may be named, never a leak)", "churn", 3, 200, trim="off"),
         alarms("cache fills 48 MiB and stops (goal: 0 events)", "bounded", 5, 400),
     ]
-    result = {"detection": detection, "false_alarms": false_alarms, "cost": costs()}
+    result = {"detection": detection, "changes": shifts, "false_alarms": false_alarms, "cost": costs()}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print("| case | runs | detected | since_call min / median / max | growing named right |")
+    print("| case | runs | detected | said at call min / median / max | growing named right |")
     print("|---|---|---|---|---|")
     for d in detection:
         named = "n/a" if d["named_right"] is None else f"{d['named_right']} of {d['runs']}"
         print(f"| {d['case']} | {d['runs']} | {d['detected']} | {d['min']} / {d['median']} / {d['max']} | {named} |")
+    print(
+        "\n| case | runs x calls | patterns said (runs) | events | right | first said by 1/3 "
+        "| first / last said (median call) | snapshots with heap_* (median) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for c in shifts:
+        said = "; ".join(f"{k} ({v})" for k, v in sorted(c["said"].items()))
+        print(
+            f"| {c['case']} | {c['runs']} x {c['calls']} | {said} | {c['events']} | {c['right']} of {c['runs']} | "
+            f"{c['first_by_third']} of {c['runs']} | {c['first_median']} / {c['last_median']} | {c['heap_share']:.0%} |"
+        )
     print("\n| healthy case | runs x calls | suspect events |")
     print("|---|---|---|")
     for a in false_alarms:

@@ -22,22 +22,25 @@ MIB = 1 << 20
 SEED = 18  # the noisy shape's transients are the same sequence in every run
 
 
-_RUNS: dict[tuple[str, int, tuple[str, ...]], str] = {}
+_RUNS: dict[tuple[str, int, tuple[str, ...], int], str] = {}
 
 
-def run(shape: str, calls: int = 160, env: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> str:
-    """Run the shape (1 MiB per call) in a fresh interpreter; its stderr (one without ``env`` is shared by the tests).
+def run(
+    shape: str, calls: int = 160, env: dict[str, str] | None = None, options: tuple[str, ...] = (), size: int = MIB
+) -> str:
+    """Run the shape (``size`` bytes per call) in a fresh interpreter; its stderr (without ``env``: shared by tests).
 
-    ``options`` go to ``@udfmem.tracked`` (``"suspect=False"``). The limit is generous: 400
-    calls of the noisy shape fault in ~40 GiB of transients, which takes minutes on a
-    loaded machine.
+    ``options`` go to ``@udfmem.tracked`` (``"suspect=False"``) or the script (``"stop=100"``).
+    The limit is generous: 400 calls of the noisy shape fault in ~40 GiB of transients,
+    which takes minutes on a loaded machine.
     """
-    if env is None and (shape, calls, options) in _RUNS:
-        return _RUNS[shape, calls, options]
-    code = f"import sys; sys.argv = ['x', *{[shape, str(MIB), str(calls), str(SEED), *options]!r}]\n" + SHAPES
+    key = (shape, calls, options, size)
+    if env is None and key in _RUNS:
+        return _RUNS[key]
+    code = f"import sys; sys.argv = ['x', *{[shape, str(size), str(calls), str(SEED), *options]!r}]\n" + SHAPES
     stderr = run_python(code, env=env, timeout=SUBPROCESS_S).stderr
     if env is None:
-        _RUNS[shape, calls, options] = stderr
+        _RUNS[key] = stderr
     return stderr
 
 
@@ -46,14 +49,30 @@ def suspects(stderr: str) -> Events:
     return parse_events(stderr, "udfmem.suspect")
 
 
+def said_at(stderr: str) -> list[int]:
+    """The call of the snapshot each ``udfmem.suspect`` event followed: when it was said."""
+    out, call = [], 0
+    for event in parse_events(stderr):
+        if event["event"] == "udfmem.snapshot":
+            call = event["call"]
+        elif event["event"] == "udfmem.suspect":
+            out.append(call)
+    return out
+
+
 @pytest.mark.parametrize(
     ("shape", "named"),
     [("cache", "self.cache"), ("batches", "self.batches"), ("closures", "self.callbacks"), ("module", "module KEEP")],
 )
 def test_a_heap_leak_is_flagged_by_call_96_naming_what_grows(shape: str, named: str) -> None:
-    """1 MiB per call at every=8, in each common shape: heap-leak by call 96, the right attribute named first."""
-    first = suspects(run(shape))[0]
+    """1 MiB per call at every=8, in each common shape: heap-leak said by call 96, the right attribute named first.
+
+    ``since_call`` is where the growth began (the rule's onset): by then, too.
+    """
+    stderr = run(shape)
+    first = suspects(stderr)[0]
     assert "heap-leak" == first["pattern"]
+    assert said_at(stderr)[0] <= 96
     assert first["since_call"] <= 96
     assert first["growing"].startswith(f"{named} +")
     assert first["slope_mb_per_100_calls"] == pytest.approx(100, rel=0.2)
@@ -66,9 +85,10 @@ def test_small_objects_are_a_heap_leak_through_py_blocks() -> None:
 
 
 def test_an_arrow_leak_is_flagged_as_such() -> None:
-    """1 MiB of Arrow arrays kept per call: arrow-leak by call 96."""
-    first = suspects(run("arrow"))[0]
-    assert ("arrow-leak", True) == (first["pattern"], first["since_call"] <= 96)
+    """1 MiB of Arrow arrays kept per call: arrow-leak said by call 96."""
+    stderr = run("arrow")
+    first = suspects(stderr)[0]
+    assert ("arrow-leak", True) == (first["pattern"], said_at(stderr)[0] <= 96)
 
 
 @pytest.mark.parametrize("shape", ["noisy", "bounded"])
