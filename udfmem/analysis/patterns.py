@@ -60,7 +60,8 @@ FIXES = {
     "UDFMEM_ARENA_MAX=2 for a UDF that allocates from many threads",
     PEAK_TOO_BIG: "one call's transient is the danger: use smaller batches (batch_size=...) or process the "
     "batch in chunks inside the call",
-    INSUFFICIENT_DATA: "run more calls, or lower every= (UDFMEM_EVERY) so there are enough snapshots after setup",
+    INSUFFICIENT_DATA: "run more calls, or lower every= (UDFMEM_EVERY) so there are enough snapshots after setup; "
+    "where the evidence names a missing measure, keep the lines that carry it (rss_anon_mb, heap_*)",
 }
 """The first fix to try, per pattern, in one line."""
 
