@@ -116,9 +116,13 @@ def test_growing_and_the_online_word_are_shown(tmp_path: Path, logs: dict[str, l
     assert ts is not None
     later = ts[1][:17] + f"{int(ts[1][17:19]) + 1:02d}" + ts[1][19:] if ts[1][17:19] != "59" else ts[1]
     healthy = raw[: raw.index(" pattern=")].replace(ts[1], later) + " pattern=healthy since_call=392 schema=1"
-    code, out = diagnosed(capsys, "--json", write(tmp_path / "w2.log", [*lines, healthy]))
+    log = write(tmp_path / "w2.log", [*lines, healthy])
+    code, out = diagnosed(capsys, "--json", log)
     (worker,) = json.loads(out)["workers"]
     assert ({"pattern": "healthy", "since_call": 392}, last["growing"]) == (worker["online"], worker["growing"])
+    code, out = diagnosed(capsys, log)
+    assert f"  growing ({who}): {last['growing']}\n" in out
+    assert f"  online ({who}): healthy since call 392 (growing above: said since call {last['since_call']:,})\n" in out
 
 
 def test_the_onset_is_shown(tmp_path: Path, logs: dict[str, list[str]], capsys: Any) -> None:

@@ -12,9 +12,10 @@ counted, never fatal. Memory stays bounded by the per-worker series
 The same line may come twice: a directory holding a worker's own file and the driver console,
 where Ray repeats it behind ``(MapWorker pid=..., ip=...)``, or a log passed twice. Each
 event counts once per worker: a snapshot by its call (the series replaces a repeated call),
-a trim by its time stamp (one within the span of that worker's trims that another input
-held was read there), a setup's figures replace the same ones, and of the ``udfmem.suspect`` events
-the latest by time stamp is the online detector's last word (:attr:`LogReader.online`).
+a trim by its time stamp (one within the span of the trims of that worker that an input
+held was read there: :meth:`LogReader._new_trim`), a setup's figures replace the same ones,
+and of the ``udfmem.suspect`` events the latest by time stamp is the online detector's last
+word (:attr:`LogReader.online`).
 """
 
 from __future__ import annotations

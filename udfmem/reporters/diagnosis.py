@@ -107,7 +107,7 @@ def _online(w: WorkerResult) -> list[str]:
     if o.slope_mb_per_100_calls is not None and o.pattern != P.HEALTHY:
         said += f", {o.slope_mb_per_100_calls:+,.1f} MiB/100 calls"
     if o.growing is not None and o.growing_since_call is not None and o.growing_since_call != o.since_call:
-        said += f" (growing said since call {o.growing_since_call:,})"
+        said += f" (growing above: said since call {o.growing_since_call:,})"
     out.append(printable(f"  online ({who}): {said}"))
     return out
 
