@@ -5,6 +5,8 @@ cannot read, each a :class:`LogError` naming the path and why. Nothing is skippe
 silently and nothing blocks:
 
 - a directory that cannot be listed (or vanishes) is an input that cannot be read;
+- a directory's files are read sorted by name, a rotated log's pieces oldest first
+  (``x.log.2``, ``x.log.1``, ``x.log``: :func:`log_order`);
 - in a directory, a regular file (or a link to one) is read; a broken link is an input
   that cannot be read; a FIFO, socket or device, or a link to a directory (never
   followed), is not a log: it is skipped with a note (:attr:`LogError.note`), since a
@@ -22,6 +24,7 @@ import contextlib
 import functools
 import gzip
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable
@@ -114,6 +117,23 @@ def check_file(path: str) -> None:
         raise refusal
 
 
+_ROTATED = re.compile(r"(.+)\.([0-9]{1,9})(?:\.gz)?")
+
+
+def log_order(name: str) -> tuple[str, int, int]:
+    """The sort key of the files in a directory: by name, a rotated log's pieces oldest first.
+
+    ``worker.err.2``, ``worker.err.1`` (or ``.1.gz``), then ``worker.err``: Python's
+    ``RotatingFileHandler`` and logrotate number the pieces older the higher. A worker's
+    pieces read oldest first hand its snapshots to its series in call order (a series
+    skips a call before its latest, as a repeat).
+    """
+    rotated = _ROTATED.fullmatch(name)
+    if rotated is None:
+        return (name, 1, 0)
+    return (rotated[1], 0, -int(rotated[2]))
+
+
 def _walk(top: str, suffix: str, files: list[str], problems: list[LogError]) -> None:
     """The files under the directory ``top`` whose names end with ``suffix``, sorted; what could not be read."""
 
@@ -125,7 +145,7 @@ def _walk(top: str, suffix: str, files: list[str], problems: list[LogError]) -> 
         for name in [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             dirs.remove(name)  # os.walk would not follow it either: say so
             problems.append(LogError(os.path.join(root, name), "a link to a directory (not followed)", note=True))
-        for name in sorted(names):
+        for name in sorted(names, key=log_order):
             if not name.endswith(suffix):
                 continue
             path = os.path.join(root, name)
