@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import re
 import sys
 import tracemalloc
@@ -31,6 +32,11 @@ from udfmem.probes import inspect as _inspect  # noqa: E402
 MIB = 1 << 20
 KEPT = 64
 """Items each shape keeps between the two inspections."""
+
+
+frozen = itertools.repeat(0.0).__next__
+"""A clock that never advances (C, no Python frame): no budget runs out and no call looks slow, whatever the
+machine's load (a timed call preempted for over ``SLOW_S`` would mark its type slow for the whole test process)."""
 
 
 class Udf:
@@ -58,11 +64,11 @@ def true_bytes() -> Iterator[list[int]]:
 
 def growth(udf: Any, module: types.ModuleType | None, keep: Callable[[int], object]) -> tuple[str, int, int]:
     """Inspect, run ``keep`` for ``KEPT`` items, inspect again: (the first grower's name, its estimated bytes, true)."""
-    before = _inspect.inspect(udf, module, budget_s=60.0)  # a budget the machine's load cannot spend
+    before = _inspect.inspect(udf, module, clock=frozen)
     with true_bytes() as true:
         for i in range(KEPT):
             keep(i)
-    now = _inspect.inspect(udf, module, budget_s=60.0)
+    now = _inspect.inspect(udf, module, clock=frozen)
     grown = _inspect.growing(before, now)
     assert grown is not None
     name = grown.split(" +")[0]
@@ -139,7 +145,7 @@ def test_a_module_lru_cache_of_arrays_is_named_and_sized(maxsize: int | None) ->
     name, estimated, true = growth(None, module, embed)
     assert "module embed" == name
     assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
-    assert (KEPT, estimated) == (_inspect.inspect(None, module, budget_s=60.0)["module embed"][0], estimated)
+    assert (KEPT, estimated) == (_inspect.inspect(None, module, clock=frozen)["module embed"][0], estimated)
 
 
 def test_an_lru_cache_method_is_named_on_the_udf() -> None:
@@ -178,14 +184,51 @@ def test_the_newest_items_are_sampled() -> None:
     assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
 
 
-def test_views_of_one_batch_count_it_once_per_sample() -> None:
-    """Eight views of one 8 MiB array in a list: the array counts once, not eight times."""
+def test_views_of_one_batch_count_it_once() -> None:
+    """500 ten-value views of one 8 MiB array in a list: the array counts once, not once per view."""
     batch = np.random.rand(1 << 20)
     udf = Udf()
-    udf.seen = [batch[i : i + 10] for i in range(8)]
-    items, estimated = _inspect.inspect(udf, None, budget_s=60.0)["self.seen"]
-    assert 8 == items
+    udf.seen = [batch[i : i + 10] for i in range(0, 5000, 10)]
+    items, estimated = _inspect.inspect(udf, None, clock=frozen)["self.seen"]
+    assert 500 == items
     assert within_2x(estimated, batch.nbytes), f"estimated {estimated:,} for {batch.nbytes:,}"
+
+
+def test_rows_of_batches_kept_one_by_one_count_each_batch_once() -> None:
+    """``self.seen.extend(embeddings)``: 100 rows (views) of each 300 KiB batch; each batch counts once."""
+    udf = Udf()
+    udf.seen = []
+    name, estimated, true = growth(udf, None, lambda i: udf.seen.extend(np.random.rand(100, 768).astype(np.float32)))
+    assert "self.seen" == name
+    assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
+
+
+def test_rows_kept_in_a_dict_count_each_batch_once() -> None:
+    """The same rows as values of a dict (beyond the walked newest entries too): each batch counts once."""
+    udf = Udf()
+    udf.cache = {}
+
+    def keep(i: int) -> None:
+        for j, row in enumerate(np.random.rand(100, 768).astype(np.float32)):
+            udf.cache[i, j] = row
+
+    name, estimated, true = growth(udf, None, keep)
+    assert "self.cache" == name
+    assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
+
+
+def test_one_row_slices_of_record_batches_count_each_parent_once() -> None:
+    """A 1-row Arrow slice per row of each 80 KB record batch: each parent counts once, not once per slice."""
+    udf = Udf()
+    udf.seen = []
+
+    def keep(i: int) -> None:
+        parent = pa.record_batch({"x": np.random.rand(10_000)})
+        udf.seen.extend(parent.slice(j, 1) for j in range(100))
+
+    name, estimated, true = growth(udf, None, keep)
+    assert "self.seen" == name
+    assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
 
 
 class Hostile:
@@ -298,7 +341,7 @@ def test_no_code_of_yours_runs_while_measuring_deeply() -> None:
     Hostile.calls.clear()
     called.clear()
     measured: list[_inspect.Measures] = []
-    ran = python_code_run(lambda: measured.append(_inspect.inspect(udf, module, budget_s=60.0)))
+    ran = python_code_run(lambda: measured.append(_inspect.inspect(udf, module, clock=frozen)))
     assert [] == Hostile.calls
     assert [] == called
     assert set() == {code for code in ran if code is not functools._CacheInfo.__new__.__code__}  # type: ignore[attr-defined]

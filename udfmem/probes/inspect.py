@@ -14,9 +14,11 @@ record batch or table by the buffers it references (``get_total_buffer_size``: a
 pins its parent's buffers), a pandas DataFrame or Series by its blocks' arrays and its
 index (what ``memory_usage(deep=False)`` counts, read from the block manager without
 building a Series), a closure by what its cells and defaults hold, a ``functools.partial``
-by its arguments. The UDF object itself, and a buffer owner already counted under the same
-attribute, count once. A ``functools.lru_cache`` in the module (or on the UDF's class) is
-measured too: its ``cache_info().currsize`` entries, the newest sampled deeply.
+by its arguments. Views sharing an owner (the rows of a batch kept one by one, 1-row Arrow
+slices) count it once: each counts its share of the owner, over the run of neighbours that
+share it. The UDF object itself, met again in a closure or a cache key, is not counted. A
+``functools.lru_cache`` in the module (or on the UDF's class) is measured too: its
+``cache_info().currsize`` entries, the newest sampled deeply.
 
 An inspection keeps no strong reference (names and numbers only), never raises, and runs
 no Python code of yours. Types and attributes are read the way
@@ -51,7 +53,7 @@ import sys
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
 
@@ -62,7 +64,7 @@ SLOW_S = 0.001
 SAMPLED = 8
 """Items sampled from a set (unordered) or the newest entries of a bounded ``lru_cache`` to estimate their bytes."""
 MAX_WALK = 255
-"""Items of a dict or deque walked at most from the newest end to sample it (:func:`_strata`)."""
+"""Items of a dict or deque walked at most from the newest end to sample it (:func:`_sampled`)."""
 MAX_NAMES = 256
 """Attributes and module globals measured at most (the first ones found)."""
 INNER = 8
@@ -164,11 +166,18 @@ def _kind(cls: type, mro: tuple[type, ...]) -> tuple[str, Any] | None:
         if type(base) in _SLOTS and _static(mro, "base") is base and _static(mro, "nbytes") is nbytes:
             return "ndarray", (base, nbytes)
         return None
-    for name in ("RecordBatch", "Table", "ChunkedArray", "Array"):
+    for name, step in (("RecordBatch", "column"), ("Table", "column"), ("ChunkedArray", "chunk"), ("Array", "buffers")):
         arrow = _library_class("pyarrow", name)
         if arrow is not None and any(k is arrow for k in mro):
             method = _static(_mro(arrow), "get_total_buffer_size")
-            return ("arrow", method) if method is not None and _static(mro, "get_total_buffer_size") is method else None
+            if method is None or _static(mro, "get_total_buffer_size") is not method:
+                return None
+            inward = _static(_mro(arrow), step)  # towards its first buffer: what tells its parent
+            return "arrow", (method, step, inward if inward is not None and _static(mro, step) is inward else None)
+    buffer = _library_class("pyarrow", "Buffer")
+    if buffer is not None and any(k is buffer for k in mro):
+        address = _static(_mro(buffer), "address")
+        return ("buffer", address) if type(address) in _SLOTS and _static(mro, "address") is address else None
     for name in ("DataFrame", "Series"):
         frame = _library_class("pandas", name)
         if frame is not None and any(k is frame for k in mro):
@@ -302,65 +311,175 @@ class _Walk:
         return True
 
 
-def _plan_strata(n: int, walk_limit: int) -> list[tuple[int, int]]:
-    """(index from the newest end, items it stands for) for a container of ``n`` items (:func:`_strata`)."""
-    out: list[tuple[int, int]] = []
+def _plan_strata(n: int, walk_limit: int) -> list[tuple[int, int, int]]:
+    """(sampled index, first index, last index) from the newest end, per stratum of ``n`` items (:func:`_sampled`)."""
+    out: list[tuple[int, int, int]] = []
     start, size = 0, 1
     while start < n:
         if start >= walk_limit:  # the rest, sampled at its newest end (no walking further)
-            out.append((start, n - start))
+            out.append((start, start, n - 1))
             break
         end = min(start + size, n)  # this stratum: newest indices start .. end - 1
-        out.append((start + (end - 1 - start) // 2, end - start))
+        out.append((start + (end - 1 - start) // 2, start, end - 1))
         start, size = end, size * 2
     return out
 
 
-def _strata(obj: Any, sampler: type, n: int) -> Iterator[tuple[tuple[Any, ...], int]]:
-    """Items of a built-in container, each with the number of items it stands for.
+def _newest(obj: Any, sampler: type, n: int) -> tuple[Callable[[int], Any], int, int]:
+    """An accessor to the ``i``-th newest item of an ordered container, how many it reaches, and the walk limit.
 
-    Ordered containers are read from their newest end (where a leak appends) in strata that
-    double in size: the newest item, the next two, the next four..., each sampled at its
-    middle. A block of new items at the end is then counted within half a stratum (itself at
-    most as large as the block), however different the old items are. A list or tuple is
-    indexed; a dict or deque is walked ``MAX_WALK`` items at most from its newest end (one
-    sample then stands for all older ones). A dict's item is its key and value; a set is
-    unordered (``SAMPLED`` items, each standing for one).
+    A list or tuple is indexed (all ``n``); a dict's (key, value) or a deque's item comes from
+    the newest ``MAX_WALK + 1``, walked once.
     """
     if sampler is list or sampler is tuple:
         get = list.__getitem__ if sampler is list else tuple.__getitem__
-        for newest, weight in _plan_strata(n, n):
-            yield (get(obj, n - 1 - newest),), weight
-        return
+        return (lambda i: get(obj, n - 1 - i)), n, n
     if sampler is dict:
-        ordered: Iterator[Any] = (pair for pair in reversed(dict.items(obj)))
-    elif sampler is collections.deque:
-        ordered = ((item,) for item in _DEQUE_REVERSED(obj))
+        window = list(islice(reversed(dict.items(obj)), MAX_WALK + 1))
     else:
-        iterate: Any = _NAMESPACE.__get__(sampler)["__iter__"]  # set's or frozenset's own
-        yield from (((item,), 1) for item in islice(iterate(obj), SAMPLED))  # a set: no order to follow
-        return
-    wanted = iter(_plan_strata(n, MAX_WALK))
-    newest, weight = next(wanted, (-1, 0))
-    for at, item in enumerate(ordered):
-        if at == newest:
-            yield item, weight
-            newest, weight = next(wanted, (-1, 0))
-            if newest < 0:
-                return
+        window = list(islice(_DEQUE_REVERSED(obj), MAX_WALK + 1))
+    return window.__getitem__, len(window), MAX_WALK
+
+
+def _arrow_key(obj: Any) -> int | None:
+    """The address of an Arrow object's first buffer (its first column's, first chunk's): shared by its slices."""
+    for _ in range(3):
+        kind = _plan(type(obj)).kind
+        if kind is None or kind[0] != "arrow" or kind[1][2] is None:
+            return None
+        _, step, inward = kind[1]
+        try:
+            if step != "buffers":
+                obj = inward(obj, 0)
+                continue
+            for buffer in inward(obj):
+                found = _plan(type(buffer)).kind
+                if found is not None and found[0] == "buffer":
+                    address = found[1].__get__(buffer, type(buffer))
+                    return address if type(address) is int else None
+        except Exception:  # no column, no chunk
+            return None
+        return None
+    return None
+
+
+def _owner(obj: Any) -> tuple[int, Any] | None:
+    """(key, owner) of what a view's memory belongs to; None for anything else (not a view).
+
+    A NumPy view: the array owning its memory (``.base`` chain). An Arrow array, chunked
+    array, record batch or table: its first buffer's address, the object itself standing for
+    its parent (a slice pins its parent's buffers: ``get_total_buffer_size``).
+    """
+    kind = _plan(type(obj)).kind
+    if kind is not None and kind[0] == "arrow":
+        address = _arrow_key(obj)
+        return (address, obj) if address is not None else None
+    if kind is None or kind[0] != "ndarray":
+        return None
+    owner = obj
+    for _ in range(OWNER_DEPTH):
+        base = kind[1][0].__get__(owner, type(owner))
+        if base is None:
+            break
+        owner, kind = base, _plan(type(base)).kind
+        if kind is None or kind[0] != "ndarray":
+            break
+    return (id(owner), owner) if owner is not obj else None
+
+
+def _owner_bytes(owner: Any, walk: _Walk) -> int:
+    """The bytes of a view's owner: an array's ``nbytes``, Arrow's parent buffers, else its own measure (bytes)."""
+    kind = _plan(type(owner)).kind
+    if kind is not None and kind[0] == "arrow":
+        return _measure(owner, walk, False, 0)[1]
+    if kind is not None and kind[0] == "ndarray":
+        nbytes = kind[1][1].__get__(owner, type(owner))
+        return nbytes if type(nbytes) is int else 0
+    return _measure(owner, walk, False, 0)[1]
+
+
+def _reach(same: Callable[[int], bool], at: int, limit: int) -> int:
+    """How many items beyond ``at`` toward ``limit`` share its owner (a contiguous run), by galloping then bisecting."""
+    step_sign = 1 if limit >= at else -1
+    span = abs(limit - at)
+    good, step = 0, 1
+    while step <= span and same(at + step_sign * step):
+        good, step = step, step * 2
+    bad = min(step, span + 1)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if same(at + step_sign * middle):
+            good = middle
+        else:
+            bad = middle
+    return good
 
 
 def _sampled(obj: Any, plan: _Plan, n: int, walk: _Walk, levels: int) -> int:
-    """Bytes of a container's ``n`` items estimated from its strata (:func:`_strata`), within budget."""
+    """Bytes of a container's ``n`` items estimated from a few of them, within budget.
+
+    Ordered containers are read from their newest end (where a leak appends) in strata that
+    double in size: the newest item, the next two, the next four..., each sampled at its
+    middle and standing for its stratum. A block of new items at the end is then counted
+    within half a stratum (itself at most as large as the block), however different the old
+    items are. A list or tuple is indexed; a dict or deque is walked ``MAX_WALK`` items at
+    most from its newest end (one sample then stands for all older ones). A dict's item is
+    its key and value; a set is unordered (``SAMPLED`` items, each standing for one). When
+    the budget runs out, the items not reached count as the average of those measured.
+
+    Views sharing one owner (the rows of a batch, kept one by one) are not counted once per
+    item: around a sampled view the run of neighbours sharing its owner is found (galloping
+    then bisecting, within the items reached), and each view of its stratum counts its share
+    of the owner (``owner bytes / run``): the shares of a run add up to its owner once.
+    """
     if plan.sampler is None or levels <= 0 or n <= 0:
         return 0
-    total = covered = 0
-    for items, weight in _strata(obj, plan.sampler, n):
-        total += weight * sum(_measure(item, walk, True, levels - 1)[1] for item in items)
-        covered += weight
-        if walk.clock() > walk.deadline:  # the rest of the items as the average of those measured
+    total = covered = 0.0
+    if plan.sampler is set or plan.sampler is frozenset:
+        iterate: Any = _NAMESPACE.__get__(plan.sampler)["__iter__"]  # set's or frozenset's own: no order
+        for item in islice(iterate(obj), SAMPLED):
+            total += _measure(item, walk, True, levels - 1)[1]
+            covered += 1
+            if walk.clock() > walk.deadline:
+                break
+        return int(total * n / covered) if covered else 0
+    get, reached, limit = _newest(obj, plan.sampler, n)
+    pairs = plan.sampler is dict  # a dict's item is (key, value): the value may be a view
+    longest = 1  # the longest run of views sharing an owner found so far
+    keys: dict[int, int | None] = {}  # the owner key of each item looked at (the runs of strata overlap)
+    for at, first, last in _plan_strata(n, limit):
+        if at >= reached:
             break
-    return total * n // covered if covered else 0
+        item = get(at)
+        held = item if pairs else (item,)
+        owned = _owner(held[-1])
+        weight = last - first + 1
+        plain = held[:-1] if owned is not None else held
+        stratum: float = weight * sum(_measure(x, walk, True, levels - 1)[1] for x in plain)
+        if owned is not None:
+            key, owner = owned
+
+            def same(i: int, key: int = key) -> bool:
+                if i not in keys:
+                    if walk.clock() > walk.deadline:
+                        return False
+                    found = _owner(get(i)[-1] if pairs else get(i))
+                    keys[i] = found[0] if found is not None else None
+                return keys[i] == key
+
+            older = _reach(same, at, reached - 1)
+            run = 1 + _reach(same, at, 0) + older  # the views sharing this owner
+            if at + older == reached - 1 < n - 1:  # cut by the end of the walk: as long as the longest seen
+                run = max(run, longest)
+            longest = max(longest, run)
+            stratum += weight * _owner_bytes(owner, walk) / run  # each view: its share of the owner
+        if walk.clock() > walk.deadline:  # the rest of the items as the average of those measured
+            if not covered:
+                total, covered = stratum, weight
+            break
+        total += stratum
+        covered += weight
+    return int(total * n / covered) if covered else 0
 
 
 def _array(obj: Any, walk: _Walk) -> int:
@@ -494,8 +613,10 @@ def _retained(obj: Any, cls: type, plan: _Plan, walk: _Walk, levels: int) -> tup
     if kind == "ndarray":
         return None, _array(obj, walk)
     if kind == "arrow":
-        size = _call(cls, "nbytes", lambda: detail(obj), walk.clock)  # slow once: neither it nor nbytes again
+        size = _call(cls, "nbytes", lambda: detail[0](obj), walk.clock)  # slow once: neither it nor nbytes again
         return (None, size) if size is not None else None
+    if kind == "buffer":
+        return None
     if kind == "frame":
         size = _frame(obj, walk)
         return (None, _sizeof(obj, plan) + size) if size is not None else None
