@@ -374,6 +374,18 @@ def test_deep_sampling_stops_at_the_budget() -> None:
     assert within_2x(cut, true) and within_2x(full, true), (cut, full, true)
 
 
+def per_item(stderr: str, name: str) -> tuple[int, float]:
+    """The first ``udfmem.suspect`` event's ``growing`` for ``name``: (items grown, bytes per item)."""
+    found = [e for e in parse_events(stderr, "udfmem.suspect") if e.get("growing")]
+    assert found, stderr[-2000:]
+    grown = str(found[0]["growing"])
+    match = re.match(re.escape(name) + r" \+([\d,]+) items \(~([\d.,]+) (KiB|MiB|GiB)\)", grown)
+    assert match is not None, grown
+    items = int(match[1].replace(",", ""))
+    size = float(match[2].replace(",", "")) * {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[match[3]]
+    return items, size / items
+
+
 def test_a_tracked_udf_keeping_dataframes_names_their_size() -> None:
     """A real tracked UDF keeping a 0.7 MiB DataFrame per call: ``growing`` says ~0.7 MiB per item kept."""
     stderr = run_python(
@@ -392,10 +404,26 @@ def test_a_tracked_udf_keeping_dataframes_names_their_size() -> None:
             udf(i)
         """
     ).stderr
-    found = [e for e in parse_events(stderr, "udfmem.suspect") if e.get("growing")]
-    assert found, stderr[-2000:]
-    match = re.match(r"self\.seen \+([\d,]+) items \(~([\d.,]+) (KiB|MiB|GiB)\)", str(found[0]["growing"]))
-    assert match is not None, found[0]["growing"]
-    items = int(match[1].replace(",", ""))
-    size = float(match[2].replace(",", "")) * {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[match[3]]
-    assert within_2x(int(size / items), 10_000 * 9 * 8), found[0]["growing"]
+    _, each = per_item(stderr, "self.seen")
+    assert within_2x(int(each), 10_000 * 9 * 8), each
+
+
+def test_a_tracked_udf_behind_a_module_lru_cache_names_it() -> None:
+    """A real tracked UDF whose module-level ``lru_cache`` keeps a 512 KiB array per key: named, ~512 KiB each."""
+    stderr = run_python(
+        """
+        import functools, numpy as np, udfmem
+        @functools.lru_cache(maxsize=None)
+        def embed(key):
+            return np.random.default_rng(key).random(64 * 1024)
+        @udfmem.tracked(every=8)
+        class Embed:
+            def __call__(self, i):
+                return float(embed(i).sum())
+        udf = Embed()
+        for i in range(300):
+            udf(i)
+        """
+    ).stderr
+    _, each = per_item(stderr, "module embed")
+    assert within_2x(int(each), 64 * 1024 * 8), each
