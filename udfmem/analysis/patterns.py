@@ -78,6 +78,11 @@ SUB_WINDOWS = 4
 """A measure grows only if it grew in every one of this many sub-windows (CPython's refleak rule)."""
 PLATEAU_SHARE = 0.2
 """The last sub-window must still rise at this share of the overall slope (else a plateau: a filled cache)."""
+WINDOW_MIN_SHARE = 0.1
+"""In a series, each sub-window must rise at more than this share of the overall slope, not merely above 0.
+
+Noise makes a flat sub-window's slope positive half the time; a leak's windows rise at
+about its slope. (A unit check reads exact figures: its noise floor is bytes.)"""
 CHECK_NOISE_BYTES = 16 * 1024
 """A unit check's sub-window grows only by more than this (page and arena granularity), whatever its sign."""
 MIN_GROWTH_MIB = 16
@@ -118,12 +123,13 @@ STEP_NOISE_SHARE = 0.1
 STEP_WINDOWS = 3
 """... the floor must rise in at least this many of the ``SUB_WINDOWS`` sub-windows, never fall back ..."""
 STEP_TAIL_GAPS = 2.0
-"""... its last rise must be at most this many typical gaps between rises before the end (else a plateau) ..."""
-STEP_HALF_SHARE = 0.5
+"""... it must have risen over the last this-many typical gaps between its rises (else a plateau) ..."""
+STEP_HALF_SHARE = 0.25
 """... and the floor must rise in the second half of the calls at least this share of its rise in the first.
 
-A staircase of regular steps rises alike in both halves (one step apart at most); a floor
-that rises by bursts early and little later is a cache or an arena filling, not a leak.
+A staircase of regular steps rises alike in both halves (one step apart at most; pinned
+blocks that come at random still put one in four of their rises in the later half); a
+floor that rises by bursts early and little later is a cache or an arena filling.
 """
 ONSET_MIN_BEFORE = 3
 """A change point (a late onset) needs at least this many floor points of flat memory before it ..."""

@@ -30,8 +30,9 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    - *or steps*: a staircase (one step per pinned block) fails "every sub-window" by
      construction, so the floor also grows when it rose (by more than
      ``STEP_NOISE_SHARE`` of its whole rise) in at least ``STEP_WINDOWS`` sub-windows,
-     never fell back by more than that, and rose last at most ``STEP_TAIL_GAPS`` typical
-     gaps between its rises before the end (the plateau rule for steps).
+     never fell back by more than that, rose (by as much) over the last ``STEP_TAIL_GAPS``
+     typical gaps between its rises and rose in the second half of the calls at least
+     ``STEP_HALF_SHARE`` as much as in the first (the plateau rules for steps).
    - *Onset.* A leak that starts late is diluted by the flat calls before it: a change
      point is searched on the measure's floor (a hinge: flat, then rising, fitted by
      least squares at each floor point with at least ``ONSET_MIN_BEFORE`` before it);
@@ -137,21 +138,24 @@ _SEGMENT = Point._fields.index("segment")
 
 
 def _floor(points: Sequence[Point], name: str, chunks: int = P.FLOOR_CHUNKS) -> list[Point]:
-    """Points as a floor series of measure ``name``: each run of ``len // chunks`` points as its last, with its minimum.
+    """Points as a floor series of ``name``: runs of ``len // chunks`` points, each as its first, with its minimum.
 
     RSS between trims rises and falls with retention (a sawtooth under ``trim="auto"``);
     its minima rise only when something stays. The measure takes its run's minimum (unknown
-    when the whole run does not carry it), all in one segment.
+    when the whole run does not carry it), all in one segment. The runs end at the last
+    point (a partial run at the start is left out: the latest snapshots always count), and
+    each stands at its first call: a minimum rises only once the whole run has, so what
+    raised it came by then.
     """
     k = max(1, len(points) // chunks)
     if k == 1:
         return [p._replace(segment=0) for p in points]
     at = Point._fields.index(FIELDS[name])
     out: list[Point] = []
-    for i in range(0, len(points) - k + 1, k):
+    for i in range(len(points) % k, len(points) - k + 1, k):
         run = points[i : i + k]
         low = min((v for p in run if (v := p[at]) is not None), default=None)
-        row: list[object] = list(run[-1])
+        row: list[object] = list(run[0])
         row[at], row[_SEGMENT] = low, 0
         out.append(Point._make(row))
     return out
@@ -173,7 +177,8 @@ def _line(points: Sequence[Point], measure: Measure, slope: float) -> bool:
         if len(run) < 2:
             continue  # the first window holds one value: the next one's slope starts from it
         # every window grew; the last one still rises (the plateau rule: analysis/growth.py, shared with testing)
-        if not growth.window_grew(lag_slope(run, measure, False), slope, last=i == len(windows) - 1):
+        rate, noise = lag_slope(run, measure, False), P.WINDOW_MIN_SHARE * slope
+        if not growth.window_grew(rate, slope, last=i == len(windows) - 1, noise=noise):
             return False
     return True
 
@@ -183,8 +188,8 @@ def _steps(floor: Sequence[Point], measure: Measure) -> bool:
 
     A rise counts once the floor is ``STEP_NOISE_SHARE`` of its whole rise above the level
     of the last rise; it must never fall that far below its highest; rises must come in
-    ``STEP_WINDOWS`` of the sub-windows, the last one at most ``STEP_TAIL_GAPS`` typical
-    gaps between rises before the end, and the second half of the calls must rise at least
+    ``STEP_WINDOWS`` of the sub-windows, it must rise (that much) over the last
+    ``STEP_TAIL_GAPS`` typical gaps between rises, and the second half of the calls must rise at least
     ``STEP_HALF_SHARE`` as much as the first (steps that slow down are a cache filling).
     """
     values = [(p.call, v) for p in floor if (v := measure(p)) is not None]
@@ -211,8 +216,9 @@ def _steps(floor: Sequence[Point], measure: Measure) -> bool:
     if len(windows) < P.STEP_WINDOWS:
         return False
     gaps = [b - a for a, b in zip([first, *rises], rises, strict=False)]
-    if last - rises[-1] > P.STEP_TAIL_GAPS * statistics.median(gaps):
-        return False  # a long flat tail: it stopped (a plateau)
+    tail = last - P.STEP_TAIL_GAPS * statistics.median(gaps)
+    if values[-1][1] - min(v for call, v in values if call >= tail) <= tol:
+        return False  # no rise over the last typical gaps: it stopped (a plateau)
     middle = first + (last - first) / 2
     half = min((v for call, v in values if call >= middle), default=values[-1][1])
     return values[-1][1] - half >= P.STEP_HALF_SHARE * (half - values[0][1])
@@ -305,21 +311,26 @@ def _trend(points: Sequence[Point], name: str, min_growth: float) -> Trend:
 
 
 def _agrees(points: Sequence[Point], name: str, rss: Trend) -> bool | None:
-    """Whether an unknown measure's readings rose with RSS (``EXPLAINED_SHARE`` of its slope).
+    """Whether a measure short of its own rule rose with RSS: ``EXPLAINED_SHARE`` of RSS's growth.
 
-    None when they cannot say: fewer than two readings in the calls RSS grew over, or
-    readings spanning less than ``AGREE_SPAN_SHARE`` of them without rising with it.
+    Its readings in the calls RSS grew over rose at that share of RSS's slope, or by that
+    share of what RSS's slope projects over them (steps, which a slope may miss). None when
+    they cannot say: fewer than two readings there, or readings spanning less than
+    ``AGREE_SPAN_SHARE`` of those calls without rising with RSS.
     """
     measure = MEASURES[name]
     since = rss.since if rss.since is not None else points[0].call
     known = [p for p in points if p.call >= since and measure(p) is not None]
+    if name in FLOORED:
+        known = _floor(known, name)
     if len(known) < 2 or rss.slope is None:
         return None
-    slope = lag_slope(known, measure, False)
-    delta = (measure(known[-1]) or 0.0) - (measure(known[0]) or 0.0)
-    if slope is not None and slope >= P.EXPLAINED_SHARE * rss.slope and delta > 0:
-        return True
+    slope = lag_slope(known, measure, False) or 0.0
     covered = known[-1].call - known[0].call
+    delta = (measure(known[-1]) or 0.0) - (measure(known[0]) or 0.0)
+    share = P.EXPLAINED_SHARE * rss.slope
+    if delta > 0 and (slope >= share or delta >= share * covered):
+        return True
     return False if covered >= P.AGREE_SPAN_SHARE * (points[-1].call - since) else None
 
 
@@ -434,12 +445,14 @@ def judge(series: Series) -> Verdict:
         and not kept_down
     )
     # RSS growth that malloc's growing free figure explains is retention growing, not a leak
-    free_s = _free_slope(points, rss)
-    held_growth = grows["rss"] and free_s >= P.EXPLAINED_SHARE * (rss_slope or 0.0)
+    held_growth = grows["rss"] and _agrees(points, "free", rss) is True
     # malloc in-use short of its own rule (read too seldom, or just under the floor): its readings
     # rose with RSS (a heap leak), or not (untracked growth), or cannot say
     heap = trends["heap"]
     heap_agrees = _agrees(points, "heap", rss) if grows["rss"] and heap.state != GREW else None
+    # Arrow live short of its own rule (exact steps fail "every sub-window" where RSS's noise passes it)
+    arrow_agrees = grows["rss"] and trends["arrow"].state != GREW and _agrees(points, "arrow", rss) is True
+    arrow_d, heap_d = _delta(points, MEASURES["arrow"]) or 0.0, _delta(points, MEASURES["heap"]) or 0.0
     # RSS grows by the whole rule and Python blocks rose with it: Python objects, even where
     # py_blocks was read too seldom (its time budget) for the sub-window rule of its own
     blocks_t = trends["blocks"]
@@ -456,6 +469,8 @@ def judge(series: Series) -> Verdict:
     since: int | None = None
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
         pattern, since = P.ARROW_LEAK, trends["arrow"].since
+    elif arrow_agrees and not grows["heap"] and (not heap_agrees or arrow_d >= heap_d):
+        pattern, since = P.ARROW_LEAK, rss.since
     elif grows["heap"]:
         pattern, since = P.HEAP_LEAK, heap.since
     elif grows["blocks"] and not grows["arrow"]:
@@ -522,15 +537,6 @@ def judge(series: Series) -> Verdict:
         grew,
         since if pattern in P.GROWTH else None,
     )
-
-
-def _free_slope(points: Sequence[Point], rss: Trend) -> float:
-    """The slope of malloc's free figure's floor over the calls RSS is judged on (0 when unknown)."""
-    since = rss.since if rss.since is not None else points[0].call
-    after = [p for p in points if p.call >= since and p.free is not None]
-    if len(after) < 2:
-        return 0.0
-    return lag_slope(_floor(after, "free"), MEASURES["free"], False) or 0.0
 
 
 def _evidence(
