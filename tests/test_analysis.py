@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from udfmem.analysis import patterns, profile
 from udfmem.analysis.profile import Frame, LeakRecord, ProfileHeader
 from udfmem.analysis.series import Point, lag_slope
+from udfmem.analysis.verdict import Verdict
 
 MIB = patterns.MIB
 SOURCE = "/src/udfs/embed.py"
@@ -159,3 +161,26 @@ def test_analysis_and_reporters_never_import_the_runtime(package: str) -> None:
             elif isinstance(node, ast.ImportFrom):
                 target = package if node.level == 1 else (node.module or "").split(".")[0]
                 assert node.level <= 2 and target in allowed, (path, node.module)
+
+
+def test_every_threshold_is_named_with_its_reason() -> None:
+    """Each upper-case constant of patterns.py (thresholds, names) has a docstring right after it; none is set twice."""
+    body = ast.parse(Path(patterns.__file__).read_text()).body
+    names: list[str] = []
+    undocumented: list[str] = []
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if isinstance(node, ast.Assign):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+            names += targets
+            if not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)):
+                undocumented += targets
+    assert ([], len(names)) == (undocumented, len(set(names)))
+    assert {"GROWTH_SHARE", "MIN_GROWTH_MIB", "RETENTION_SHARE", "STEP_WINDOWS", "ONSET_FLAT_SHARE"} <= set(names)
+
+
+def test_verdict_fields_are_a_contract() -> None:
+    """Verdict keeps every field users read, since_call added last (a default, so positional callers still work)."""
+    fields = [f.name for f in dataclasses.fields(Verdict)]
+    expected = ["pattern", "fix", "evidence", "also", "slope_mb_per_100_calls", "calls_to_limit", "grew", "since_call"]
+    assert expected == fields
+    assert Verdict("healthy", "", "").since_call is None
