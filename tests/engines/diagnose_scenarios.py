@@ -187,7 +187,7 @@ def run_geneva(spec: Scenario) -> bytes:
     db = geneva.connect(os.path.join(work, "db"))
     table = db.create_table("t", pa.table({"x": pa.array(range(spec.calls), pa.int64())}))
     tracked = udfmem.tracked(every=spec.every, methods=(spec.method,))(spec.make())
-    table.add_columns({"y": geneva.udf(data_type=pa.int64(), num_cpus=0.25)(tracked)})
+    table.add_columns({"y": geneva.udf(data_type=pa.int64(), num_cpus=0.25)(tracked)()})  # __init__ runs here
     env = {**udfmem.worker_env(every=spec.every, trim=spec.trim), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     kwargs = {"num_cpus": 2, "_temp_dir": os.path.join(work, "ray"), "include_dashboard": False}
     with ray_cluster(local=True, extra_env=env, ray_init_kwargs=kwargs):
@@ -231,15 +231,17 @@ def run_scenario(spec: Scenario, outdir: Path) -> Path:
     try:
         with tempfile.TemporaryFile() as out:
             env = {**os.environ, "SCENARIO_FILES": str(files)}
-            subprocess.run(
+            done = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--child", spec.name],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
-                check=True,
             )
             out.seek(0)
             output = out.read()
+            if done.returncode:
+                sys.stderr.write(output[-4000:].decode(errors="replace"))
+                raise SystemExit(f"{spec.name}: the run failed (exit {done.returncode})")
     finally:
         for proc in busy:
             proc.kill()
