@@ -72,10 +72,10 @@ def test_markdown() -> None:
     """A table row per profile, then each profile's stacks."""
     expected = """# udfmem memray report
 
-| file | udf | pid | peak MiB | leaked MiB | per-call MiB | setup MiB | verdict |
-|---|---|---|---|---|---|---|---|
-| memray-Leaky-42-1.bin | Leaky | 42 | 2056.3 | 2048.0 | 2047.9 | 0.0 | per-call retention |
-| memray-Clean-7-1.bin | Clean | 7 | 2056.3 | 2048.0 | 2047.9 | 0.0 | nothing retained |
+| file | udf | pid | peak MiB | leaked MiB | per-call MiB | one-time MiB | setup MiB | verdict |
+|---|---|---|---|---|---|---|---|---|
+| memray-Leaky-42-1.bin | Leaky | 42 | 2056.3 | 2048.0 | 2047.9 | - | 0.0 | per-call retention |
+| memray-Clean-7-1.bin | Clean | 7 | 2056.3 | 2048.0 | 2047.9 | - | 0.0 | nothing retained |
 
 ## memray-Leaky-42-1.bin
 
@@ -97,3 +97,26 @@ def test_json_keys_and_values() -> None:
     assert {"leaked_mb": 2047.9, "allocations": 256, "stack": list(STACK)} == plain["top_stacks"][0]
     assert SUMMARY.to_dict() == plain
     assert json.dumps([plain], indent=2) == json_reporter.render([SUMMARY])
+
+
+ONE_TIME = dataclasses.replace(
+    SUMMARY,
+    verdict=patterns.SETUP_ONLY,
+    per_call_leaked_mb=0.0,
+    one_time_leaked_mb=32.0,
+    call_snapshots=20,
+    top_stacks=(StackEntry(32.0, 1, STACK, one_time=True),),
+)
+
+
+def test_text_and_markdown_show_one_time_bytes_when_the_profile_had_times() -> None:
+    """Bytes left by the first calls only are shown apart, and their stack is marked, in both human formats."""
+    lines = text.render([ONE_TIME]).splitlines()
+    assert (
+        "  peak 2056.3 MiB, leaked 2048.0 MiB: per-call 0.0 MiB, one-time 32.0 MiB (first calls only), "
+        "setup 0.0 MiB, other 0.1 MiB"
+    ) == lines[1]
+    assert lines[3].startswith("         32.0 MiB in 1 allocations (one-time): __call__ (memory.py:34)")
+    table = markdown.render([ONE_TIME]).splitlines()
+    assert "| memray-Leaky-42-1.bin | Leaky | 42 | 2056.3 | 2048.0 | 0.0 | 32.0 | 0.0 | setup only |" == table[4]
+    assert any(line.startswith("- 32.0 MiB (one-time): `__call__") for line in table)

@@ -30,15 +30,19 @@ def render(summaries: Sequence[ProfileSummary]) -> str:
     out = [
         "# udfmem memray report",
         "",
-        "| file | udf | pid | peak MiB | leaked MiB | per-call MiB | setup MiB | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "| file | udf | pid | peak MiB | leaked MiB | per-call MiB | one-time MiB | setup MiB | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
+        once = s.one_time_leaked_mb if s.call_snapshots else "-"  # '-': the profile had no times to tell by
         out.append(
             f"| {_cell(os.path.basename(s.path))} | {_cell(s.udf)} | {s.pid} | {s.peak_mb} | {s.leaked_mb} "
-            f"| {s.per_call_leaked_mb} | {s.setup_leaked_mb} | {s.verdict} |"
+            f"| {s.per_call_leaked_mb} | {once} | {s.setup_leaked_mb} | {s.verdict} |"
         )
     for s in summaries:
         out += ["", f"## {_cell(os.path.basename(s.path))}", ""]
-        out += [f"- {e.leaked_mb} MiB: {_code(' <- '.join(e.stack[:SHOWN_FRAMES]))}" for e in s.top_stacks]
+        out += [
+            f"- {e.leaked_mb} MiB{' (one-time)' if e.one_time else ''}: {_code(' <- '.join(e.stack[:SHOWN_FRAMES]))}"
+            for e in s.top_stacks
+        ]
     return "\n".join(out) + "\n"

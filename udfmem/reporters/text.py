@@ -20,12 +20,14 @@ def render(summaries: Sequence[ProfileSummary]) -> str:
     lines: list[str] = []
     for s in summaries:
         lines.append(f"{printable(s.path)}  (udf={printable(str(s.udf))} pid={s.pid})")
+        once = f"one-time {s.one_time_leaked_mb} MiB (first calls only), " if s.call_snapshots else ""
         lines.append(
             f"  peak {s.peak_mb} MiB, leaked {s.leaked_mb} MiB: per-call {s.per_call_leaked_mb} MiB, "
-            f"setup {s.setup_leaked_mb} MiB, other {s.other_leaked_mb} MiB"
+            f"{once}setup {s.setup_leaked_mb} MiB, other {s.other_leaked_mb} MiB"
         )
         lines.append(f"  verdict: {s.verdict}")
         for entry in s.top_stacks:
             where = printable(" <- ".join(entry.stack[:SHOWN_FRAMES]))
-            lines.append(f"    {entry.leaked_mb:>9.1f} MiB in {entry.allocations} allocations: {where}")
+            once = " (one-time)" if entry.one_time else ""
+            lines.append(f"    {entry.leaked_mb:>9.1f} MiB in {entry.allocations} allocations{once}: {where}")
     return "\n".join(lines)
