@@ -683,6 +683,28 @@ def threads_leak() -> type:
     return ThreadedDecoder
 
 
+@scenario("blas-healthy", "healthy")
+def blas_healthy() -> type:
+    """An embedding UDF: ``x @ w`` per call (OpenBLAS's one-time buffers on the first calls), nothing kept.
+
+    Truth: healthy (issue 19, item 9: memory allocated once on the first calls is no growth).
+    """
+
+    class MatmulEmbedder:
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.w = rng.standard_normal((1024, 1024), dtype=np.float32)
+            self.rng = np.random.default_rng()
+
+        def __call__(self, batch: Batch) -> Batch:
+            time.sleep(PACE_S)
+            x = self.rng.standard_normal((512, 1024), dtype=np.float32)
+            emb = x @ self.w
+            return {"id": batch["id"], "norm": np.full(len(batch["id"]), float(np.abs(emb).max()))}
+
+    return MatmulEmbedder
+
+
 LOADED = {"busy": 2}
 
 

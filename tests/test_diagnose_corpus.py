@@ -43,7 +43,6 @@ FLOOR_16K = "both workers healthy: 16 KiB/call (~7 MiB) is under the rule's tota
 OFFLINE_MISSES: dict[tuple[str, str], str] = {
     ("leak-near-floor-16k", "console"): FLOOR_16K,
     ("leak-near-floor-16k", "files"): FLOOR_16K,
-    ("no-split-pyarrow-healthy", "files"): "one worker (pid 12794) insufficient-data (issue 19, item 11)",
     ("pandas-kept-batches", "console"): ZERO_COPY,
     ("pandas-kept-batches", "files"): ZERO_COPY,
     ("pyarrow-kept-batches", "console"): ZERO_COPY,
@@ -60,6 +59,7 @@ ONLINE_MISSES: dict[str, str] = {
     "daft-batch-leak": REPEAT + ": at calls 88 and 600 of 625",
     "daft-ray-batch-leak": REPEAT + ": at calls 88 and 600 of 624",
     "daft-row-leak": REPEAT + ": at calls 2816 and 19200 of 20000",
+    "late-onset": "one worker (pid 20432) first said heap-leak at call 472 (onset 400, target: by 463 of 590)",
     "leak-near-floor-16k": NEVER,
     "leak-near-floor-48k": "first event at call 408 of ~415 (target: by ~140) on both workers",
     "pandas-kept-batches": NEVER,
