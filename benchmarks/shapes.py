@@ -944,7 +944,10 @@ def replay(lines: Iterable[str]) -> list[Replay]:
     """Each worker's snapshot (and trim) lines, in order, through a fresh :class:`udfmem.policies.detector.Detector`.
 
     The detector's clock advances by each snapshot's ``window_s`` (the wall time the
-    worker had), its target gives no UDF object (no attribute inspection offline);
+    worker had) and its cost clock stands still: a judgement costs nothing, so the
+    judging budget never holds one back and the replay is the same on any machine, under
+    any load (with the CPU-time cost clock, 4 of 79 workers' events moved under two busy
+    loops). Its target gives no UDF object (no attribute inspection offline);
     ``udfmem.trim`` lines reach it as in the binding (``trimmed(released_mb)``). Workers
     are told apart by host, pid, worker tag and UDF (as ``udfmem diagnose`` does); a line
     seen twice for one worker and call (a worker file and the console both read) counts once.
@@ -977,7 +980,8 @@ def replay(lines: Iterable[str]) -> list[Replay]:
         )
         if key not in workers:
             clock = Clock()
-            workers[key] = (Detector(target=lambda: (None, None), clock=clock), clock, [], [0, 0], set())
+            detector = Detector(target=lambda: (None, None), clock=clock, cost_clock=lambda: 0.0)
+            workers[key] = (detector, clock, [], [0, 0], set())
         detector, clock, said, counts, seen = workers[key]
         stamp = (fields["event"], fields.get("ts"), fields.get("call"))
         if stamp in seen:
