@@ -94,13 +94,20 @@ corpus moved (8 MiB at most). There is no per-call floor: a row-wise UDF called 
 times keeping 2 KiB a call grows 40 MiB, and what grows is the worker, not a call.
 """
 MIN_COUNTED_GROWTH_MIB = 4
-"""The absolute floor for what is counted in bytes, not pages: malloc in-use, Arrow live.
+"""What is counted in bytes, not pages (malloc in-use, Arrow live) grows only by this much at least ...
 
-Those counts have byte granularity (their noise is the batches in flight, which the
-sub-window rule handles), so their floor only keeps a few MiB of caches out.
+Those counts have no page or arena granularity: their noise is the batches in flight
+(which the sub-window rule handles; up to 3.2 MiB across snapshots in the corpus's
+4-thread healthy actor), so their floor only keeps that and a few MiB of caches out.
+"""
+COUNTED_GROWTH_SHARE = 0.01
+"""... and by this share of the worker's private RSS where the judged calls began.
+
+The corpus's 25 healthy workers moved these counts by 1.3% of private RSS at most (0.9
+MiB); a leak of 16 KiB per call grows them 2% over 400 calls (and 40% over 10,000).
 """
 GROWTH_SHARE = 0.05
-"""... and at least this share of the worker's private RSS where the judged calls began.
+"""... and at least this share of the worker's private RSS where the judged calls began (RSS, malloc's free figure).
 
 Relative to the worker: a 10 GiB worker's noise is bigger than a 200 MiB one's, and
 5% of a worker over a run is what a user would call growth (20 such runs double it).
@@ -135,6 +142,16 @@ ONSET_MIN_BEFORE = 3
 """A change point (a late onset) needs at least this many floor points of flat memory before it ..."""
 ONSET_FLAT_SHARE = 0.25
 """... flat meaning a slope of at most this share of the slope after it."""
+STEADY_SHARE = 0.5
+"""Shared pages grew steadily (said in the evidence, never judged) if each sub-window rose at this share of the pace.
+
+A healthy reader maps the store's pages as it first touches them, in bursts that slow
+down as the store reuses its memory (the corpus: +12 MiB, then +5, 0, 2); zero-copy
+batches kept on ``self`` pin a batch's pages at every call (+25 MiB in each sub-window).
+"""
+STEADY_RISES_SHARE = 0.75
+"""... and rise from at least this share of the snapshots to the next (a reader touches the store's pages in
+bursts between flat runs, even while it still maps new ones; a batch pinned at each call rises at each)."""
 EXPLAINED_SHARE = 0.5
 """RSS growth is explained by a measure (malloc's free figure: retention; malloc in-use read
 too seldom for the sub-window rule: a heap leak) growing at least this share as fast."""

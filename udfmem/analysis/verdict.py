@@ -61,7 +61,12 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    retention down mean healthy); then a peak → ``peak-too-big``; else ``healthy``. A
    second pattern that also holds is ``also`` (a heap leak with spikes). Shared pages
    (mapped files, Ray's object store) are never judged as growth; their growth is named
-   in the evidence (Arrow batches pinned from the object store show as Arrow live).
+   in the evidence, as growing "steadily with the calls" when each sub-window's floor rose
+   at ``STEADY_SHARE`` of the pace and from ``STEADY_RISES_SHARE`` of the snapshots to the
+   next: zero-copy batches kept from the object store do that (a healthy reader maps the
+   store's pages in bursts that slow down), and so does a file mapped as it is read.
+   Arrow batches that Arrow's pool allocated (a concatenation, a conversion) show as
+   Arrow live, which is judged.
 5. **Peaks** are judged on every snapshot, the warm-up's included (a calibration's
    transient would OOM a smaller worker whenever it happened): a window peak above
    ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and ``PEAK_SHARE`` above
@@ -73,6 +78,7 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -394,6 +400,36 @@ def _delta(points: Sequence[Point], measure: Measure) -> float | None:
     return None if first is None or last is None else last - first
 
 
+def _shared(p: Point) -> float | None:
+    """Shared pages (file-backed and shared memory: mapped files, Ray's object store) where the split is known."""
+    return None if p.rss is None or p.private is None or p.rss == p.private else p.rss - p.private
+
+
+def _steady(points: Sequence[Point], measure: Measure, min_growth: float) -> bool:
+    """Whether ``measure`` grew steadily: by ``min_growth`` in all, each sub-window at ``STEADY_SHARE`` of the pace.
+
+    Each sub-window's level is its floor (its minimum); every step from one level to the next must be at
+    least ``STEADY_SHARE`` of the mean step (a line gives 1; bursts that slow down give 0),
+    and it must have risen from at least ``STEADY_RISES_SHARE`` of its snapshots to the next.
+    """
+    known = [p for p in points if measure(p) is not None]
+    windows = _windows(known, P.SUB_WINDOWS, points[0].call, points[-1].call) if len(known) >= 2 else []
+    if len(windows) < P.SUB_WINDOWS:
+        return False
+    levels = [min(v for p in w if (v := measure(p)) is not None) for w in windows]
+    total = (measure(known[-1]) or 0.0) - (measure(known[0]) or 0.0)
+    mean = (levels[-1] - levels[0]) / (len(levels) - 1)
+    steps = [b - a for a, b in itertools.pairwise(levels)]
+    values = [v for p in known if (v := measure(p)) is not None]
+    rose = sum(b > a for a, b in itertools.pairwise(values))
+    return (
+        total >= min_growth
+        and mean > 0
+        and min(steps) >= P.STEADY_SHARE * mean
+        and rose >= P.STEADY_RISES_SHARE * (len(values) - 1)
+    )
+
+
 def _split_known(points: Sequence[Point]) -> bool:
     """Whether the lines carry private RSS apart from RSS (``rss_anon_mb``): private is RSS where they did not."""
     return any(p.private is not None and p.rss is not None and p.private != p.rss for p in points)
@@ -422,8 +458,11 @@ def judge(series: Series) -> Verdict:
         if name == "blocks":
             trends[name] = _trend(points, name, max(P.MIN_BLOCKS_GROWTH, P.BLOCKS_SHARE * base_blocks))
         else:
-            floor = P.MIN_GROWTH_MIB if name in FLOORED else P.MIN_COUNTED_GROWTH_MIB
-            trends[name] = _trend(points, name, max(floor, share))
+            if name in FLOORED:
+                trends[name] = _trend(points, name, max(P.MIN_GROWTH_MIB, share))
+            else:  # counted in bytes: no page or arena noise
+                counted = max(P.MIN_COUNTED_GROWTH_MIB, P.COUNTED_GROWTH_SHARE * base_private)
+                trends[name] = _trend(points, name, counted)
     grows = {name: t.state == GREW for name, t in trends.items()}
     slopes = {name: t.slope for name, t in trends.items()}
     rss = trends["rss"]
@@ -465,6 +504,9 @@ def judge(series: Series) -> Verdict:
         and (known[-1].blocks or 0) - (known[0].blocks or 0) >= blocks_min
     )
     split = _split_known(points)
+    # shared pages that grow steadily with the calls (zero-copy batches kept from Ray's object store
+    # grow them so, and so does a file mapped as it is read): named in the evidence, never judged
+    pinned = split and _steady(points, _shared, max(P.MIN_GROWTH_MIB, share))
     missing = ""
     since: int | None = None
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
@@ -524,7 +566,7 @@ def judge(series: Series) -> Verdict:
             headroom = last.limit - last.rss
         if headroom is not None and per_call > 0:
             ctl = max(0, int(headroom / per_call))
-    evidence = _evidence(series, points, trends, retained, peak_text if (peak or also) else "", since)
+    evidence = _evidence(series, points, trends, retained, peak_text if (peak or also) else "", since, pinned)
     if missing:
         evidence += "; " + missing
     return Verdict(
@@ -546,6 +588,7 @@ def _evidence(
     retained: float | None,
     peak_text: str,
     since: int | None,
+    pinned: bool,
 ) -> str:
     """One line of the numbers the verdict rests on."""
     first, last = points[0].call, points[-1].call
@@ -563,8 +606,14 @@ def _evidence(
         steps = " in steps" if grew and t.steps else ""
         unknown = f" ({t.readings} readings: too few to judge alone)" if t.state == UNKNOWN else ""
         parts.append(f"{label} {delta:+,.0f} MiB{per100}{steps}{unknown}")
-    shared = _delta(points, lambda p: None if p.rss is None or p.private is None else p.rss - p.private)
-    if shared is not None and shared >= P.MIN_GROWTH_MIB:
+    shared = _delta(points, _shared)
+    if shared is not None and pinned:
+        parts.append(
+            f"shared pages {shared:+,.0f} MiB, steadily with the calls (not judged as growth: zero-copy batches "
+            "kept from Ray's object store grow them so, which Arrow's pool does not count; so does a file mapped "
+            "as it is read)"
+        )
+    elif shared is not None and shared >= P.MIN_GROWTH_MIB:
         parts.append(f"shared pages {shared:+,.0f} MiB (mapped files, Ray's object store: not judged as growth)")
     blocks = _delta(points, MEASURES["blocks"])
     if blocks is not None and (trends["blocks"].state == GREW or abs(blocks) >= P.MIN_BLOCKS_GROWTH):
