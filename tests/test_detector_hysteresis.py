@@ -12,6 +12,7 @@ fast calls from four threads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -116,23 +117,33 @@ def rule_patterns(steps: list[float]) -> list[str]:
     return [fed.snapshot(grew) for grew in steps]
 
 
-def test_one_judgement_at_the_margin_makes_no_event() -> None:
-    """A leak whose growth pauses just long enough for the rule to leave heap-leak at one snapshot: heap-leak only.
+def paused_leaks() -> Iterator[list[float]]:
+    """Heaps that grow 8 MiB a snapshot, pause, step up and grow on: every length of growth, pause, every step."""
+    for before in (20, 30, 40):
+        for pause in range(1, 16):
+            for step in (8.0, 32.0, 100.0):
+                yield [8.0] * before + [0.0] * pause + [step] + [8.0] * 30
 
-    The pause's length is found from the rule itself (the shortest pause after which its
-    verdict departs from heap-leak at exactly one snapshot), so the test holds whatever
-    the rule's windows are; the detector then sees that series.
+
+def departs_once_while_paused(steps: list[float]) -> bool:
+    """Whether the rule leaves heap-leak at exactly one snapshot after first saying it, and that one is paused."""
+    patterns = rule_patterns(steps)
+    after = patterns[patterns.index(P.HEAP_LEAK) :]
+    departures = "".join("x" if p != P.HEAP_LEAK else "." for p in after).split(".")
+    at = [i for i, p in enumerate(patterns) if p not in (P.HEAP_LEAK, P.INSUFFICIENT_DATA)]
+    return [1] == [len(d) for d in departures if d] and steps[at[0]] == 0.0
+
+
+def test_one_judgement_at_the_margin_makes_no_event() -> None:
+    """A leak pauses until the rule leaves heap-leak at one snapshot, then steps up and grows on: heap-leak only.
+
+    The growth before the pause, the pause and the step are found from the rule itself:
+    the first series whose verdict departs from heap-leak at exactly one snapshot, a
+    paused one (a flat snapshot after a said growth is judged: the detector sees the
+    departure), so the test holds whatever the rule's windows are.
     """
-    blip = None
-    for pause in range(1, 16):
-        steps = [8.0] * 20 + [0.0] * pause + [8.0] * 30
-        patterns = rule_patterns(steps)
-        after = patterns[patterns.index(P.HEAP_LEAK) :]
-        departures = "".join("x" if p != P.HEAP_LEAK else "." for p in after).split(".")
-        if [1] == [len(d) for d in departures if d]:
-            blip = steps
-            break
-    assert blip is not None  # the rule departs from heap-leak for one snapshot after some pause
+    blip = next((steps for steps in paused_leaks() if departs_once_while_paused(steps)), None)
+    assert blip is not None  # the rule departs from heap-leak at one paused snapshot for some series
     fed = Fed()
     for grew in blip:
         fed.snapshot(grew)
@@ -195,12 +206,12 @@ def test_a_leak_under_periodic_trims_is_one_event() -> None:
 def test_fast_calls_from_four_threads_are_a_heap_leak_said_once() -> None:
     """The README's plain actor: 64 KiB a call, every=100, 4 threads, no work, a slow heap walk: heap-leak, early.
 
-    The heap probe's floor leaves the rule malloc's figures on at least a third of the
-    snapshots (before the floor: 5 of 60, and the first word was untracked-growth).
+    The heap probe's floor leaves the rule malloc's figures on a quarter of the snapshots
+    or more (measured: 24-31 of 60; before the floor 5-6 of 60, said at calls 1,600-3,400).
     """
     options = ("work_us=0", "every=100", "threads=4", "holes=8000")
     stderr = run("fast", calls=6000, options=options, size=64 * 1024)
     events = said(stderr)
     assert [P.HEAP_LEAK] == changes(events)
     assert events[0][0] <= 6000 // 3
-    assert coverage(stderr) >= 1 / 3
+    assert coverage(stderr) >= 1 / 4
