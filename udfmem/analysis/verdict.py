@@ -17,16 +17,20 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    measure's floor.
 3. **Growth** of a measure, over the judged calls or after its onset:
 
-   - *how much*: it grew at least ``MIN_GROWTH_MIB`` and ``GROWTH_SHARE`` of the worker's
-     private RSS where the judged calls began (``MIN_BLOCKS_GROWTH`` and ``BLOCKS_SHARE``
-     of the live blocks for blocks). Relative to the worker, with no per-call floor: a
-     row-wise UDF's 2 KiB per call is a leak once it adds up to a share of the worker.
+   - *how much*: its floor rose, and its slope projects over the judged calls, at least
+     ``MIN_GROWTH_MIB`` and ``GROWTH_SHARE`` of the worker's private RSS where the judged
+     calls began for RSS and malloc's free figure (pages, arenas);
+     ``MIN_COUNTED_GROWTH_MIB`` and ``COUNTED_GROWTH_SHARE`` for what is counted in bytes
+     (malloc in-use, Arrow live); ``MIN_BLOCKS_GROWTH`` and ``BLOCKS_SHARE`` of the live
+     blocks for blocks. Relative to the worker, with no per-call floor: a row-wise UDF's
+     2 KiB per call is a leak once it adds up to a share of the worker.
    - *a line*: a robust slope (Theil-Sen at half the span,
-     :func:`~udfmem.analysis.series.lag_slope`, within the segments between trims, so a
-     trim's step down is never read as a trend) that rose in every one of
-     ``SUB_WINDOWS`` sub-windows (CPython's refleak rule: a leak grows in each window,
-     noise does not) with a last sub-window still rising at ``PLATEAU_SHARE`` of the
-     overall slope (the plateau rule: a cache that filled and stopped is not a leak);
+     :func:`~udfmem.analysis.series.lag_slope`: one spike cannot make a trend; a trim's
+     step down sits in the floor, not in what is live) that rose in every one of
+     ``SUB_WINDOWS`` sub-windows at ``WINDOW_MIN_SHARE`` of it at least (CPython's
+     refleak rule: a leak grows in each window, noise does not) with a last sub-window
+     still rising at ``PLATEAU_SHARE`` of the overall slope (the plateau rule: a cache
+     that filled and stopped is not a leak);
    - *or steps*: a staircase (one step per pinned block) fails "every sub-window" by
      construction, so the floor also grows when it rose (by more than
      ``STEP_NOISE_SHARE`` of its whole rise) in at least ``STEP_WINDOWS`` sub-windows,
