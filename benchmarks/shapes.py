@@ -773,6 +773,12 @@ def actor_fast_healthy() -> type:
     return _fast_actor(0)
 
 
+@scenario("loaded-actor-fast-leak-c4", "heap-leak", max_concurrency=4, busy=2, **ACTOR)
+def loaded_actor_fast_leak_c4() -> type:
+    """``actor-fast-leak-c4`` with two busy-loop processes on the 2 cores. Truth: heap-leak."""
+    return _fast_actor(64 * KIB)
+
+
 @scenario("actor-async-leak", "heap-leak", max_concurrency=8, **ACTOR)
 def actor_async_leak() -> type:
     """An async actor (``async def process``, 8 calls in flight) keeping 64 KiB per call. True pattern: heap-leak."""

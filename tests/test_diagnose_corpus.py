@@ -61,6 +61,7 @@ ONLINE_MISSES: dict[str, str] = {
     "daft-row-leak": REPEAT + ": at calls 2816 and 19200 of 20000",
     "late-onset": "one worker (pid 20432) first said heap-leak at call 472 (onset 400, target: by 463 of 590)",
     "leak-near-floor-16k": NEVER,
+    "loaded-actor-fast-leak-c4": FAST,
     "leak-near-floor-48k": "first event at call 408 of ~415 (target: by ~140) on both workers",
     "pandas-kept-batches": NEVER,
     "pyarrow-kept-batches": NEVER,
