@@ -1,13 +1,14 @@
 """``udfmem diagnose`` and the online detector on the scenario corpus: real engine runs, a truth per worker.
 
 ``tests/data/diagnose/`` holds the logs of real runs (Ray Data in numpy, pandas and pyarrow
-formats, plain Ray actors with fast calls, threaded and async, Daft's native runner
-row-wise and batch; made by ``tests/engines/diagnose_scenarios.py`` from the shapes of
-``benchmarks/shapes.py``) and their truths (``EXPECTED.json``, read by
-``shapes.expected``). Each Ray run is stored twice: Ray's worker files and the driver's
-console. Three logs are derived from stored ones with the private/shared split dropped
-(``no-split-*``: what older udfmem and platforms without ``statm`` write), the only
-stand-in here.
+formats, plain Ray actors with fast calls, threaded and async, Daft row-wise and batch on
+its native and Ray runners, a Geneva scalar UDF; made by
+``tests/engines/diagnose_scenarios.py`` from the shapes of ``benchmarks/shapes.py``) and
+their truths (``EXPECTED.json``, read by ``shapes.expected``). Each Ray run made for
+issue 19 is stored twice, Ray's worker files and the driver's console (not Geneva's, whose
+console carries no worker line; the first twelve runs have worker files only). Three logs
+are derived from stored ones with the private/shared split dropped (``no-split-*``: what
+older udfmem and platforms without ``statm`` write), the only stand-in here.
 
 Offline, every worker of every source must get its truth. Online, each worker's lines are
 replayed through the real detector (``shapes.replay``) and must meet the issue's targets
