@@ -116,12 +116,16 @@ MIN_BLOCKS_GROWTH = 100_000
 """Python object blocks grow only if they grew by at least this many over the judged calls ..."""
 BLOCKS_SHARE = GROWTH_SHARE
 """... and by at least this share of the live blocks where the judged calls began."""
-MIN_WINDOW_READINGS = 2
+MIN_WINDOW_READINGS = 1
 """A measure is judged by the sub-window rule only with this many readings in each sub-window.
 
 Probes over their time budget are skipped (``heap_*``, ``py_blocks``), so a measure may
 be missing from most snapshots. With fewer readings it is *unknown* (never "did not
-grow"): its known readings can still agree with RSS (``EXPLAINED_SHARE``).
+grow"): its known readings can still agree with RSS (``EXPLAINED_SHARE``). One is
+enough: a sub-window with one reading takes its slope from the previous one's last, and
+malloc's and Arrow's counts are exact (a leak under trims grows malloc in-use in a line
+while RSS's floor jumps twice: 16 readings in 60 must still say so). A reading that
+disagrees with RSS is then caught by the agreement test, not read as "did not grow".
 """
 AGREE_SPAN_SHARE = 0.5
 """An unknown measure's readings, to say it did *not* grow with RSS, must span this share of the judged calls."""
