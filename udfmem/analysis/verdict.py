@@ -135,10 +135,12 @@ def _windows(points: Sequence[Point], n: int, first: int | None = None, last: in
     """``points`` cut into ``n`` runs of equal call span from ``first`` to ``last`` (empty runs dropped)."""
     first = points[0].call if first is None else first
     last = points[-1].call if last is None else last
-    span = (last - first) / n or 1
+    scale = n / ((last - first) or n)  # windows per call
+    top = n - 1
     out: list[list[Point]] = [[] for _ in range(n)]
     for p in points:
-        out[max(0, min(n - 1, int((p.call - first) / span)))].append(p)
+        i = int((p[0] - first) * scale)  # p[0]: the call
+        out[top if i > top else 0 if i < 0 else i].append(p)
     return [w for w in out if w]
 
 
@@ -254,8 +256,13 @@ def _grown(points: Sequence[Point], name: str, min_growth: float) -> tuple[bool,
 
 def _enough(known: Sequence[Point], first: int, last: int) -> bool:
     """Whether every sub-window of the calls ``first``-``last`` holds ``MIN_WINDOW_READINGS`` readings."""
-    windows = _windows(known, P.SUB_WINDOWS, first, last)
-    return len(windows) == P.SUB_WINDOWS and all(len(w) >= P.MIN_WINDOW_READINGS for w in windows)
+    n = P.SUB_WINDOWS
+    scale, top = n / ((last - first) or n), n - 1
+    counts = [0] * n
+    for p in known:
+        i = int((p[0] - first) * scale)
+        counts[top if i > top else 0 if i < 0 else i] += 1
+    return min(counts) >= P.MIN_WINDOW_READINGS
 
 
 def _onset(floor: Sequence[Point], measure: Measure) -> int | None:
