@@ -252,9 +252,8 @@ def heap_leak_model_state() -> type:
     return RunningNormEmbedder
 
 
-@scenario("arrow-leak", "arrow-leak", batch_format="pyarrow")
-def arrow_leak() -> type:
-    """A 256 KiB ``pyarrow.compute`` column per call (Arrow's pool) kept on ``self``. True pattern: arrow-leak."""
+def _arrow_scaler(kib: int) -> type:
+    """Each call a new ``kib`` KiB float64 column from ``pyarrow.compute`` (Arrow's pool), kept on ``self``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -265,7 +264,7 @@ def arrow_leak() -> type:
 
         def __call__(self, batch: Any) -> Any:
             time.sleep(PACE_S)
-            values = pa.array(self.rng.random(32 * KIB))  # zero-copy over numpy
+            values = pa.array(self.rng.random(kib * KIB // 8))  # zero-copy over numpy
             scaled = pc.multiply(values, 2.0)  # a new buffer from Arrow's pool
             self.kept.append(scaled)
             return batch
@@ -273,9 +272,20 @@ def arrow_leak() -> type:
     return ArrowScaler
 
 
-@scenario("untracked-growth", "untracked-growth")
-def untracked_growth() -> type:
-    """A private anonymous 256 KiB ``mmap`` per call kept: neither malloc nor Arrow. True pattern: untracked-growth."""
+@scenario("arrow-leak", "arrow-leak", batch_format="pyarrow")
+def arrow_leak() -> type:
+    """A 256 KiB ``pyarrow.compute`` column per call (Arrow's pool) kept on ``self``. True pattern: arrow-leak."""
+    return _arrow_scaler(256)
+
+
+@scenario("arrow-leak-64k", "arrow-leak", batch_format="pyarrow")
+def arrow_leak_64k() -> type:
+    """The same at 64 KiB per call (~26 MiB per actor). Truth: arrow-leak."""
+    return _arrow_scaler(64)
+
+
+def _scratch_mapper(kib: int) -> type:
+    """Each call a private anonymous ``kib`` KiB ``mmap``, written and kept on ``self``: neither malloc nor Arrow."""
 
     class ScratchMapper:
         def __init__(self) -> None:
@@ -283,12 +293,24 @@ def untracked_growth() -> type:
 
         def __call__(self, batch: Batch) -> Batch:
             time.sleep(PACE_S)
-            region = mmap.mmap(-1, 256 * KIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # default: MAP_SHARED
-            region.write(b"\x01" * (256 * KIB))
+            region = mmap.mmap(-1, kib * KIB, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # default: MAP_SHARED
+            region.write(b"\x01" * (kib * KIB))
             self.regions.append(region)
             return {"id": batch["id"], "regions": np.full(len(batch["id"]), len(self.regions))}
 
     return ScratchMapper
+
+
+@scenario("untracked-growth", "untracked-growth")
+def untracked_growth() -> type:
+    """A private anonymous 256 KiB ``mmap`` per call kept: neither malloc nor Arrow. True pattern: untracked-growth."""
+    return _scratch_mapper(256)
+
+
+@scenario("untracked-growth-64k", "untracked-growth")
+def untracked_growth_64k() -> type:
+    """The same at 64 KiB per call (~26 MiB per actor). Truth: untracked-growth."""
+    return _scratch_mapper(64)
 
 
 def _churn_udf() -> type:
