@@ -51,6 +51,7 @@ class Fed:
         self.reference = Series(max_points=_detector.MAX_POINTS)
         self.heap = 10.0
         self.call = 0
+        self.peak_mb = 0.0  # the next snapshot's window peak above its RSS
         self.said: list[tuple[int, Suspect]] = []
 
     def snapshot(self, grew_mb: float) -> str:
@@ -60,7 +61,7 @@ class Fed:
         memory = Memory(
             rss_mb=100 + self.heap,
             rss_anon_mb=90 + self.heap,
-            peak_rss_mb=100 + self.heap,
+            peak_rss_mb=100 + self.heap + self.peak_mb,
             heap_in_use_mb=self.heap,
             heap_free_mb=1.0,
             py_blocks=100_000,
@@ -73,16 +74,28 @@ class Fed:
         return judge(self.reference).pattern
 
 
-def test_a_pattern_is_said_at_its_second_judgement_in_a_row() -> None:
-    """A heap growing 1 MiB a call: the first judgement that says heap-leak says nothing; the next one says it."""
+def test_a_growth_is_said_at_its_first_judgement() -> None:
+    """A heap growing 1 MiB a call: heap-leak is said at the first judgement that gives it (its rule is persistence)."""
     fed = Fed()
     first = None
     while first is None:
         if fed.snapshot(8.0) == P.HEAP_LEAK:
             first = fed.call
+    assert [(first, P.HEAP_LEAK)] == [(call, s.pattern) for call, s in fed.said]
+
+
+def test_a_level_pattern_is_said_at_its_second_judgement_in_a_row() -> None:
+    """A flat worker whose window peak once stood 2 GiB above RSS: peak-too-big at the next judgement, not this one."""
+    fed = Fed()
+    for _ in range(12):
+        fed.snapshot(0.0)
     assert [] == fed.said
-    fed.snapshot(8.0)
-    assert [(first + EVERY, P.HEAP_LEAK)] == [(call, s.pattern) for call, s in fed.said]
+    fed.peak_mb = 2048.0
+    first = fed.snapshot(0.0)
+    fed.peak_mb = 0.0
+    assert (P.PEAK_TOO_BIG, []) == (first, fed.said)
+    fed.snapshot(0.0)
+    assert [(fed.call, P.PEAK_TOO_BIG)] == [(call, s.pattern) for call, s in fed.said]
 
 
 def test_a_growth_said_takes_its_since_call_from_the_verdict() -> None:

@@ -5,35 +5,44 @@ bounded series (``MAX_POINTS``, decimated like ``udfmem diagnose``'s) and judges
 the same rule (:func:`udfmem.analysis.verdict.judge`): the same series gives the same
 pattern online and offline. The detector reads the event itself: the series is handed the
 event and builds its point (:func:`udfmem.events.point.of_snapshot`) only if it keeps it.
-Judging costs ~0.1-0.2 ms, so it is not done at every snapshot: a snapshot costs O(1) — a
+Judging costs ~0.1-0.3 ms, so it is not done at every snapshot: a snapshot costs O(1) — a
 few comparisons of its memory block with the one of the last judgement — and a judgement
-comes when something moved (a measure rose ``TRIGGER_MIB`` since the last one, a
-peak or freed-but-held memory is large), when a said growth flattens or speeds up (its
-measures rose less than ``FLAT_SHARE`` of what its slope predicts since the last
-judgement, a cache that filled, or ``SLOPE_CHANGE`` times it; a growth going on as said
-is no news), while a change awaits confirmation, or when ``RECHECK_EVERY`` snapshots
-passed, within a time budget (``SHARE`` of the wall time). A judgement's cost is its CPU
-time (a preempted judgement does not silence the detector) plus the wall time its
-inspection spent off the CPU (blocked in a call, or preempted).
+comes when something moved (a measure rose ``TRIGGER_MIB`` since the last one, a peak or
+freed-but-held memory is large), when a said growth flattens or speeds up (its measures
+rose less than ``FLAT_SHARE`` of what its slope predicts since the last judgement, a
+cache that filled, or ``SLOPE_CHANGE`` times it; a growth going on as said is no news),
+while a change awaits confirmation, or when ``RECHECK_EVERY`` snapshots passed, within a
+time budget (``SHARE`` of the wall time). A judgement's cost is its CPU time (a preempted
+judgement does not silence the detector; a cyclic collection that runs inside it is the
+user's garbage, not counted) plus the wall time its inspection spent off the CPU
+(blocked in a call, or preempted).
 
 **Hysteresis.** A pattern is said only once ``HOLD`` judgements in a row gave it, and
 what was said is withdrawn (``pattern=healthy``, or another pattern) only the same way:
 one judgement at the margin of the rule (a trim's step, a skipped probe, a noisy
-sub-window) never makes an event, so a run makes one event per change of what is true.
-A judgement that differs from what is said brings the next one at the next snapshot, so
-confirming costs ``HOLD - 1`` snapshots, not ``RECHECK_EVERY``. One growth pattern said as
-another (``heap-leak`` then ``untracked-growth``) is the same memory growing, attributed
-anew: that is said only once the new one also held ``RECHECK_EVERY`` snapshots.
+sub-window, freed memory just over its floor) never makes an event, so a run makes one
+event per change of what is true. A growth where healthy was said is the exception
+(``HOLD_GROWTH``, one judgement): the rule's growth test is itself a test of persistence
+(growth in each of 4 sub-windows, and over the whole span), and a confirmation would
+cost a snapshot that short runs cannot spare (30 snapshots of a fast actor: the rule's
+first judgement is at the 10th, a third of the run). The level patterns
+(``allocator-retention``, ``peak-too-big``), withdrawals and changes, which a single
+point can tip, are held. A judgement that differs from what is said brings the next one
+at the next snapshot, so confirming costs ``HOLD - 1`` snapshots. One growth pattern said
+as another (``heap-leak`` then ``untracked-growth``) is the same memory growing,
+attributed anew: that is said only once the new one also held ``REATTRIBUTE_SPAN``
+snapshots.
 
-It speaks when its verdict starts or changes (confirmed), when the slope doubles or
-halves (``SLOPE_CHANGE``, confirmed the same way) or every ``REPEAT_EVERY`` snapshots
-while a problem persists, and once with ``pattern=healthy`` when one ends (a cache that
-filled and stopped). ``since_call`` is where the judged growth began (the verdict's
-onset) for a growth pattern, else the call of the first judgement that gave the pattern.
-When a growth pattern is judged, the UDF object's attributes and its module's containers
+It speaks when its verdict starts or changes (confirmed), and once with
+``pattern=healthy`` when a problem ends (a cache that filled and stopped); a problem that
+persists is not said again, whatever its slope does (one event per change of what is
+true; the slope, refined at each judgement, goes on in the metrics gauge).
+``since_call`` is where the judged growth began (the verdict's onset) for a growth
+pattern, else the call of the first judgement that gave the pattern. When a growth
+pattern not yet said is judged, the UDF object's attributes and its module's containers
 are measured (:mod:`udfmem.probes.inspect`: no Python code of yours, 1 ms of wall time)
-and compared with the inspection of the previous growth event (the first one is taken at
-the second snapshot, after setup): ``growing`` names what grew since.
+and compared with the inspection of the previous growth event (the first one is taken
+at the second snapshot, after setup): ``growing`` names what grew since.
 """
 
 from __future__ import annotations
@@ -56,8 +65,8 @@ from ..probes.budget import Budget
 
 MAX_POINTS = 64
 """Points the detector keeps (then every other one, evenly)."""
-RECHECK_EVERY = 8
-"""Snapshots after which the detector judges again even if nothing moved."""
+RECHECK_EVERY = 4
+"""Snapshots after which the detector judges again even if nothing moved (a slow leak moves little per snapshot)."""
 TRIGGER_MIB = 4.0
 """A measure (RSS, malloc in-use, Arrow) risen this much since the last judgement brings the next one."""
 TRIGGER_BLOCKS = 50_000
@@ -65,11 +74,13 @@ TRIGGER_BLOCKS = 50_000
 FLAT_SHARE = 0.5
 """A said growth whose measures rose less than this share of what its slope predicts brings a judgement."""
 HOLD = 2
-"""Judgements in a row that must give a pattern (or its end) before it is said."""
-REPEAT_EVERY = 64
-"""Snapshots after which a persisting problem is said again."""
+"""Judgements in a row that must give a pattern (or its end) before it is said ..."""
+REATTRIBUTE_SPAN = 8
+"""Snapshots a growth said as another growth must hold (a lagging measure's blip is no new attribution)."""
+HOLD_GROWTH = 1
+"""... except a growth pattern where healthy was said: its rule already asks growth in each of 4 sub-windows."""
 SLOPE_CHANGE = 2.0
-"""A persisting growth whose slope became this many times the said one (or this share of it) is said again."""
+"""A said growth whose measures rose this many times what its slope predicts (+ ``TRIGGER_MIB``) is judged."""
 SHARE = 0.02
 """Judging (with its inspection) takes at most this share of the wall time."""
 
@@ -105,8 +116,7 @@ class Detector:
         self.said = P.HEALTHY  # the pattern last said (healthy until a problem is)
         self._said_slope: float | None = None
         self._since_call = 0
-        self._since_said = 0
-        self._pending: str | None = None  # a pattern (or a slope change) judged but not yet held HOLD times
+        self._pending: str | None = None  # a pattern judged but not yet held HOLD times
         self._pending_n = 0  # judgements in a row that gave it
         self._pending_call = 0  # the call of the first of them
         self._pending_at = 0  # ... and its snapshot count
@@ -181,13 +191,13 @@ class Detector:
             self._blocked += max(0.0, (time.perf_counter() - wall) - (time.thread_time() - cpu))
 
     def _judge_now(self) -> tuple[Verdict, str | None]:
-        """Judge the series; on a growth pattern, say what grew since the previous inspection."""
+        """Judge the series; on a growth pattern not yet said, what grew since the last growth event's inspection."""
         self._judging, callback = threading.get_ident(), self._gc
         gc.callbacks.append(callback)
         try:
             verdict = judge(self.series)
             grown = None
-            if verdict.pattern in P.GROWTH:
+            if verdict.pattern in P.GROWTH and verdict.pattern != self.said:  # news, maybe: name what grows
                 measures = self._measure()
                 if measures is not None:
                     if self._measures is not None:
@@ -207,7 +217,6 @@ class Detector:
         series, memory = self.series, snapshot.memory
         series.add_line(snapshot.call, memory.peak_rss_mb, snapshot, series.segment, of_snapshot)
         self._since_judged += 1
-        self._since_said += 1
         if series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
             self._measures = self._measure()
         if snapshot.final or not self._due(memory, snapshot.call):
@@ -228,17 +237,17 @@ class Detector:
             self.slope = 0.0
         return said
 
-    def _held(self, news: str, call: int, span: int = 0) -> bool:
-        """Count one more judgement giving ``news`` (a pattern, or a slope change); whether it held.
+    def _held(self, news: str, call: int, need: int = HOLD, span: int = 0) -> bool:
+        """Count one more judgement giving ``news`` (a pattern); whether it held.
 
-        Held: ``HOLD`` judgements in a row, the first at least ``span`` snapshots ago.
+        Held: ``need`` judgements in a row, the first at least ``span`` snapshots ago.
         """
         if self._pending == news:
             self._pending_n += 1
         else:
             self._pending, self._pending_n, self._pending_call = news, 1, call
             self._pending_at = self.series.snapshots
-        if self._pending_n < HOLD or self.series.snapshots - self._pending_at < span:
+        if self._pending_n < need or self.series.snapshots - self._pending_at < span:
             return False
         self._pending = None
         return True
@@ -248,32 +257,20 @@ class Detector:
         if v.pattern != self.said:
             # one growth said as another (heap-leak, then untracked-growth while RSS's floor lags a
             # filled cache) is the same memory growing: only a lasting new attribution is news
-            span = RECHECK_EVERY if v.pattern in P.GROWTH and self.said in P.GROWTH else 0
-            if not self._held(v.pattern, call, span):
+            growth = v.pattern in P.GROWTH
+            need = HOLD_GROWTH if growth and self.said == P.HEALTHY else HOLD
+            if not self._held(v.pattern, call, need, REATTRIBUTE_SPAN if growth and self.said in P.GROWTH else 0):
                 return None
             first = self._pending_call
-            self._since_said = 0
             if v.pattern == P.HEALTHY:
                 self.said, self._said_slope, self._grown = P.HEALTHY, None, None
                 return Suspect(P.HEALTHY, first, evidence=v.evidence, fix=v.fix)
             self._since_call = first
         else:
-            slope = v.slope_mb_per_100_calls
-            said_slope = self._said_slope
-            changed = (
-                slope is not None
-                and said_slope is not None
-                and said_slope > 0
-                and (slope >= SLOPE_CHANGE * said_slope or slope * SLOPE_CHANGE <= said_slope)
-            )
-            if changed:
-                if not self._held("slope", call):
-                    return None
-            else:
-                self._pending = None  # what is said holds: a change judged once is forgotten
-                if v.pattern == P.HEALTHY or self._since_said < REPEAT_EVERY:
-                    return None
-            self._since_said = 0
+            # what is said holds: a change judged once is forgotten, and a problem that persists
+            # is not said again (its slope, an early estimate refined, goes on in the gauge)
+            self._pending, self._said_slope = None, v.slope_mb_per_100_calls
+            return None
         self.said, self._said_slope = v.pattern, v.slope_mb_per_100_calls
         since = self._since_call
         if v.pattern in P.GROWTH and v.since_call is not None:
