@@ -64,11 +64,13 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    ``KEPT_DOWN_SHARE`` of it (the snapshot comes before its trim: trims that keep
    retention down mean healthy); then a peak → ``peak-too-big``; else ``healthy``. A
    second pattern that also holds is ``also`` (a heap leak with spikes). Shared pages
-   (mapped files, Ray's object store) are never judged as growth; their growth is named
-   in the evidence, as growing "steadily with the calls" when each sub-window's floor rose
-   at ``STEADY_SHARE`` of the pace and from ``STEADY_RISES_SHARE`` of the snapshots to the
-   next: zero-copy batches kept from the object store do that (a healthy reader maps the
-   store's pages in bursts that slow down), and so does a file mapped as it is read.
+   (mapped files, Ray's object store) are judged only when they grow "steadily with the
+   calls" (each sub-window's floor rose at ``STEADY_SHARE`` of the pace, and from
+   ``STEADY_RISES_SHARE`` of the snapshots to the next) over ``PINNED_MIN_POINTS``
+   snapshots: zero-copy batches kept from the object store → ``arrow-leak`` (after every
+   private-memory pattern; a healthy reader maps the store's pages in bursts that slow
+   down, and its first fill is as steady only over fewer snapshots); a file mapped as it
+   is read grows them so too, which the evidence says. Other shared growth is named.
    Arrow batches that Arrow's pool allocated (a concatenation, a conversion) show as
    Arrow live, which is judged.
 5. **Peaks** are judged on every snapshot, the warm-up's included (a calibration's
@@ -516,8 +518,9 @@ def judge(series: Series) -> Verdict:
     )
     split = _split_known(points)
     # shared pages that grow steadily with the calls (zero-copy batches kept from Ray's object store
-    # grow them so, and so does a file mapped as it is read): named in the evidence, never judged
+    # grow them so, and so does a file mapped as it is read): judged over PINNED_MIN_POINTS snapshots
     pinned = split and _steady(points, _shared, max(P.MIN_GROWTH_MIB, share))
+    kept_pages = pinned and len(points) >= P.PINNED_MIN_POINTS  # a reader's first fill is as steady: more points
     missing = ""
     since: int | None = None
     if grows["arrow"] and (not grows["heap"] or arrow_s >= heap_s):
@@ -547,6 +550,8 @@ def judge(series: Series) -> Verdict:
         )
     elif grows["rss"]:
         pattern, since = P.UNTRACKED_GROWTH, rss.since
+    elif kept_pages:  # zero-copy batches kept: the object store's pages, which Arrow's pool never counts
+        pattern, since = P.ARROW_LEAK, points[0].call
     elif retention:
         pattern = P.ALLOCATOR_RETENTION
     elif peak:
@@ -570,6 +575,8 @@ def judge(series: Series) -> Verdict:
         per_call = rss_slope if rss_slope is not None and grows["rss"] else max(heap_s, arrow_s, 0.0)
         if pattern == P.ARROW_LEAK and not grows["rss"]:
             per_call = arrow_s
+            if kept_pages and not grows["arrow"]:  # the pinned shared pages' pace
+                per_call = max(0.0, lag_slope(points, _shared, False) or 0.0)
         slope = round(per_call * 100, 2)
         last = points[-1]
         headroom = last.headroom
@@ -577,7 +584,9 @@ def judge(series: Series) -> Verdict:
             headroom = last.limit - last.rss
         if headroom is not None and per_call > 0:
             ctl = max(0, int(headroom / per_call))
-    evidence = _evidence(series, points, trends, retained, peak_text if (peak or also) else "", since, pinned)
+    evidence = _evidence(
+        series, points, trends, retained, peak_text if (peak or also) else "", since, pinned, pattern == P.ARROW_LEAK
+    )
     if missing:
         evidence += "; " + missing
     return Verdict(
@@ -600,6 +609,7 @@ def _evidence(
     peak_text: str,
     since: int | None,
     pinned: bool,
+    judged: bool = False,
 ) -> str:
     """One line of the numbers the verdict rests on."""
     first, last = points[0].call, points[-1].call
@@ -618,7 +628,13 @@ def _evidence(
         unknown = f" ({t.readings} readings: too few to judge alone)" if t.state == UNKNOWN else ""
         parts.append(f"{label} {delta:+,.0f} MiB{per100}{steps}{unknown}")
     shared = _delta(points, _shared)
-    if shared is not None and pinned:
+    if shared is not None and pinned and judged and trends["arrow"].state != GREW:
+        parts.append(
+            f"shared pages {shared:+,.0f} MiB, steadily with the calls over {len(points)} snapshots: zero-copy "
+            "batches kept from Ray's object store (Arrow's pool does not count them; a file mapped as it is read "
+            "grows them so too)"
+        )
+    elif shared is not None and pinned:
         parts.append(
             f"shared pages {shared:+,.0f} MiB, steadily with the calls (not judged as growth: zero-copy batches "
             "kept from Ray's object store grow them so, which Arrow's pool does not count; so does a file mapped "
