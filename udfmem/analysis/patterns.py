@@ -177,6 +177,15 @@ RETENTION_MIN_MIB = 64
 The same floor as ``trim="auto"``'s threshold (:mod:`udfmem.policies.trim`): below it an
 automatic trim would not run, so the fix would change nothing.
 """
+RETENTION_TRIMMED_FACTOR = 2
+"""Where the worker trims (``udfmem.trim`` lines), the floor is this many times ``RETENTION_MIN_MIB`` ...
+
+``trim="auto"`` lets freed-but-held memory rise to its threshold (64 MiB, or 10% of RSS)
+before it trims, and a snapshot comes before its trim: retention at the threshold is the
+policy working. A churning 8-thread UDF under ``trim="auto"`` holds 65 MiB at every
+snapshot on a 99 MiB worker; only retention the trims cannot bring under twice the
+threshold is the allocator's problem.
+"""
 RETENTION_SHARE = 0.25
 """... when it is also at least this share of private RSS ..."""
 RETENTION_LIMIT_SHARE = 0.1

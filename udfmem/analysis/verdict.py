@@ -59,7 +59,8 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    in the evidence — not ``healthy`` (memory did grow), not a growth pattern (nothing
    says whose growth it is). Then freed-but-held memory (malloc's free figure, corrected
    for trims by the memory not malloc's nor Arrow's) of at least ``RETENTION_MIN_MIB``
-   and ``RETENTION_SHARE`` of private RSS (or ``RETENTION_LIMIT_SHARE`` of a known limit)
+   (``RETENTION_TRIMMED_FACTOR`` times it where the worker trims) and ``RETENTION_SHARE``
+   of private RSS (or ``RETENTION_LIMIT_SHARE`` of a known limit)
    → ``allocator-retention``, unless the trims of the last sub-window each release
    ``KEPT_DOWN_SHARE`` of it (the snapshot comes before its trim: trims that keep
    retention down mean healthy); then a peak → ``peak-too-big``; else ``healthy``. A
@@ -488,7 +489,7 @@ def judge(series: Series) -> Verdict:
     kept_down = retained is not None and _kept_down(series, points, retained)
     retention = (
         retained is not None
-        and retained >= P.RETENTION_MIN_MIB
+        and retained >= P.RETENTION_MIN_MIB * (P.RETENTION_TRIMMED_FACTOR if series.trims else 1)
         and (
             rss_last is None
             or retained >= P.RETENTION_SHARE * rss_last
