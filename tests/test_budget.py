@@ -146,5 +146,9 @@ def test_fast_snapshots_carry_malloc_figures_at_every_other_snapshot(stderr_even
         udf(i)
     snaps = stderr_events("udfmem.snapshot", finals=False)
     with_heap = [not (HEAP_FIELDS - set(s)) for s in snaps]
+    with_blocks = ["py_blocks" in s for s in snaps]
     assert 400 == len(snaps)
     assert sum(with_heap[200:]) >= 100
+    # py_blocks' floor reads on the snapshot's index too: the same every-other snapshots (the points a series keeps)
+    assert sum(with_blocks[200:]) >= 100
+    assert all(with_heap[i] for i in range(200, 400) if with_blocks[i])

@@ -139,7 +139,8 @@ class Binding:
             arrow_live, backend = 0, None
         limit = p.limit
         usage = None if limit is None else p.cgroup_usage()
-        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, p.blocks())
+        blocks = p.blocks(p.snapshots - 1)  # on the snapshot's index, as the heap: its floor falls on kept points
+        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, blocks)
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         snapshot = _new(  # Snapshot(call, memory, growth_mb, window_calls, window_s, final), without a Python frame
             Snapshot,
