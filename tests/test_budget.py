@@ -152,3 +152,24 @@ def test_fast_snapshots_carry_malloc_figures_at_every_other_snapshot(stderr_even
     # py_blocks' floor reads on the snapshot's index too: the same every-other snapshots (the points a series keeps)
     assert sum(with_blocks[200:]) >= 100
     assert all(with_heap[i] for i in range(200, 400) if with_blocks[i])
+
+
+def test_two_udfs_in_one_process_each_get_the_floor_of_readings(stderr_events: Reader) -> None:
+    """Two tracked UDFs whose snapshots alternate (fused Ray Data stages): each gets its floor, on its own index.
+
+    The heap and blocks probes are per process; the floor's index is each UDF's own count
+    of snapshots, so neither UDF's snapshots all fall on the other's held-back indices
+    (with the process's count, one got every other snapshot and the other fewer than 90 of 200).
+    """
+    clock, cost = Clock(step=0.002), Clock(step=150e-6)
+    _probes.probes().use_budgets(clock=clock, cost_clock=cost)
+    first, second = identity_udf("First", every=1)(), identity_udf("Second", every=1)()
+    for i in range(400):
+        first(i)
+        second(i)
+    snaps = stderr_events("udfmem.snapshot", finals=False)
+    carried = {
+        udf: sum(not (HEAP_FIELDS - set(s)) for s in snaps if s["udf"] == udf and s["call"] > 200)
+        for udf in ("First", "Second")
+    }
+    assert {"First": True, "Second": True} == {udf: n >= 90 for udf, n in carried.items()}, carried

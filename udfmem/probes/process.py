@@ -224,7 +224,9 @@ class Probes:
         self.peak_was_reset = True
         return True
 
-    def snapshot_reads(self, wid: int) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
+    def snapshot_reads(
+        self, wid: int, at: int | None = None
+    ) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
         """A snapshot's reads in one call: RSS, shared, window ``wid``'s peak, lifetime flag, budgeted heap.
 
         The peak is the kernel's; :func:`udfmem.probes.memory.block` lifts it to the RSS where it lags.
@@ -232,7 +234,9 @@ class Probes:
         The same as :meth:`resident`, ``windows.take(wid, rss)`` and ``heap_budget()`` in turn,
         in one frame: a snapshot runs every K calls and must cost little more than a
         hand-written one (``benchmarks/bench_overhead.py``); the calls it saves are a
-        fifth of that margin.
+        fifth of that margin. ``at``: the index of this snapshot in its UDF's series (the
+        heap's floor of readings falls on the indices a decimated series keeps); None: this
+        process's count of snapshot reads, shared by every UDF in it.
         """
         rss = shared = None
         pages = self._statm_pages()
@@ -241,7 +245,8 @@ class Probes:
         elif self.statm is None:
             rss, shared = self.resident()
         peak, lifetime = self.windows.take(wid, rss)
-        at, self.snapshots = self.snapshots, self.snapshots + 1
+        if at is None:  # no index of the caller's own: this process's count of snapshot reads
+            at, self.snapshots = self.snapshots, self.snapshots + 1
         return rss, shared, peak, lifetime, self.heap_budget(at)
 
     def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:

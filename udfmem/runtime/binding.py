@@ -64,6 +64,7 @@ class Binding:
         self.window = 0  # this UDF's window of the kernel's peak RSS
         self.baseline_mb: float | None = None  # private RSS (MiB) at the end of setup: growth counts from here
         self.last_call = 0  # the call of the last snapshot
+        self.snapshots = 0  # snapshots taken: the index of the next in this UDF's series (the probes' floor)
         self.last_t = time.monotonic()  # when the last snapshot (or setup) was taken
         self.final_call = 0  # the call count of the last final snapshot
         self.watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
@@ -132,14 +133,16 @@ class Binding:
         p = self.probes
         if p is None:
             return
-        rss, shared, peak, lifetime, heap = p.snapshot_reads(self.window)
+        at = self.snapshots  # this UDF's own index: another UDF's snapshots in the process must not shift it
+        self.snapshots = at + 1
+        rss, shared, peak, lifetime, heap = p.snapshot_reads(self.window, at)
         if "pyarrow" in sys.modules:  # only if the user imported it: never import it here
             arrow_live, backend = _probes.arrow_live(), _probes.arrow_backend()
         else:
             arrow_live, backend = 0, None
         limit = p.limit
         usage = None if limit is None else p.cgroup_usage()
-        blocks = p.blocks(p.snapshots - 1)  # on the snapshot's index, as the heap: its floor falls on kept points
+        blocks = p.blocks(at)  # on the snapshot's index, as the heap: its floor falls on kept points
         memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, blocks)
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         snapshot = _new(  # Snapshot(call, memory, growth_mb, window_calls, window_s, final), without a Python frame
