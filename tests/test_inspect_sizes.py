@@ -117,6 +117,26 @@ def test_default_argument_closures_and_partials_count_what_they_bind() -> None:
     assert within_2x(estimated, true), f"estimated {estimated:,} for {true:,}"
 
 
+def test_a_hook_rewrapped_at_every_call_is_still_named() -> None:
+    """A hook re-wrapped 3,000 times (a chain of closures): measured to a depth, never a recursion error.
+
+    Each wrapper that holds another costs a level, so the chain ends after ``LEVELS``; the
+    attribute is named with what it could measure, and the others beside it too.
+    """
+    udf = Udf()
+
+    def hook(x: int) -> int:
+        return x
+
+    for _ in range(3000):
+        hook = (lambda prev: lambda x: prev(x) + 1)(hook)
+    udf.hooks = [hook]
+    udf.small = [1, 2, 3]
+    measures = _inspect.inspect(udf, None, budget_s=0.05)
+    assert {"self.hooks", "self.small"} <= set(measures)
+    assert 1 == measures["self.hooks"][0]
+
+
 def test_arrow_slices_are_sized_by_the_parents_they_pin() -> None:
     """A 10-row slice of each 1.25 MiB record batch (~80 MiB pinned): growing says ~80 MiB, not the slices' bytes."""
     udf = Udf()

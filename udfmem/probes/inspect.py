@@ -544,6 +544,10 @@ def _frame(obj: Any, walk: _Walk) -> int | None:
     return total
 
 
+_WRAPPERS = (types.FunctionType, functools.partial)
+"""Callables whose held values are measured (:func:`_function`, :func:`_partial`)."""
+
+
 def _function(obj: Any, cls: type, walk: _Walk, levels: int) -> int:
     """A closure's retained bytes: what its cells and defaults hold (the UDF object itself not again).
 
@@ -562,13 +566,27 @@ def _function(obj: Any, cls: type, walk: _Walk, levels: int) -> int:
     defaults = _DEFAULTS.__get__(obj, cls)
     if type(defaults) is tuple:
         held.extend(defaults[:INNER])
-    return sum(_measure(value, walk, True, levels)[1] for value in held[:INNER] if id(value) not in walk.seen)
+    return sum(
+        _measure(value, walk, True, _held_levels(value, levels))[1]
+        for value in held[:INNER]
+        if id(value) not in walk.seen
+    )
 
 
 def _partial(obj: Any, walk: _Walk, levels: int) -> int:
     """A ``functools.partial``'s retained bytes: its arguments."""
     held = (_PARTIAL_ARGS.__get__(obj, functools.partial), _PARTIAL_KEYWORDS.__get__(obj, functools.partial))
-    return sum(_measure(value, walk, True, levels)[1] for value in held)
+    return sum(_measure(value, walk, True, _held_levels(value, levels))[1] for value in held)
+
+
+def _held_levels(value: Any, levels: int) -> int:
+    """The levels a callable's held ``value`` is measured at: its own, one fewer for a callable it wraps.
+
+    A closure's batch is measured at the closure's level (what it keeps is what it
+    retains); a closure that wraps another (a hook re-wrapped at every call) costs a level,
+    so a chain of 3,000 wrappers ends after ``LEVELS`` instead of in a ``RecursionError``.
+    """
+    return levels - 1 if type(value) in _WRAPPERS else levels
 
 
 def _lru(obj: Any, walk: _Walk, levels: int) -> tuple[int | None, int]:
@@ -625,6 +643,8 @@ def _retained(obj: Any, cls: type, plan: _Plan, walk: _Walk, levels: int) -> tup
         return items, _sizeof(obj, plan) + size
     if not walk.first(obj):  # a callable met again (a recursive closure, one callback held twice): once
         return None, 0
+    if levels < 0 or walk.clock() > walk.deadline:  # deep in a chain of wrappers, or out of time: itself only
+        return None, _sizeof(obj, plan)
     size = _function(obj, cls, walk, levels) if kind == "function" else _partial(obj, walk, levels)
     return None, _sizeof(obj, plan) + size
 
