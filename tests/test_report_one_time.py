@@ -236,3 +236,21 @@ def test_the_summary_round_trips_through_json() -> None:
     """The new fields survive the child's JSON reply (``to_dict`` then ``from_dict``)."""
     s = summarize(scratch(*range(1, 41)), kept((TABLE, LOOP), 1, size=32 * MIB))
     assert s == profile.ProfileSummary.from_dict(json.loads(json.dumps(s.to_dict())))
+
+
+def test_a_pre_aggregated_capture_is_reported_without_a_one_time_split(tmp_path: Path) -> None:
+    """A ``memray run --aggregate`` file keeps no allocation history: it is read from its plain leaked records.
+
+    Its figures come as before the one-time split (no ``one_time_leaked_mb``); the temporal
+    reader would raise ``NotImplementedError`` on it.
+    """
+    import memray
+
+    path = tmp_path / "memray-Agg-1-1.bin"
+    kept: list[bytearray] = []
+    with memray.Tracker(str(path), file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS):
+        kept.extend(bytearray(1 << 20) for _ in range(4))
+    code, (summary,), stderr = report(tmp_path)
+    assert 0 == code, stderr
+    assert summary["leaked_mb"] >= 4
+    assert "one_time_leaked_mb" not in summary

@@ -86,7 +86,8 @@ def leaks(path: str, timed: bool = False) -> Iterator[tuple[ProfileHeader, Itera
     with when its live bytes were allocated (``born``) and when its stack allocated at all
     (``active``), stacks with nothing left included (``size`` 0): what tells a one-time
     buffer from per-call growth (:mod:`udfmem.analysis.profile`); a memray without them
-    gives the plain records. memray's reader is native code that may crash the process on
+    gives the plain records, and so does a pre-aggregated capture (``memray run --aggregate``,
+    which keeps no allocation history). memray's reader is native code that may crash the process on
     a corrupted file: a file this process did not just write is read in the child
     (:class:`ProfileReader`), never here. Raises when memray cannot read it.
     """
@@ -101,7 +102,9 @@ def leaks(path: str, timed: bool = False) -> Iterator[tuple[ProfileHeader, Itera
             native_traces=bool(meta.has_native_traces),
             ended=closed_properly(path),
         )
-        temporal = getattr(reader, "get_temporal_allocation_records", None) if timed else None
+        # a pre-aggregated capture (memray run --aggregate) keeps no allocation history: plain records
+        aggregated = meta.file_format == memray.FileFormat.AGGREGATED_ALLOCATIONS if timed else False
+        temporal = getattr(reader, "get_temporal_allocation_records", None) if timed and not aggregated else None
         yield (
             header,
             (
