@@ -6,6 +6,7 @@ and the rule itself on records whose times are given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -254,3 +255,11 @@ def test_a_pre_aggregated_capture_is_reported_without_a_one_time_split(tmp_path:
     assert 0 == code, stderr
     assert summary["leaked_mb"] >= 4
     assert "one_time_leaked_mb" not in summary
+
+
+def test_the_notes_escape_a_path_s_control_characters() -> None:
+    """A file name with a terminal escape is printed escaped in the notes, as everywhere else in the report."""
+    once = summarize(scratch(*range(1, 41)), kept((TABLE, LOOP), 1, size=32 * MIB))
+    (note,) = report_notes(dataclasses.replace(once, path="p\x1b[2J.bin"))
+    assert "\x1b" not in note
+    assert note.startswith("note: p\\x1b[2J.bin: ")

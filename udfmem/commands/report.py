@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 
+from .._text import printable
 from ..analysis import patterns, profile
 from ..analysis.profile import ProfileSummary
 from ..reporters import json as json_reporter
@@ -91,14 +92,15 @@ def _error(message: str) -> None:
 def notes(s: ProfileSummary) -> list[str]:
     """What the one-time split (:mod:`udfmem.analysis.profile`) found in ``s``, or why it could not look."""
     out: list[str] = []
+    path = printable(s.path)
     if s.one_time_leaked_mb > 0:
         out.append(
-            f"note: {s.path}: {s.one_time_leaked_mb} MiB left by the first calls only, never later "
+            f"note: {path}: {s.one_time_leaked_mb} MiB left by the first calls only, never later "
             "(one-time: a BLAS buffer, a lazily built table); not per-call retention"
         )
     if s.verdict == patterns.PER_CALL and 0 < s.call_snapshots < profile.MIN_CALL_SNAPSHOTS:
         out.append(
-            f"note: {s.path}: the calls span {s.call_snapshots} memory snapshot{'s' * (s.call_snapshots != 1)} "
+            f"note: {path}: the calls span {s.call_snapshots} memory snapshot{'s' * (s.call_snapshots != 1)} "
             "only: one-time buffers cannot be told from per-call growth (run more calls)"
         )
     return out

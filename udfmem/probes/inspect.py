@@ -617,12 +617,13 @@ def _lru(obj: Any, walk: _Walk, levels: int) -> tuple[int | None, int]:
     newest = entries[: 2 * SAMPLED]
     if not newest:
         return currsize, 0
-    total = 0
+    total = measured = 0
     for item in newest:
         total += _measure(item, walk, True, levels - 1)[1]
+        measured += 1
         if walk.clock() > walk.deadline:
             break
-    return currsize, int(total * 2 * currsize / len(newest))
+    return currsize, int(total * 2 * currsize / measured)  # the entries measured, of 2 per item (key, result)
 
 
 def _retained(obj: Any, cls: type, plan: _Plan, walk: _Walk, levels: int) -> tuple[int | None, int] | None:
