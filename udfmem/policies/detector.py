@@ -228,7 +228,8 @@ class Detector:
         verdict, grown = judged
         if grown is not None:
             self._grown = grown
-        if verdict.pattern == P.INSUFFICIENT_DATA:
+        if verdict.pattern == P.INSUFFICIENT_DATA:  # no word on anything: a change awaiting its hold starts over
+            self._pending = None
             return None
         said = self._say(verdict, snapshot.call)
         if verdict.pattern == self.said:  # the slope follows what is said, not a judgement at the margin
