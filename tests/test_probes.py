@@ -234,8 +234,8 @@ def test_a_reused_clear_refs_number_never_receives_the_restart(tmp_path: Path) -
     try:
         assert p.reset_peak() is True
         wid = p.windows.open()
-        for _ in range(3):
-            p.snapshot_reads(wid)
+        for at in range(3):
+            p.snapshot_reads(wid, at)
         p.windows.take(wid)
         assert "a,b\n1,2\n" == (tmp_path / "user.csv").read_text()
     finally:

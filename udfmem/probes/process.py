@@ -122,7 +122,6 @@ class Probes:
             floor_every=HEAP_FLOOR_EVERY,
             ceiling=HEAP_CEILING,
         )
-        self.snapshots = 0  # snapshot reads so far: the heap floor's readings fall on the indices a series keeps
         # sys.getallocatedblocks() walks the arenas: 0.5 µs at 37k blocks, 64 µs at 2M; read
         # at every snapshot while it costs under 2 µs, else within 0.2% of the wall time, and
         # at least every BLOCKS_FLOOR_EVERY-th read within BLOCKS_CEILING
@@ -225,7 +224,7 @@ class Probes:
         return True
 
     def snapshot_reads(
-        self, wid: int, at: int | None = None
+        self, wid: int, at: int
     ) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
         """A snapshot's reads in one call: RSS, shared, window ``wid``'s peak, lifetime flag, budgeted heap.
 
@@ -235,8 +234,7 @@ class Probes:
         in one frame: a snapshot runs every K calls and must cost little more than a
         hand-written one (``benchmarks/bench_overhead.py``); the calls it saves are a
         fifth of that margin. ``at``: the index of this snapshot in its UDF's series (the
-        heap's floor of readings falls on the indices a decimated series keeps); None: this
-        process's count of snapshot reads, shared by every UDF in it.
+        heap's floor of readings falls on the indices a decimated series keeps).
         """
         rss = shared = None
         pages = self._statm_pages()
@@ -245,8 +243,6 @@ class Probes:
         elif self.statm is None:
             rss, shared = self.resident()
         peak, lifetime = self.windows.take(wid, rss)
-        if at is None:  # no index of the caller's own: this process's count of snapshot reads
-            at, self.snapshots = self.snapshots, self.snapshots + 1
         return rss, shared, peak, lifetime, self.heap_budget(at)
 
     def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:
