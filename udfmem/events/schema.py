@@ -49,11 +49,16 @@ class Memory(NamedTuple):
     arrow_live_mb: Annotated[float, Field("bytes allocated by Arrow's memory pool", "arrow")] = 0.0
     arrow_backend: Annotated[str | None, Field("Arrow's memory pool backend")] = None
     gap_mb: Annotated[float | None, Field("RSS that Arrow does not account for (rss - arrow_live)")] = None
-    heap_in_use_mb: Annotated[float | None, Field("malloc bytes in use (mmapped chunks too)", "heap")] = None
-    heap_free_mb: Annotated[float | None, Field("freed memory malloc still holds", "free")] = None
-    heap_mmap_mb: Annotated[float | None, Field("malloc bytes in mmapped chunks")] = None
-    limit_mb: Annotated[float | None, Field("the cgroup memory limit", "limit")] = None
-    headroom_mb: Annotated[float | None, Field("memory left under the cgroup limit", "headroom")] = None
+    heap_in_use_mb: Annotated[float | None, Field("bytes in use in the allocator serving malloc", "heap")] = None
+    heap_free_mb: Annotated[float | None, Field("freed memory that allocator still holds resident", "free")] = None
+    heap_mmap_mb: Annotated[float | None, Field("glibc malloc bytes in mmapped chunks")] = None
+    allocator: Annotated[str | None, Field("the allocator serving malloc (glibc, jemalloc, tcmalloc, ...)")] = None
+    limit_mb: Annotated[float | None, Field("the memory limit whose kill comes first", "limit")] = None
+    headroom_mb: Annotated[float | None, Field("memory left under that limit (its working set's)", "headroom")] = None
+    limit_source: Annotated[str | None, Field("where limit_mb comes from: cgroup:<dir>, ray-monitor:<share>, node")] = (
+        None
+    )
+    limit_high_mb: Annotated[float | None, Field("cgroup v2 memory.high: throttled and reclaimed above it")] = None
     py_blocks: Annotated[int | None, Field("live Python object blocks", "blocks")] = None
 
 
@@ -64,6 +69,7 @@ class _Setup(NamedTuple):
     delta_mb: float | None = None
     setups: int = 1
     error: str | None = None
+    not_read: str | None = None
 
 
 class Setup(_Setup):

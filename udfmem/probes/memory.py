@@ -13,12 +13,15 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 from ..events.schema import Memory
-from .process import MIB, Probes, arrow_backend, arrow_live, probes
+from .process import MIB, Heap, Probes, arrow_backend, arrow_live, probes
 
 _TENTHS = 10 / MIB
 _new = tuple.__new__  # builds a Memory from all its values with no Python frame (no defaults filled in)
-if len(Memory._fields) != 14:  # pragma: no cover - a field added to the schema: block() must fill it too
-    raise TypeError(f"block() writes 14 memory fields, the schema has {len(Memory._fields)}: fill the new one")
+if len(Memory._fields) != 17:  # pragma: no cover - a field added to the schema: block() must fill it too
+    raise TypeError(f"block() writes 17 memory fields, the schema has {len(Memory._fields)}: fill the new one")
+Fixed = tuple["str | None", "str | None", "float | None"]
+"""What a process's memory block carries unchanged: the allocator's name, the limit's source, memory.high (MiB)."""
+NO_FIXED: Fixed = (None, None, None)
 
 
 _SAMPLE_DOC = """One reading of this process's memory: ``pid``, ``ts`` (epoch seconds), then every field of
@@ -69,14 +72,16 @@ else:
     MemorySample.__doc__, MemorySample.__module__ = _SAMPLE_DOC, __name__
 
 
-def read(p: Probes, peak: int | None, lifetime: bool, heap: tuple[int, int, int] | None) -> tuple[Memory, int | None]:
+def read(p: Probes, peak: int | None, lifetime: bool, heap: Heap | None) -> tuple[Memory, int | None]:
     """The memory block now, and the RSS it was read with; ``peak`` and ``heap`` come from the caller.
 
     The caller took the window peak (or the lifetime one) and the heap (budgeted or not).
     """
     rss, shared = p.resident()
     usage = p.cgroup_usage() if p.limit is not None else None
-    memory = block(rss, shared, peak, lifetime, arrow_live(), arrow_backend(), heap, p.limit, usage, p.blocks())
+    memory = block(
+        rss, shared, peak, lifetime, arrow_live(), arrow_backend(), heap, p.limit, usage, p.blocks(), p.fixed
+    )
     return memory, rss
 
 
@@ -87,16 +92,29 @@ def block(
     lifetime: bool,
     arrow_live: int,
     backend: str | None,
-    heap: tuple[int, int, int] | None,
+    heap: Heap | None,
     limit: int | None,
     usage: int | None,
     py_blocks: int | None = None,
+    fixed: Fixed = NO_FIXED,
 ) -> Memory:
-    """The event's memory block (MiB, 0.1) from raw values in bytes: the one place these fields are computed."""
+    """The event's memory block (MiB, 0.1) from raw values in bytes: the one place these fields are computed.
+
+    ``heap`` is (in use, freed but held, mmapped or None) of the allocator serving malloc;
+    ``usage`` the working set charged against ``limit``; ``fixed`` what the process's
+    block always carries (:data:`Fixed`).
+    """
     k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
     if peak is not None and rss is not None and rss > peak:
         peak = rss  # the kernel's high-water mark lags the current RSS a little
-    if rss is not None and shared is not None and peak is not None and heap is not None and limit is None:
+    if (
+        rss is not None
+        and shared is not None
+        and peak is not None
+        and heap is not None
+        and heap[2] is not None
+        and limit is None
+    ):
         return _new(  # the common case on Linux, without a test per field (tuple.__new__: no Python frame)
             Memory,
             (
@@ -111,8 +129,11 @@ def block(
                 int(heap[0] * k + 0.5) / 10,
                 int(heap[1] * k + 0.5) / 10,
                 int(heap[2] * k + 0.5) / 10,
+                fixed[0],
                 None,
                 None,
+                fixed[1],
+                fixed[2],
                 py_blocks,
             ),
         )
@@ -129,9 +150,12 @@ def block(
             None if rss is None else round((rss - arrow_live) / MIB, 1),
             None if heap is None else int(heap[0] * k + 0.5) / 10,
             None if heap is None else int(heap[1] * k + 0.5) / 10,
-            None if heap is None else int(heap[2] * k + 0.5) / 10,
+            None if (heap is None or heap[2] is None) else int(heap[2] * k + 0.5) / 10,
+            fixed[0],
             None if limit is None else int(limit * k + 0.5) / 10,
             None if (limit is None or usage is None) else round((limit - usage) / MIB, 1),
+            fixed[1],
+            fixed[2],
             py_blocks,
         ),
     )

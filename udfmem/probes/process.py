@@ -21,7 +21,7 @@ from .cgroup import cgroup_files, read_limit
 from .fds import KeptFd
 from .windows import PeakWindows
 
-__all__ = ["MIB", "PeakWindows", "Probes", "arrow_backend", "arrow_live", "mb", "probes"]
+__all__ = ["MIB", "Heap", "PeakWindows", "Probes", "arrow_backend", "arrow_live", "mb", "probes"]
 
 try:
     import resource as _resource
@@ -29,6 +29,8 @@ except ImportError:  # Windows
     _resource = None  # type: ignore[assignment]
 
 MIB = 1024 * 1024
+Heap = tuple[int, int, "int | None"]
+"""The allocator's (in use, freed but held, mmapped or None where it has no such figure) bytes."""
 HEAP_FLOOR_EVERY = 2
 """The heap and blocks probes read at least every this many snapshots (within their ceilings).
 
@@ -102,6 +104,12 @@ class Probes:
             limit_file = usage_file = None
             self.limit = None
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
+        self.fixed: tuple[str | None, str | None, float | None] = (
+            "glibc" if self.mallinfo2 is not None else None,
+            None,
+            None,
+        )
+        """What every memory block of this process carries: allocator name, limit source, memory.high (MiB)."""
         self.use_budgets()
         self.windows = PeakWindows(self)
 
@@ -115,7 +123,7 @@ class Probes:
         """
         # mallinfo2 within 0.5% of the wall time, and at least every HEAP_FLOOR_EVERY-th snapshot
         # within HEAP_CEILING (budget.py's floor; the numbers are argued at the constants)
-        self.heap_budget: Budget[tuple[int, int, int]] = Budget(
+        self.heap_budget: Budget[Heap] = Budget(
             self.heap,
             clock=clock,
             cost_clock=cost_clock,
@@ -223,9 +231,7 @@ class Probes:
         self.peak_was_reset = True
         return True
 
-    def snapshot_reads(
-        self, wid: int, at: int
-    ) -> tuple[int | None, int | None, int | None, bool, tuple[int, int, int] | None]:
+    def snapshot_reads(self, wid: int, at: int) -> tuple[int | None, int | None, int | None, bool, Heap | None]:
         """A snapshot's reads in one call: RSS, shared, window ``wid``'s peak, lifetime flag, budgeted heap.
 
         The peak is the kernel's; :func:`udfmem.probes.memory.block` lifts it to the RSS where it lags.
@@ -245,13 +251,13 @@ class Probes:
         peak, lifetime = self.windows.take(wid, rss)
         return rss, shared, peak, lifetime, self.heap_budget(at)
 
-    def heap_in_use(self, heap: tuple[int, int, int] | None) -> int | None:
+    def heap_in_use(self, heap: Heap | None) -> int | None:
         """malloc's in-use bytes of a ``heap`` reading: 0 where there is no heap probe, None when it was skipped."""
         if heap is not None:
             return heap[0]
         return 0 if self.mallinfo2 is None else None
 
-    def heap(self) -> tuple[int, int, int] | None:
+    def heap(self) -> Heap | None:
         """glibc malloc: (in use, freed but held, mmapped) bytes, or None off glibc."""
         if self.mallinfo2 is None:
             return None

@@ -143,7 +143,7 @@ class Binding:
         limit = p.limit
         usage = None if limit is None else p.cgroup_usage()
         blocks = p.blocks(at)  # on the snapshot's index, as the heap: its floor falls on kept points
-        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, blocks)
+        memory = _memory.block(rss, shared, peak, lifetime, arrow_live, backend, heap, limit, usage, blocks, p.fixed)
         private, base = memory.rss_anon_mb if shared is not None else memory.rss_mb, self.baseline_mb
         snapshot = _new(  # Snapshot(call, memory, growth_mb, window_calls, window_s, final), without a Python frame
             Snapshot,
