@@ -112,6 +112,14 @@ class Probes:
         """What every memory block of this process carries: allocator name, limit source, memory.high (MiB)."""
         self.use_budgets()
         self.windows = PeakWindows(self)
+        self.unreadable: dict[str, str] = {}
+        """The memory fields this process cannot read (or reads only in part), and why: said once, in the setup event."""
+        if self.statm is None:
+            self.unreadable["rss_anon_mb"] = "no /proc/self/statm: private and shared pages unknown"
+        if self.clear_refs is None or _resource is None:
+            self.unreadable["peak_rss_mb"] = (
+                "the kernel's peak cannot be reset here: peaks are the process's lifetime peak"
+            )
 
     def use_budgets(
         self, clock: Callable[[], float] = time.monotonic, cost_clock: Callable[[], float] = time.thread_time
