@@ -17,6 +17,12 @@ nothing is frozen or unfrozen: the check collects without the freeze).
 Python object blocks (``sys.getallocatedblocks()``; small objects live in pymalloc's
 arenas, which malloc's figures do not see) count at ``BLOCK_BYTES`` each, the size of a
 typical small object: the per-call figure of a small-object leak is an estimate.
+
+"malloc" is whichever allocator serves it (:mod:`udfmem.probes.allocators`): glibc's
+``mallinfo2``, or the in-use figure of a preloaded jemalloc or tcmalloc. Where none can be
+read (musl, an allocator udfmem does not know) the check judges by private RSS and the
+Python blocks instead, and where the blocks are not measured (``PYTHONMALLOC=malloc``,
+mimalloc) it leaves them out; :attr:`GrowthReport.note` says so.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from . import _drive
 from .analysis import growth
 from .analysis import patterns as P
 from .probes import inspect as _inspect
+from .probes import memory as _memory
 from .probes import process as _probes
 
 __all__ = [
@@ -57,6 +64,8 @@ BLOCK_BYTES = 64
 """Bytes counted per live Python object block (a typical small object)."""
 WINDOWS = P.SUB_WINDOWS
 """Counted calls are cut into this many windows (the growth rule's sub-windows)."""
+RSS_NOISE_BYTES = 256 * 1024
+"""Where private RSS is judged, its growth in a window must pass this (it moves in pages and allocator chunks)."""
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -86,6 +95,7 @@ class GrowthReport:
     evidence: str
     window_kib: tuple[float, ...]  # growth per call in each window
     stacks: tuple[str, ...] = ()  # with stacks=True: where what stayed was allocated (memray), largest first
+    note: str | None = None  # what was not measured here and what was judged instead (the allocator's figures, blocks)
 
     def passed(self, limit: str | int = "64 KB") -> bool:
         """Whether the UDF stays under ``limit`` bytes per call (a plateau or noise always passes)."""
@@ -98,15 +108,43 @@ class GrowthReport:
             f"{self.calls} calls (limit {parse_size(limit) / 1024:,.1f} KiB)"
         )
         text += f"; growing: {self.growing}" if self.growing else ""
+        text += f"; note: {self.note}" if self.note else ""
         return text + (f"; allocated at: {self.stacks[0]}" if self.stacks else "")
 
 
-def _live() -> tuple[int, int, int]:
-    """(malloc in-use, Arrow live, Python blocks) now, after a full collection."""
+Mark = tuple["int | None", int, int, "int | None"]
+"""(malloc in-use or None where unreadable, Arrow live, Python blocks or 0 where not counted, private RSS)."""
+
+
+def _live(blocks: bool) -> Mark:
+    """The live figures now, after a full collection (``blocks``: whether the Python blocks count)."""
     gc.collect()
     p = _probes.probes()
     heap = p.heap()
-    return (0 if heap is None else heap[0]), _probes.arrow_live(), sys.getallocatedblocks()
+    return (
+        None if heap is None else heap[0],
+        _probes.arrow_live(),
+        sys.getallocatedblocks() if blocks else 0,
+        _memory.private(*p.resident()),
+    )
+
+
+def _judged() -> tuple[bool, bool, str | None]:
+    """(count the Python blocks, judge private RSS too, the note saying so) for this process."""
+    p = _probes.probes()
+    notes = []
+    rss = False
+    if p.mallinfo2 is None and p.allocator.read is None:
+        why = p.allocator.unreadable or f"{p.allocator.name}: no heap figures"
+        notes.append(f"malloc's figures cannot be read here ({why}): judged by private RSS and Python blocks")
+        rss = True
+    objects = p.python_objects
+    if objects.blocks_unreadable is not None:
+        notes.append(f"Python blocks not measured ({objects.blocks_unreadable})")
+        if objects.allocator == "mimalloc" and not rss:  # Python objects outside malloc and uncounted
+            notes.append("judged by private RSS too")
+            rss = True
+    return objects.blocks_unreadable is None, rss, "; ".join(notes) or None
 
 
 def _instance(udf: Any) -> Any:
@@ -267,14 +305,15 @@ def measure(
     mod = sys.modules.get(module) if module else None
     before = _inspected(targets, mod)
     per_window = calls // WINDOWS
+    blocks, rss, note = _judged()
     with _frozen():
-        marks = [_live()]
+        marks = [_live(blocks)]
         for _ in range(WINDOWS):
             for _ in range(per_window):
                 call(next(order))
-            marks.append(_live())
+            marks.append(_live(blocks))
     grown = _inspect.growing(before, _inspected(targets, mod))
-    return _report(marks, per_window, per_window * WINDOWS, grown)
+    return _report(marks, per_window, per_window * WINDOWS, grown, rss, note)
 
 
 def _inspected(targets: dict[str, Any], module: types.ModuleType | None) -> _inspect.Measures:
@@ -287,28 +326,64 @@ def _inspected(targets: dict[str, Any], module: types.ModuleType | None) -> _ins
     return out
 
 
-def _report(marks: list[tuple[int, int, int]], per_window: int, counted: int, grown: str | None) -> GrowthReport:
-    """The report from the live figures at each window boundary."""
+def _report(
+    marks: list[Mark],
+    per_window: int,
+    counted: int,
+    grown: str | None,
+    rss: bool = False,
+    note: str | None = None,
+) -> GrowthReport:
+    """The report from the live figures at each window boundary.
 
-    def total(m: tuple[int, int, int]) -> int:
-        return m[0] + m[1] + m[2] * BLOCK_BYTES
+    The measure is malloc in-use + Arrow live + Python blocks; where malloc's figure is
+    unknown, Arrow live + Python blocks. With ``rss``, private RSS is judged too (by the same
+    rule, over ``RSS_NOISE_BYTES``): either growing is growth, and the larger per-call
+    figure of those that grew is reported.
+    """
+    first, last = marks[0], marks[-1]
+    heap_known = all(m[0] is not None for m in marks)
 
-    deltas = [total(b) - total(a) for a, b in itertools.pairwise(marks)]
+    def total(m: Mark) -> int:
+        return ((m[0] or 0) if heap_known else 0) + m[1] + m[2] * BLOCK_BYTES
+
+    measures = [([total(b) - total(a) for a, b in itertools.pairwise(marks)], P.CHECK_NOISE_BYTES)]
+    rss_known = rss and all(m[3] is not None for m in marks)
+    if rss_known:
+        measures.append(([(b[3] or 0) - (a[3] or 0) for a, b in itertools.pairwise(marks)], RSS_NOISE_BYTES))
+    judged = [(growth.grows(d, sum(d) / len(d), noise=noise), sum(d), d) for d, noise in measures]
+    grew, _, deltas = max(judged, key=lambda j: (j[0], j[1]))  # a growing measure first, then the larger
     rates = [d / per_window / 1024 for d in deltas]
-    per_call = (total(marks[-1]) - total(marks[0])) / counted / 1024
+    per_call = sum(deltas) / counted / 1024
     spread = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else 0.0
-    grew = growth.grows(deltas, sum(deltas) / len(deltas), noise=P.CHECK_NOISE_BYTES)
-    heap = marks[-1][0] - marks[0][0] + (marks[-1][2] - marks[0][2]) * BLOCK_BYTES
-    arrow = marks[-1][1] - marks[0][1]
+    arrow = last[1] - first[1]
+    blocks = (last[2] - first[2]) * BLOCK_BYTES
+    if heap_known:
+        heap = (last[0] or 0) - (first[0] or 0) + blocks
+    else:  # what private RSS gained that Arrow did not
+        heap = blocks if not rss_known else max(blocks, (last[3] or 0) - (first[3] or 0) - arrow)
     leak = P.ARROW_LEAK if arrow > heap else P.HEAP_LEAK
     pattern = leak if grew else P.HEALTHY
+    name = _probes.probes().allocator.name
     evidence = (
         f"{counted} calls in {len(deltas)} windows: KiB per call "
         + ", ".join(f"{r:,.1f}" for r in rates)
-        + f"; malloc in-use {heap / 1024 / counted:+,.1f}, Arrow {arrow / 1024 / counted:+,.1f} KiB per call"
-        + f"; py_blocks {marks[-1][2] - marks[0][2]:+,}"
+        + (
+            f"; malloc in-use ({name}) {((last[0] or 0) - (first[0] or 0)) / 1024 / counted:+,.1f}"
+            if heap_known
+            else f"; malloc in-use ({name}) unknown"
+        )
+        + f", Arrow {arrow / 1024 / counted:+,.1f} KiB per call"
+        + (
+            f", private RSS {((last[3] or 0) - (first[3] or 0)) / 1024 / counted:+,.1f} KiB per call"
+            if rss_known
+            else ""
+        )
+        + f"; py_blocks {last[2] - first[2]:+,}"
     )
-    return GrowthReport(round(per_call, 2), round(spread, 2), pattern, grown, counted, evidence, tuple(rates))
+    return GrowthReport(
+        round(per_call, 2), round(spread, 2), pattern, grown, counted, evidence, tuple(rates), note=note
+    )
 
 
 def assert_no_growth(

@@ -1,12 +1,16 @@
-"""Give freed memory back to the OS: glibc ``malloc_trim(0)`` and Arrow's pool.
+"""Give freed memory back to the OS the way of the allocator serving malloc, then Arrow's pool.
 
 glibc keeps freed memory resident in its arenas; one ``malloc_trim(0)`` from any thread
 walks every arena and returns the free pages (measured here: 551 → 71 MiB in 55 ms after
 a 32-thread churn, ~0.1 ms per MiB released, ~2 µs when there is nothing to free).
+A preloaded jemalloc or tcmalloc serves malloc instead (:mod:`udfmem.probes.allocators`
+finds which): glibc's trim would release nothing there, so theirs is used: jemalloc's
+``arena.<ALL>.purge`` (its dirty pages), tcmalloc's ``MallocExtension_ReleaseFreeMemory``
+(its page heap's free pages).
 Arrow's default pool (mimalloc or jemalloc) keeps its own freed memory until
-``release_unused()``; malloc_trim does not touch it. Every platform without these gets a
+``release_unused()``; no malloc release touches it. Every platform without these gets a
 reasoned no-op: musl has no ``malloc_trim``, macOS has ``malloc_zone_pressure_relief``,
-Windows has neither.
+Windows has neither, and an allocator udfmem does not know has no release it could call.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _process, _reentry
+from . import allocators as _allocators
 from . import process as _probes
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
@@ -32,7 +37,11 @@ class TrimResult:
 
     ``supported`` is False where no allocator release was possible, and ``reason`` says
     why (for example ``"musl: no malloc_trim"``); ``reason`` also names a part that was
-    skipped while another ran (``"pyarrow not imported"``).
+    skipped while another ran (``"pyarrow not imported"``). ``allocator`` names the
+    allocator serving malloc and ``method`` the release that was called for it
+    (``"malloc_trim"``, ``"jemalloc arena.4096.purge"``, ``"tcmalloc
+    MallocExtension_ReleaseFreeMemory"``; None when none was); ``malloc_released_mb`` is
+    what that release gave back.
     """
 
     supported: bool
@@ -43,6 +52,8 @@ class TrimResult:
     rss_before_mb: float | None
     rss_after_mb: float | None
     reason: str | None = None
+    allocator: str | None = None
+    method: str | None = None
 
 
 def _libc() -> Any:
@@ -56,10 +67,15 @@ Release = tuple[Any, "str | None", "str | None"]
 """A native release function (or None), its name, and why there is none."""
 
 
-def platform_release(load_libc: Callable[[], Any] = _libc) -> Release:
+def platform_release(
+    load_libc: Callable[[], Any] = _libc, serving: Callable[[], _allocators.Allocator] = _allocators.serving
+) -> Release:
     """The native release function for this platform, its name, and why there is none.
 
-    ``load_libc`` loads the C library (tests pass another platform's symbols).
+    ``load_libc`` loads the C library (tests pass another platform's symbols); ``serving``
+    names the allocator serving malloc (:func:`udfmem.probes.allocators.serving`): jemalloc
+    and tcmalloc bring their own release; under another allocator than glibc's, glibc's
+    ``malloc_trim`` would release nothing and is not called.
     """
     if sys.platform == "win32":
         return None, None, "Windows: no malloc_trim; the CRT heap returns memory itself"
@@ -73,6 +89,11 @@ def platform_release(load_libc: Callable[[], Any] = _libc) -> Release:
         relief.restype = ctypes.c_size_t
         relief.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         return (lambda: relief(None, 0)), "malloc_zone_pressure_relief", None
+    found = serving()
+    if found.release is not None:
+        return found.release, found.release_name, None
+    if found.name not in ("glibc", "musl"):
+        return None, None, found.no_release or f"{found.name} serves malloc: no release known"
     trim_fn = getattr(libc, "malloc_trim", None)
     if trim_fn is None:
         if getattr(libc, "gnu_get_libc_version", None) is None:
@@ -186,6 +207,8 @@ def release() -> TrimResult:
         rss_before_mb=_probes.mb(rss0),
         rss_after_mb=_probes.mb(rss2),
         reason="; ".join(reasons) or None,
+        allocator=probes.allocator.name,
+        method=_release_name if _release is not None else None,
     )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import _process
+from . import allocators as _allocators
 from .budget import Budget
 from .cgroup import cgroup_files, read_limit
 from .fds import KeptFd
@@ -94,7 +95,9 @@ class Probes:
         self.statm = self._open("/proc/self/statm", os.O_RDONLY)
         # checked (fstat) before every write; the windows write only when there is a peak to clear
         self.clear_refs = self._open("/proc/self/clear_refs", os.O_WRONLY)
-        self.mallinfo2 = _find_mallinfo2()
+        self.allocator = _allocators.serving()  # which allocator serves malloc, its readers and release
+        self.mallinfo2 = _find_mallinfo2() if self.allocator.name == "glibc" else None  # glibc's ~0 under another
+        self.python_objects = _allocators.python_objects()  # where Python objects live; py_blocks or why not
         self._psutil: Any = None
         self.peak_was_reset = False
         try:
@@ -105,7 +108,7 @@ class Probes:
             self.limit = None
         self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
         self.fixed: tuple[str | None, str | None, float | None] = (
-            "glibc" if self.mallinfo2 is not None else None,
+            self.allocator.name,
             None,
             None,
         )
@@ -114,6 +117,13 @@ class Probes:
         self.windows = PeakWindows(self)
         self.unreadable: dict[str, str] = {}
         """The memory fields this process cannot read (or reads only in part), and why: said once, in the setup event."""
+        if self.mallinfo2 is None and self.allocator.read is None:
+            why = self.allocator.unreadable or f"{self.allocator.name}: no mallinfo2"
+            self.unreadable["heap_in_use_mb"] = self.unreadable["heap_free_mb"] = why
+        elif self.mallinfo2 is None:
+            self.unreadable["heap_mmap_mb"] = f"{self.allocator.name} has no mmapped figure (glibc only)"
+        if self.python_objects.blocks_unreadable is not None:
+            self.unreadable["py_blocks"] = self.python_objects.blocks_unreadable
         if self.statm is None:
             self.unreadable["rss_anon_mb"] = "no /proc/self/statm: private and shared pages unknown"
         if self.clear_refs is None or _resource is None:
@@ -142,7 +152,7 @@ class Probes:
         # at every snapshot while it costs under 2 µs, else within 0.2% of the wall time, and
         # at least every BLOCKS_FLOOR_EVERY-th read within BLOCKS_CEILING
         self.blocks: Budget[int] = Budget(
-            sys.getallocatedblocks,
+            sys.getallocatedblocks if self.python_objects.blocks_unreadable is None else (lambda: None),
             share=0.002,
             free_below=2e-6,
             clock=clock,
@@ -263,12 +273,21 @@ class Probes:
         """malloc's in-use bytes of a ``heap`` reading: 0 where there is no heap probe, None when it was skipped."""
         if heap is not None:
             return heap[0]
-        return 0 if self.mallinfo2 is None else None
+        return 0 if (self.mallinfo2 is None and self.allocator.read is None) else None
 
     def heap(self) -> Heap | None:
-        """glibc malloc: (in use, freed but held, mmapped) bytes, or None off glibc."""
+        """The allocator serving malloc: (in use, freed but held, mmapped or None) bytes; None where unreadable.
+
+        glibc: ``mallinfo2``; jemalloc and tcmalloc: their own figures (:mod:`udfmem.probes.allocators`).
+        """
         if self.mallinfo2 is None:
-            return None
+            read = self.allocator.read
+            if read is None:
+                return None
+            try:
+                return read()
+            except Exception:
+                return None
         try:
             info = self.mallinfo2()
         except Exception:
