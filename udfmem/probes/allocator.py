@@ -92,7 +92,7 @@ def platform_release(
     found = serving()
     if found.release is not None:
         return found.release, found.release_name, None
-    if found.name not in ("glibc", "musl"):
+    if found.name != "glibc":  # musl, or an allocator udfmem cannot release: glibc's trim would do nothing
         return None, None, found.no_release or f"{found.name} serves malloc: no release known"
     trim_fn = getattr(libc, "malloc_trim", None)
     if trim_fn is None:
