@@ -198,6 +198,14 @@ PEAK_MIN_MIB = 1024
 """Without a limit: a window peak this far above the usual RSS ..."""
 PEAK_SHARE = 1.0
 """... and at least this multiple of the usual RSS above it is ``peak-too-big``."""
+CGROUP_MIN_READINGS = MIN_POINTS
+"""``calls_to_limit`` projects from the cgroup's growth (the headroom's decline) only over this many readings."""
+CGROUP_FASTER_FACTOR = 1.1
+"""... and only when the cgroup's working set grows this many times this worker's growth or more (a worker
+alone under its limit sees the two paces differ by noise: its own stays the projection's)."""
+CGROUP_SHARED_FACTOR = 1.5
+"""The cgroup's working set growing this many times this worker's growth or more is said to be other
+workers' too (N leaking workers under one limit: the kill comes ~N times sooner)."""
 
 # The verdicts of a memray profile, as ``udfmem report`` prints them (users grep these).
 PER_CALL = "per-call retention"

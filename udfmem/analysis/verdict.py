@@ -79,7 +79,15 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    ``PEAK_LIMIT_SHARE`` of a known limit, or ``PEAK_MIN_MIB`` and ``PEAK_SHARE`` above
    the usual RSS (the median after the warm-up).
 6. **Severity.** With a known limit, ``calls_to_limit`` is the headroom at the last
-   snapshot over the growth's slope: the calls left before the limit at this rate.
+   snapshot over the faster of two paces: the growth's slope, and the cgroup's — the
+   decline per call of this worker of ``headroom_mb``, which is the limit minus the whole
+   cgroup's working set (a robust slope over at least ``CGROUP_MIN_READINGS`` readings,
+   within this worker's trims, after the growth's onset), the cgroup's only from
+   ``CGROUP_FASTER_FACTOR`` times the growth's slope (below, the two differ by noise).
+   With N leaking workers under one limit the kill comes ~N times sooner than one
+   worker's slope says; the evidence says when the projection is the cgroup's, and that
+   other workers share the limit from ``CGROUP_SHARED_FACTOR`` times this worker's
+   growth. ``slope_mb_per_100_calls`` stays this worker's.
 """
 
 from __future__ import annotations
@@ -173,6 +181,38 @@ def _peak_too_big(points: Sequence[Point], usual: Sequence[Point]) -> tuple[bool
         if worst.peak >= P.PEAK_LIMIT_SHARE * worst.limit:
             return True, text
     return lift >= P.PEAK_MIN_MIB and lift >= P.PEAK_SHARE * base, text
+
+
+def cgroup_growth(points: Sequence[Point]) -> float | None:
+    """The cgroup's working set's growth in MiB per call of this worker: the decline of ``headroom_mb``.
+
+    ``headroom_mb`` is the limit minus the whole cgroup's working set, so its fall per call
+    of this worker is every process's growth under the limit, seen at this worker's pace.
+    A robust slope (:func:`~udfmem.analysis.series.lag_slope`) within this worker's trims;
+    None with fewer than ``CGROUP_MIN_READINGS`` readings.
+    """
+    if sum(p.headroom is not None for p in points) < P.CGROUP_MIN_READINGS:
+        return None
+    slope = lag_slope(points, lambda p: p.headroom)
+    return None if slope is None else -slope
+
+
+def _pace(points: Sequence[Point], own: float) -> tuple[float, str]:
+    """The pace to project ``calls_to_limit`` with (MiB per call): the faster of ``own`` and the cgroup's.
+
+    Also the evidence's words when the cgroup's is the faster ("" when it is ``own``).
+    ``points`` are the calls the growth is judged on (after its onset when it has one).
+    """
+    cgroup = cgroup_growth(points)
+    if cgroup is None or cgroup <= 0 or cgroup < P.CGROUP_FASTER_FACTOR * own:
+        return own, ""
+    text = f"calls to the limit projected from the cgroup's working set, {cgroup * 100:+,.1f} MiB/100 calls"
+    if own <= 0:
+        return cgroup, text + " (this worker's own growth has no slope)"
+    times = cgroup / own
+    if times >= P.CGROUP_SHARED_FACTOR:
+        return cgroup, f"{text}: it grows {times:,.1f}x this worker's, other workers share the limit"
+    return cgroup, f"{text} ({times:,.1f}x this worker's)"
 
 
 def _split_known(points: Sequence[Point]) -> bool:
@@ -303,6 +343,7 @@ def judge(series: Series) -> Verdict:
     grew = tuple(name for name in MEASURES if grows[name])
     slope = None
     ctl = None
+    projected = ""  # the evidence's words when calls_to_limit is the cgroup's projection
     if pattern in P.GROWTH or (pattern == P.ALLOCATOR_RETENTION and grows["rss"]):
         per_call = rss_slope if rss_slope is not None and grows["rss"] else max(heap_s, arrow_s, 0.0)
         if pattern == P.ARROW_LEAK and not grows["rss"]:
@@ -314,13 +355,19 @@ def judge(series: Series) -> Verdict:
         headroom = last.headroom
         if headroom is None and last.limit is not None and last.rss is not None:
             headroom = last.limit - last.rss
-        if headroom is not None and per_call > 0:
-            ctl = max(0, int(headroom / per_call))
+        onset = [p for p in points if since is not None and p.call >= since]
+        pace, projected = _pace(onset if len(onset) >= P.CGROUP_MIN_READINGS else points, per_call)
+        if headroom is not None and pace > 0:
+            ctl = max(0, int(headroom / pace))
+        else:
+            projected = ""
     evidence = _evidence(
         series, points, trends, retained, peak_text if (peak or also) else "", since, pinned, pattern == P.ARROW_LEAK
     )
     if missing:
         evidence += "; " + missing
+    if projected:
+        evidence += "; " + projected
     return Verdict(
         pattern,
         P.FIXES[pattern],
