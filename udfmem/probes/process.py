@@ -17,8 +17,8 @@ from typing import Any
 
 from .. import _process
 from . import allocators as _allocators
+from . import limits as _limits
 from .budget import Budget
-from .cgroup import cgroup_files, read_limit
 from .fds import KeptFd
 from .windows import PeakWindows
 
@@ -101,16 +101,15 @@ class Probes:
         self._psutil: Any = None
         self.peak_was_reset = False
         try:
-            limit_file, usage_file = cgroup_files()
-            self.limit = read_limit(limit_file)
+            self.limits = _limits.find()
         except Exception:  # an odd /proc or /sys: no limit known, every other probe still works
-            limit_file = usage_file = None
-            self.limit = None
-        self._usage = self._open(usage_file, os.O_RDONLY) if (usage_file and self.limit) else None
+            self.limits = _limits.NO_LIMITS
+        self.limit = self.limits.limit
+        """The limit whose kill comes first, bytes (:mod:`udfmem.probes.limits`); None when unknown."""
         self.fixed: tuple[str | None, str | None, float | None] = (
             self.allocator.name,
-            None,
-            None,
+            self.limits.source,
+            mb(self.limits.high),
         )
         """What every memory block of this process carries: allocator name, limit source, memory.high (MiB)."""
         self.use_budgets()
@@ -172,10 +171,11 @@ class Probes:
 
     def close(self) -> None:
         """Close the kept descriptors that are still ours (after fork they are the parent's files)."""
-        for kept in (self.statm, self.clear_refs, self._usage):
+        for kept in (self.statm, self.clear_refs):
             if kept is not None:
                 kept.close()
-        self.statm = self.clear_refs = self._usage = None
+        self.statm = self.clear_refs = None
+        self.limits.close()
 
     def _statm_pages(self) -> tuple[int, int] | None:
         """Resident and shared pages from ``/proc/self/statm``, or None.
@@ -295,14 +295,8 @@ class Probes:
         return info.uordblks + info.hblkhd, info.fordblks, info.hblkhd
 
     def cgroup_usage(self) -> int | None:
-        """Bytes charged to this process's memory cgroup, when it has a limit."""
-        fd = self._usage.get() if self._usage is not None else None
-        if fd is None:
-            return None
-        try:
-            return int(os.pread(fd, 32, 0))
-        except (OSError, ValueError):
-            return None
+        """The working set the killer of :attr:`limit` judges, bytes (a cgroup's, Ray's, the node's), or None."""
+        return self.limits.usage()
 
 
 def arrow_live() -> int:
