@@ -15,6 +15,7 @@ from conftest import Events, identity_udf, parse_events, run_python
 import udfmem
 import udfmem.testing
 from udfmem.probes import allocator as _allocator
+from udfmem.probes import allocators as _allocators
 
 Reader = Callable[..., Events]
 BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
@@ -67,6 +68,7 @@ def test_trim_releases_thread_churn_retention() -> None:
     assert out["held"] - out["before"] >= 400  # 512 MiB churned, ~64 MiB kept, the rest retained
     assert out["after"] - out["before"] <= 130  # what is kept, plus a little
     assert result["supported"] is True
+    assert ("glibc", "malloc_trim") == (result["allocator"], result["method"])
     assert result["malloc_released_mb"] >= 300
     assert result["released_mb"] == pytest.approx(result["rss_before_mb"] - result["rss_after_mb"], abs=1)
     assert "pyarrow not imported" == result["reason"]
@@ -220,6 +222,30 @@ def test_platform_guards(monkeypatch: pytest.MonkeyPatch, platform: str, symbols
         assert "malloc_zone_pressure_relief" == name
     else:
         assert reason in (why or "")
+
+
+def test_the_serving_allocators_release_is_chosen() -> None:
+    """On Linux the allocator serving malloc decides: its own release, none under one udfmem cannot release.
+
+    Simulated: the serving allocator is a stand-in for jemalloc, musl and an unknown library
+    (their real detection and release run under LD_PRELOAD in test_allocators.py); the C
+    library is this machine's glibc, whose malloc_trim must not be called under them.
+    """
+
+    def purge() -> None:
+        return None
+
+    def serving(found: _allocators.Allocator) -> Any:
+        return lambda: found
+
+    jemalloc = _allocators.Allocator("jemalloc", release=purge, release_name="jemalloc arena.4096.purge")
+    musl = _allocators.Allocator("musl", no_release="musl: no malloc_trim")
+    other = _allocators.Allocator("unknown", no_release="unknown (libhoard.so) serves malloc: no release known")
+    glibc = _allocators.Allocator("glibc")
+    assert (purge, "jemalloc arena.4096.purge", None) == _allocator.platform_release(serving=serving(jemalloc))
+    assert (None, None, "musl: no malloc_trim") == _allocator.platform_release(serving=serving(musl))
+    assert (None, None, other.no_release) == _allocator.platform_release(serving=serving(other))
+    assert "malloc_trim" == _allocator.platform_release(serving=serving(glibc))[1]
 
 
 def test_unsupported_platform_warns_once_and_stops_trying(
