@@ -140,6 +140,37 @@ def test_trim_releases_what_the_allocator_holds(name: str) -> None:
     assert out["free_after"] < 0.2 * out["free_held"]
 
 
+BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
+
+
+@BOTH
+def test_the_auto_policy_trims_the_allocators_retention(name: str) -> None:
+    """trim="auto" under the preload: the 512 MiB thread churn's retention is trimmed at a snapshot and when idle."""
+    proc = run_python(
+        f"""
+        import json, sys, time
+        sys.path.insert(0, {BENCH!r})
+        import udfmem
+        from reproducers import thread_churn
+        @udfmem.tracked(every=4, trim="auto")
+        class Churn:
+            def __call__(self, i):
+                self.kept = thread_churn(threads=8, mib_per_thread=64, keep_every=8, seed=i)  # ~64 MiB pinned
+                return len(self.kept)
+        udf = Churn()
+        for i in range(8):
+            udf(i)
+        time.sleep(3.5)  # idle: longer than the policy's idle period
+        print(json.dumps({{"idle": udfmem.sample().rss_mb}}))
+        """,
+        env=preload(name),
+    )
+    trims = parse_events(proc.stderr, "udfmem.trim")
+    assert ["auto", "idle"] == [t["reason"] for t in trims]
+    assert all(t["malloc_released_mb"] >= 300 for t in trims)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["idle"] <= 250
+
+
 GROWTH = """
 import json
 import udfmem.testing
