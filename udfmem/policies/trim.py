@@ -4,10 +4,21 @@
 resident but neither live in malloc nor in Arrow (private RSS - malloc in-use - Arrow
 live, minus the same quantity taken as a baseline after setup: code, libraries), and
 trims when that exceeds max(64 MiB, 10% of private RSS), within a time budget: trimming
-takes at most ``TRIM_SHARE`` (5%) of the wall time, unless the headroom under a known
-memory limit is low, when it trims whenever enough is retained. After every trim the
-baseline is taken again, so memory that a trim cannot release (a mapped model file, say)
-never triggers another. Growth that malloc cannot see (small Python objects live in
+takes at most ``TRIM_SHARE`` (5%) of the wall time far from a memory limit.
+
+**Pressure.** Under a known limit both ease as the working set nears it (:func:`pressure`,
+from the headroom's share of the limit: 0 at ``FAR_HEADROOM_SHARE`` (50%) or more, 1 at
+``LOW_HEADROOM_SHARE`` (10%) or less, linear between). The budget's share of the wall
+time is ``TRIM_SHARE ** (1 - pressure)`` (:func:`budget_share`): 5% far from the limit,
+7.3% at 45% headroom, 10.6% at 40%, 22% at 30%, 47% at 20%, 100% (no budget) at 10%: a
+geometric rise, so each 10 points of headroom lost multiply the time a worker may spend
+trimming by ~2.1. The retention threshold falls the same way, to ``MIN_THRESHOLD_SHARE``
+of itself (``threshold * MIN_THRESHOLD_SHARE ** pressure``: 64 MiB far, 38 MiB at 40%,
+23 MiB at 30%, 13 MiB at 20%, 8 MiB at 10%): near the limit, memory a trim could give
+back is worth a trim, so a worker never dies holding it.
+
+After every trim the baseline is taken again, so memory that a trim cannot release (a
+mapped model file, say) never triggers another. Growth that malloc cannot see (small Python objects live in
 pymalloc's mmapped arenas, a native library's own allocator) looks like retention to
 this estimate; so an auto trim that releases less than ``PAYOFF_SHARE`` of what it was
 estimated to release doubles the excess the next one needs (up to ``MAX_BACKOFF``
@@ -29,13 +40,39 @@ from ..events.schema import Event, Trim, Warning
 from ..probes import allocator as _allocator
 from ..probes import process as _probes
 
-TRIM_SHARE = 0.05  # at most this share of the wall time goes to trimming (a 50 ms trim: once per second)
-LOW_HEADROOM_SHARE = 0.10  # under a known limit with less headroom than this, the budget is ignored
+TRIM_SHARE = 0.05  # far from a limit, at most this share of the wall time goes to trimming (50 ms: once a second)
+FAR_HEADROOM_SHARE = 0.50  # headroom of at least this share of a known limit: no pressure
+LOW_HEADROOM_SHARE = 0.10  # headroom of at most this share: full pressure (the budget is ignored)
+MIN_THRESHOLD_SHARE = 0.125  # under full pressure the retention threshold is this share of itself (64 -> 8 MiB)
 IDLE_S = 2.0
 THRESHOLD_FLOOR = 64 * _probes.MIB
 THRESHOLD_SHARE = 0.10
 PAYOFF_SHARE = 0.25  # a trim releasing less than this share of its estimate did not pay
 MAX_BACKOFF = 64  # the most an unpaid trim streak multiplies the threshold by
+
+
+def pressure(headroom: int | None, limit: int | None) -> float:
+    """How near a known limit the working set is: 0 (far, or no limit known) to 1 (within 10% of it).
+
+    Linear in the headroom's share of the limit between ``FAR_HEADROOM_SHARE`` (0) and
+    ``LOW_HEADROOM_SHARE`` (1), clamped.
+    """
+    if headroom is None or limit is None or limit <= 0:
+        return 0.0
+    share = headroom / limit
+    if share >= FAR_HEADROOM_SHARE:
+        return 0.0
+    if share <= LOW_HEADROOM_SHARE:
+        return 1.0
+    return (FAR_HEADROOM_SHARE - share) / (FAR_HEADROOM_SHARE - LOW_HEADROOM_SHARE)
+
+
+def budget_share(level: float) -> float:
+    """The share of the wall time trimming may take at pressure ``level``: ``TRIM_SHARE ** (1 - level)``.
+
+    5% at no pressure, rising geometrically to 100% (trim whenever enough is retained) at full pressure.
+    """
+    return float(TRIM_SHARE ** (1.0 - min(1.0, max(0.0, level))))
 
 
 class TrimPolicy:
@@ -44,7 +81,8 @@ class TrimPolicy:
     def __init__(self, mode: str | int) -> None:
         self.mode = mode
         self._base_other: int | None = None
-        self._next_ok = float("-inf")  # the budget: no auto trim before this time
+        self._last_end = float("-inf")  # when the last trim ended ...
+        self._last_took = 0.0  # ... and how long it took: the budget waits took / share after it
         self.backoff = 1  # the threshold's multiplier after trims that did not pay
 
     @property
@@ -69,32 +107,41 @@ class TrimPolicy:
         return max(0, rss - heap_in_use - arrow_live - self._base_other)
 
     @staticmethod
-    def threshold(rss: int | None) -> int:
-        """The retention worth a trim: max(64 MiB, 10% of RSS)."""
-        return max(THRESHOLD_FLOOR, int((rss or 0) * THRESHOLD_SHARE))
+    def threshold(rss: int | None, level: float = 0.0) -> int:
+        """The retention worth a trim: max(64 MiB, 10% of RSS), times ``MIN_THRESHOLD_SHARE ** level``."""
+        base = max(THRESHOLD_FLOOR, int((rss or 0) * THRESHOLD_SHARE))
+        return int(base * MIN_THRESHOLD_SHARE ** min(1.0, max(0.0, level)))
 
     def should_trim(
         self, retained: int | None, rss: int | None, now: float, headroom: int | None = None, limit: int | None = None
     ) -> bool:
         """At a snapshot: trim when enough is retained and the trim budget allows it.
 
-        The budget keeps trimming under ``TRIM_SHARE`` of the wall time: after a trim that
-        took T, the next waits T / ``TRIM_SHARE``. Close to a known memory limit (headroom
-        under ``LOW_HEADROOM_SHARE`` of it) the budget is ignored: that is when retention
-        gets a worker OOM-killed.
+        The budget keeps trimming under a share of the wall time: after a trim that took T,
+        the next waits T / :func:`budget_share` — T / ``TRIM_SHARE`` (5%) far from a known
+        memory limit, less as the headroom under it shrinks, none at ``LOW_HEADROOM_SHARE``
+        (10%): retention near the limit is what gets a worker OOM-killed. The threshold
+        falls with the same :func:`pressure`.
         """
-        if not self.auto or retained is None or retained < self.threshold(rss) * self.backoff:
+        if not self.auto or retained is None:
             return False
-        low = headroom is not None and limit is not None and headroom < LOW_HEADROOM_SHARE * limit
-        return low or now >= self._next_ok
+        base = max(THRESHOLD_FLOOR, int((rss or 0) * THRESHOLD_SHARE)) * self.backoff
+        if retained < base * MIN_THRESHOLD_SHARE:  # under the threshold at any pressure: the common case, cheap
+            return False
+        level = 0.0 if headroom is None else pressure(headroom, limit)
+        if level <= 0.0:
+            return retained >= base and now >= self._last_end + self._last_took / TRIM_SHARE
+        if retained < int(base * MIN_THRESHOLD_SHARE**level):
+            return False
+        return level >= 1.0 or now >= self._last_end + self._last_took / budget_share(level)
 
     def should_trim_idle(self, retained: int | None, rss: int | None) -> bool:
         """When the UDF has gone idle (the caller asks once per idle period): trim if enough is retained."""
         return self.auto and retained is not None and retained >= self.threshold(rss)
 
     def trimmed(self, now: float, took_s: float = 0.0) -> None:
-        """Record a trim at ``now`` that took ``took_s`` (the caller rebases afterwards)."""
-        self._next_ok = now + took_s / TRIM_SHARE
+        """Record a trim that took ``took_s`` and ended at ``now`` (the caller rebases afterwards)."""
+        self._last_end, self._last_took = now, took_s
 
     def paid(self, released: int, estimated: int) -> None:
         """An auto trim estimated to release ``estimated`` bytes released ``released``: adjust the backoff."""
