@@ -220,16 +220,13 @@ def _jemalloc(path: str) -> Allocator:
             ctypes.c_void_p,
             ctypes.c_size_t,
         ]
-    value = ctypes.c_size_t()
-    size = ctypes.c_size_t()
-    value_p, size_p = ctypes.byref(value), ctypes.byref(size)
-    epoch = ctypes.c_uint64(1)
-    epoch_size = ctypes.c_size_t(8)
-    epoch_p, epoch_size_p = ctypes.byref(epoch), ctypes.byref(epoch_size)
+    size_t, byref = ctypes.c_size_t, ctypes.byref
+    width = ctypes.sizeof(size_t)
 
     def get(name: bytes) -> int | None:
-        size.value = ctypes.sizeof(value)
-        return None if keep_gil(name, value_p, size_p, None, 0) else value.value
+        # fresh buffers per call: the GIL may pass to another reader between the call and the read of its value
+        value, size = size_t(), size_t(width)
+        return None if keep_gil(name, byref(value), byref(size), None, 0) else value.value
 
     enabled = ctypes.c_bool()
     enabled_size = ctypes.c_size_t(1)
@@ -248,8 +245,8 @@ def _jemalloc(path: str) -> Allocator:
 
     def read() -> Heap | None:
         """(stats.allocated, active - allocated + dirty and muzzy pages, None) after an epoch."""
-        epoch_size.value = 8
-        if keep_gil(b"epoch", epoch_p, epoch_size_p, epoch_p, 8):
+        epoch, epoch_size = ctypes.c_uint64(1), size_t(8)
+        if keep_gil(b"epoch", byref(epoch), byref(epoch_size), byref(epoch), 8):
             return None
         allocated, active = get(b"stats.allocated"), get(b"stats.active")
         pages = (get(dirty) or 0) + ((get(muzzy) or 0) if muzzy else 0)
@@ -278,19 +275,16 @@ def _tcmalloc(path: str) -> Allocator:
     prop.restype = ctypes.c_int
     prop.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
     release_free = getattr(ctypes.CDLL(path), "MallocExtension_ReleaseFreeMemory", None)
-    value = ctypes.c_size_t()
-    value_p = ctypes.byref(value)
+    size_t, byref = ctypes.c_size_t, ctypes.byref
 
     def read() -> Heap | None:
         """(generic.current_allocated_bytes, the page heap's and the caches' free bytes, None)."""
-        if not prop(b"generic.current_allocated_bytes", value_p):
+        # fresh buffers per read: the GIL may pass to another reader between a call and the read of its value
+        in_use, heap, unmapped = size_t(), size_t(), size_t()
+        if not prop(b"generic.current_allocated_bytes", byref(in_use)) or not prop(b"generic.heap_size", byref(heap)):
             return None
-        in_use = value.value
-        if not prop(b"generic.heap_size", value_p):
-            return None
-        heap = value.value
-        unmapped = value.value if prop(b"tcmalloc.pageheap_unmapped_bytes", value_p) else 0
-        return in_use, max(0, heap - unmapped - in_use), None
+        prop(b"tcmalloc.pageheap_unmapped_bytes", byref(unmapped))  # 0 where this build lacks it
+        return in_use.value, max(0, heap.value - unmapped.value - in_use.value), None
 
     if read() is None:
         raise RuntimeError("generic.current_allocated_bytes unreadable")
