@@ -336,6 +336,18 @@ def test_classify_other_allocators() -> None:
     ]
 
 
+@pytest.mark.parametrize(("platform", "name"), [("darwin", "macos"), ("win32", "windows")])
+def test_other_platforms_name_their_system_allocator(monkeypatch: pytest.MonkeyPatch, platform: str, name: str) -> None:
+    """macOS and Windows: the system allocator is named, nothing is read (the heap fields are left out), and why.
+
+    Simulated: the platform name is replaced (this machine is Linux).
+    """
+    monkeypatch.setattr(sys, "platform", platform)
+    found = _allocators.detect()
+    assert (name, None) == (found.name, found.read)
+    assert found.unreadable is not None
+
+
 def test_python_objects_here_are_pymalloc() -> None:
     """This interpreter (3.11, default build, no PYTHONMALLOC): pymalloc, and py_blocks is measured."""
     assert _allocators.PythonObjects("pymalloc", False, None) == _allocators.python_objects(pythonmalloc=None)

@@ -63,7 +63,7 @@ JEMALLOC_ARENAS_ALL = 4096
 class Allocator:
     """The allocator serving ``malloc`` and what udfmem can do with it.
 
-    ``name``: ``glibc``, ``jemalloc``, ``tcmalloc``, ``musl``, ``mimalloc`` or ``unknown``
+    ``name``: ``glibc``, ``jemalloc``, ``tcmalloc``, ``musl``, ``mimalloc``, ``macos``, ``windows`` or ``unknown``
     (what events carry as ``allocator=``); ``path``: the shared object serving ``malloc``
     where known. ``read`` gives (in use, freed but held, None) bytes, or None where this
     module reads nothing (glibc is read by the probes' ``mallinfo2``; ``unreadable`` then says
@@ -161,12 +161,10 @@ def detect(load: Callable[[], Any] = lambda: ctypes.CDLL(None)) -> Allocator:
 
     ``load`` loads the process's global symbols (``dlopen(NULL)``).
     """
-    if sys.platform == "win32" or sys.platform == "darwin":
-        return Allocator(
-            "unknown",
-            unreadable=f"{sys.platform}: the system allocator's figures are not read",
-            no_release=None,
-        )
+    if sys.platform == "darwin":  # released by malloc_zone_pressure_relief (udfmem.probes.allocator)
+        return Allocator("macos", unreadable="macOS: the malloc zones' figures are not read")
+    if sys.platform == "win32":
+        return Allocator("windows", unreadable="Windows: the CRT heap's figures are not read")
     try:
         lib = load()
     except OSError:
