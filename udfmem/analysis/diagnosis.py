@@ -19,6 +19,13 @@ from .verdict import Verdict, judge
 
 VERSION = 1
 """The version of ``udfmem diagnose --json``."""
+NOT_READ = "not-read"
+"""The ``what`` of the ``udfmem.warning`` in which a UDF with no setup event says the fields it cannot read."""
+LIFETIME_NOTE = (
+    "peaks not judged: they are the process's lifetime peaks (the kernel's peak could not be reset here), "
+    "not window peaks"
+)
+"""A worker's note when its snapshots' peaks were lifetime peaks (``peak_is_lifetime``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +75,21 @@ class WorkerResult:
     online: Online | None = None  # what its online detector said, when its logs carry udfmem.suspect
 
     @property
+    def not_read(self) -> str | None:
+        """The fields the worker said it cannot read, and why (its first setup event's ``not_read``), if it said."""
+        return self.series.not_read
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the verdict could not use, said once per worker: lifetime peaks, fields the worker could not read."""
+        out = []
+        if self.series.lifetime_peaks:
+            out.append(LIFETIME_NOTE)
+        if self.series.not_read is not None:
+            out.append(f"fields not read: {self.series.not_read}")
+        return tuple(out)
+
+    @property
     def oom_call(self) -> int | None:
         """The call at which the worker is projected to reach its limit, where known."""
         ctl = self.verdict.calls_to_limit
@@ -97,6 +119,8 @@ class WorkerResult:
             "evidence": v.evidence,
             "growing": None if self.online is None else self.online.growing,
             "online": None if self.online is None else self.online.to_dict(),
+            "not_read": self.not_read,
+            "notes": list(self.notes) or None,
         }
         return {k: value for k, value in out.items() if value is not None}
 

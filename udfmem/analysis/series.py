@@ -132,7 +132,10 @@ class Series:
     every other kept point goes) whenever more than ``MAX_POINTS`` are kept, so kept
     points stay evenly spread; the latest snapshot is always kept too. The window peaks
     of the snapshots that are dropped are folded into the next kept point, so a spike is
-    never lost. A reader may hand over a snapshot's line unparsed (:meth:`add_line`), with
+    never lost. Only window peaks are folded: a snapshot whose peak is the process's lifetime
+    peak (``peak_is_lifetime``) is handed with none (:func:`udfmem.events.point.window_peak`),
+    and its point has none (:attr:`lifetime_peaks` says so). A reader may hand over a
+    snapshot's line unparsed (:meth:`add_line`), with
     only its call and peak: the line is parsed (by ``parse``) only if it is kept, so most
     lines of a long log are never parsed in full.
 
@@ -153,6 +156,8 @@ class Series:
         "_rows",
         "_stride",
         "_tail",
+        "lifetime_peaks",
+        "not_read",
         "released_mb",
         "setup_gap",
         "snapshots",
@@ -171,6 +176,10 @@ class Series:
         self.released_mb = 0.0
         self.setup_gap: float | None = None  # private RSS not malloc's nor Arrow's after setup
         self.snapshots = 0  # snapshots kept or not (repeats of a call number excluded)
+        self.lifetime_peaks = False
+        """Whether a snapshot's peak was its process's lifetime peak (a reader set it): those peaks are unknown."""
+        self.not_read: str | None = None
+        """The fields the worker said it cannot read, and why (its setup event's ``not_read``), if it said."""
         self._stride = 1
         self._max = max_points
 
@@ -248,6 +257,9 @@ class Series:
 
     def add_line(self, call: int, peak: float | None, payload: Any, segment: int, parse: Parse | None = None) -> bool:
         """Add a snapshot by its call, its window peak and its line (``payload``), parsed (by ``parse``) only if kept.
+
+        ``peak`` is a window peak, folded into the next kept point if this one is dropped: None
+        for a lifetime peak, which would otherwise pass as one window's transient.
 
         False, and nothing added, when the line had to be parsed and could not be. (:meth:`add`
         hands its point as the line.)

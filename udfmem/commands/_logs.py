@@ -16,6 +16,13 @@ a trim by its time stamp (one within the span of the trims of that worker that a
 held was read there: :meth:`LogReader._new_trim`), a setup's figures replace the same ones,
 and of the ``udfmem.suspect`` events the latest by time stamp is the online detector's last
 word (:attr:`LogReader.online`).
+
+A snapshot whose peak is the process's lifetime peak (``peak_is_lifetime``: the kernel's peak
+could not be reset, as on macOS) is read without its peak, by every path: the series never
+judges nor folds it as a window's (:func:`udfmem.events.point.window_peak`), and marks that it
+met one (:attr:`~udfmem.analysis.series.Series.lifetime_peaks`). The fields a worker could not
+read, which its first setup event (or a ``udfmem.warning`` named ``not-read``) says once, are
+kept on its series (:attr:`~udfmem.analysis.series.Series.not_read`).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
-from ..analysis.diagnosis import Online
+from ..analysis.diagnosis import NOT_READ, Online
 from ..analysis.series import MAX_COUNT, MAX_MIB, TENTHS_MAX, TENTHS_NONE, Parse, Point, Series
 from ..events import parse as _parse
 from ..events import point as _point
@@ -51,12 +58,16 @@ _IS_INT = re.compile(rb"[-+]?[0-9]+")
 _PAIR = re.compile(rb'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|\S*)')  # events.parse's logfmt
 _JSON_PAIR = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*("[^"\\]*"|[^\s,}]+)')  # a flat object, no escapes
 _FLAG = re.compile(rb"(?<=\s)final(?=\s|$)")
+_LIFETIME_FLAG = re.compile(rb"(?<=\s)peak_is_lifetime(?=\s|$)")  # structlog's LogfmtRenderer: a bare true flag
+_LIFETIME_KEY = _point.LIFETIME.encode()
 _LOGFMT_EVENT = re.compile(rb"""(?<![A-Za-z0-9_])event=["']?udfmem\.snapshot""")
 _ODD = re.compile(rb"[=:] ?[-+]?(?:Infinity|NaN|inf|nan)(?=[\s,}]|$)|[0-9][eE]\+[0-9]{2}")  # see _odd
 IDENTITIES = 4096
 """Snapshot identities (heads) of other UDFs than the one asked for that the reader remembers, and the
 workers of those UDFs it counts (:attr:`LogReader.other_udfs`: beyond, a count is a lower bound)."""
 _SKIP: Any = object()
+MAX_NOTICE = 1024
+"""The characters of a worker's ``not_read`` notice kept (a forged line's huge value must not grow memory)."""
 _TRUE = (b"true", b"True", b"'True'", b'"True"')
 
 
@@ -94,13 +105,28 @@ def _flag(raw: bytes | None) -> bool:
     return raw in _TRUE
 
 
+def _lifetime_logfmt(raw: bytes, end: int) -> bool:
+    """Whether a logfmt snapshot line says ``peak_is_lifetime`` after ``end`` (true, or structlog's bare flag)."""
+    at = raw.find(b" peak_is_lifetime", end)
+    if at < 0:
+        return False
+    at += 17
+    if raw[at : at + 1] != b"=":
+        return _LIFETIME_FLAG.search(raw, end) is not None
+    stop = raw.find(b" ", at)
+    return _flag(raw[at + 1 : stop if stop >= 0 else len(raw)].rstrip(b"\r\n"))
+
+
 _KEYS = tuple(name.encode() for name in _point.NAMES)
 
 
 def _point_of(pairs: dict[bytes, bytes], segment: int, peak: float | None) -> Point | None:
-    """A snapshot's point from its raw pairs (as the general parser would read them), its peak at least ``peak``."""
+    """A snapshot's point from its raw pairs (as the general parser would read them), its peak at least ``peak``.
+
+    A lifetime peak (``peak_is_lifetime``) is left out of it.
+    """
     get = pairs.get
-    return _point.of_raw([get(key) for key in _KEYS], _float, _int, _flag, segment, peak)
+    return _point.of_raw([get(key) for key in _KEYS], _float, _int, _flag, segment, peak, _flag(get(_LIFETIME_KEY)))
 
 
 def _pairs(raw: bytes) -> dict[bytes, bytes] | None:
@@ -116,6 +142,8 @@ def _pairs(raw: bytes) -> dict[bytes, bytes] | None:
         pairs = {**dict(_PAIR.findall(raw, 0, start)), **dict(_PAIR.findall(raw, start))}
         if b"final" not in pairs and _FLAG.search(raw) is not None:
             pairs[b"final"] = b"true"  # structlog's LogfmtRenderer writes a true flag as its bare name
+        if _LIFETIME_KEY not in pairs and _LIFETIME_FLAG.search(raw) is not None:
+            pairs[_LIFETIME_KEY] = b"true"
         return pairs
     start = raw.find(b"{")
     if start < 0 or raw.find(b"{", start + 1) >= 0 or raw.find(b"[", start) >= 0 or raw.find(b"\\", start) >= 0:
@@ -135,8 +163,11 @@ def _parse_line(raw: bytes, segment: int, peak: float | None) -> Point | None:
     return None if pairs is None else _point_of(pairs, segment, peak)
 
 
-_GROUPS: tuple[str, ...] = tuple(s.name for s in _events.POINT_FIELDS)
-"""The figures of a point that :func:`_row_pattern` captures, in the renderer's order (which :func:`_row` reads)."""
+_GROUPS: tuple[str, ...] = tuple(
+    s.name for s in _events.FIELDS[_events.Snapshot] if s.point is not None or s.name == _point.LIFETIME
+)
+"""The figures of a point that :func:`_row_pattern` captures, and the lifetime flag, in the renderer's order
+(which :func:`_row` reads)."""
 
 
 def _row_pattern(fmt: str) -> re.Pattern[bytes]:
@@ -172,14 +203,14 @@ _OWN_LOGFMT, _OWN_JSON = _row_pattern("logfmt"), _row_pattern("json")
 _WHOLE = tuple(_OWN_LOGFMT.groupindex) == tuple(_OWN_JSON.groupindex) == _GROUPS
 """Whether the renderer's order is the one :func:`_row` reads (else every line is read by its pairs)."""
 _NONE = str(TENTHS_NONE).encode()
-_CALL, _PEAK = _GROUPS.index("call") + 1, _GROUPS.index("peak_rss_mb") + 1
+_CALL, _PEAK, _LIFETIME = (_GROUPS.index(name) + 1 for name in ("call", "peak_rss_mb", _point.LIFETIME))
 _FIGURES = [s for s in _events.POINT_FIELDS[1:] if s.kind is not bool]  # in line order: tenths, counts
 _FIGURE_GROUPS = itemgetter(*(_GROUPS.index(s.name) for s in _FIGURES))
 _IN_POINT_ORDER = itemgetter(*(_FIGURES.index(s) for s in _point.SPECS[1:] if s in _FIGURES))
 _FIGURE_NAMES = [s.name for s in _point.SPECS[1:] if s in _FIGURES]  # the row's figures, in Point order
 _COUNTS = [i for i, name in enumerate(_FIGURE_NAMES) if _point.SPECS[_point.NAMES.index(name)].kind is int]
 _PRIVATE_AT, _RSS_AT, _PEAK_AT = (_FIGURE_NAMES.index(n) for n in ("rss_anon_mb", "rss_mb", "peak_rss_mb"))
-_FLAG_GROUP = _GROUPS.index("final")
+_FLAG_GROUP, _LIFETIME_GROUP = _GROUPS.index("final"), _LIFETIME - 1
 _SEGMENT_AT, _FINAL_AT = _point.SEGMENT - 1, _point.NAMES.index("final")  # in a row (no call)
 
 
@@ -193,6 +224,8 @@ def _row(match: re.Match[bytes], segment: int, peak: float | None) -> list[int] 
             row[i] *= 10
     if row[_PRIVATE_AT] == TENTHS_NONE:
         row[_PRIVATE_AT] = row[_RSS_AT]
+    if groups[_LIFETIME_GROUP] == b"true":
+        row[_PEAK_AT] = TENTHS_NONE  # a lifetime peak: no window's (point.window_peak)
     if peak is not None:
         folded = round(peak * 10)
         if folded / 10 != peak or not -TENTHS_MAX <= folded <= TENTHS_MAX:
@@ -227,7 +260,14 @@ def _parse_own_json(raw: bytes, segment: int, peak: float | None) -> Point | Non
 def _parse_general(raw: bytes, segment: int, peak: float | None) -> Point | None:
     """Parse a kept snapshot line with the general parser."""
     fields = _parse.parse_line(raw.decode("utf-8", "replace"))
-    return None if fields is None else _point.of_fields(fields, segment, peak)
+    return None if fields is None else _point.of_fields(_with_flag(fields, raw), segment, peak)
+
+
+def _with_flag(fields: dict[str, Any], raw: bytes) -> dict[str, Any]:
+    """``fields`` with structlog's bare ``peak_is_lifetime`` flag read (the general parser reads only ``final``'s)."""
+    if _point.LIFETIME not in fields and _LIFETIME_FLAG.search(raw) is not None:
+        fields[_point.LIFETIME] = True
+    return fields
 
 
 class LogReader:
@@ -309,7 +349,7 @@ class LogReader:
         if fields.get("schema", 1) != _events.SCHEMA_VERSION:
             self.other_schema += 1
             return
-        if not self._keep(fields):
+        if not self._keep(_with_flag(fields, raw)):
             self.unreadable += 1
             return
         self.events += 1
@@ -325,6 +365,7 @@ class LogReader:
         (``,"name":value``); the series parses the rest only if it keeps the snapshot. A
         line without ``schema`` is version 1; extra fields may come anywhere after ``ts``.
         A quote after the head (logfmt) or an escape (JSON) leaves the line to a general path.
+        A lifetime peak (``peak_is_lifetime``, read by name only where a peak is) is handed as unknown.
         """
         if raw[at - 6 : at] == b"event=":
             start, sep = at - 6, b" "
@@ -334,6 +375,7 @@ class LogReader:
                 return self._whole(raw[start:end], match)
             i, k, p = raw.find(b" call=", end), raw.rfind(b" schema="), raw.find(b" peak_rss_mb=", end)
             i, k, p = i + 6, k + 8 if k >= 0 else -1, p + 13 if p >= 0 else -1
+            lifetime = p >= 0 and _lifetime_logfmt(raw, end)
             if raw.find(b'"', end) >= 0 or raw.find(b"'", end) >= 0:
                 return None
         elif raw[at - 10 : at] == b'{"event":"':
@@ -344,6 +386,7 @@ class LogReader:
                 return self._whole(raw[start:end], match)
             i, k, p = raw.find(b',"call":', end), raw.rfind(b',"schema":'), raw.find(b',"peak_rss_mb":', end)
             i, k, p = i + 8, k + 10 if k >= 0 else -1, p + 15 if p >= 0 else -1
+            lifetime = p >= 0 and raw.find(b',"peak_is_lifetime":true', end) >= 0  # JSON: only true is True
             if raw.find(b"\\", end) >= 0 or raw.find(b"{", end) >= 0 or raw.find(b"[", end) >= 0:
                 return None
         else:
@@ -367,6 +410,11 @@ class LogReader:
             peak = None if p < 0 else float(raw[p:j] if j >= 0 else raw[p:].rstrip(b"}\r\n"))
         except ValueError:
             return None
+        if lifetime:
+            if peak is not None and not -MAX_MIB <= peak <= MAX_MIB:
+                return False  # an absurd figure is skipped, lifetime or not
+            self._lifetime(target)
+            peak = None
         return self._add(target, call, peak, raw, end, _parse_own_logfmt if sep == b" " else _parse_own_json)
 
     def _whole(self, head: bytes, match: re.Match[bytes]) -> bool | None:
@@ -380,13 +428,22 @@ class LogReader:
             target = self._target(head, self._head_fields(head))
             if target is None:
                 return None
-        call, peak = match.group(_CALL, _PEAK)
+        call, peak, lifetime = match.group(_CALL, _PEAK, _LIFETIME)
         call = int(call)
         if call > MAX_COUNT:
             return False
         if target is _SKIP:
             return True
+        if lifetime == b"true":
+            self._lifetime(target)
+            peak = None
         return bool(target.add_line(call, None if peak is None else float(peak), match, target.segment, _matched))
+
+    @staticmethod
+    def _lifetime(target: Any) -> None:
+        """A snapshot of ``target`` (a series, or ``_SKIP``) carries a lifetime peak: mark the series."""
+        if target is not _SKIP:
+            target.lifetime_peaks = True
 
     def _add(self, target: Any, call: int, peak: float | None, raw: bytes, end: int, parse: Parse) -> bool:
         """Hand a snapshot to its series (an odd-looking line is parsed and checked whole first)."""
@@ -429,6 +486,11 @@ class LogReader:
         peak = _float(raw_peak)
         if raw_peak is not None and peak is None:
             return None  # a peak the general parser reads as text: it decides
+        if peak is not None and _flag(get(_LIFETIME_KEY)):
+            if not -MAX_MIB <= peak <= MAX_MIB:
+                return False
+            self._lifetime(target)
+            peak = None
         return self._add(target, call, peak, raw, 0, _parse_line)
 
     @staticmethod
@@ -482,6 +544,8 @@ class LogReader:
                 return True
             if series is None:
                 series = self.series[key] = Series(parse=_parse_general)
+            if fields.get("peak_rss_mb") is not None and _point.says_lifetime(fields):
+                self._lifetime(series)
             series.add(p)
             return True
         if event == "udfmem.trim":
@@ -501,9 +565,20 @@ class LogReader:
                 if series is None:
                     series = self.series[key] = Series(parse=_parse_general)
                 series.add_setup(setup)
+                self._not_read(series, fields.get("not_read"))
+        elif event == "udfmem.warning" and wanted and fields.get("what") == NOT_READ:
+            if series is None:  # said before the first snapshot
+                series = self.series[key] = Series(parse=_parse_general)
+            self._not_read(series, fields.get("message"))
         elif event == "udfmem.suspect" and wanted:
             self._suspect(key, fields)
         return True
+
+    @staticmethod
+    def _not_read(series: Series, notice: Any) -> None:
+        """Keep the fields a worker said it cannot read (its first setup event's ``not_read``, or the warning's)."""
+        if isinstance(notice, str) and notice:
+            series.not_read = notice[:MAX_NOTICE]
 
     def _new_trim(self, key: WorkerKey, fields: dict[str, Any]) -> bool:
         """Whether this trim of worker ``key`` was not read before (one without a time stamp always counts).

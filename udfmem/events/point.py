@@ -2,7 +2,10 @@
 
 Which snapshot field fills which figure of a point is written once, in the schema (each
 :class:`~udfmem.events.schema.Field`'s ``point``); this module reads that list. The one
-rule not in it: where a line has no private RSS (``rss_anon_mb``), RSS stands in for it.
+rules not in it: where a line has no private RSS (``rss_anon_mb``), RSS stands in for it; and a
+line whose peak is the process's lifetime peak (``peak_is_lifetime``: the kernel's peak could not
+be reset, as on macOS) has no window peak: its point's ``peak`` is unknown (None), never that
+lifetime peak, which would be judged as one window's transient (:func:`window_peak`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,21 @@ NAMES: tuple[str, ...] = tuple(s.name for s in SPECS)
 """The field names of :data:`SPECS` (``call`` first)."""
 SEGMENT = Point._fields.index("segment")
 _PRIVATE, _RSS, _PEAK, _FINAL = (NAMES.index(_BY_POINT[n].name) for n in ("private", "rss", "peak", "final"))
+LIFETIME = "peak_is_lifetime"
+"""The snapshot field that says its peak is the process's lifetime peak, not the window's."""
+if LIFETIME not in schema.Memory._fields:  # pragma: no cover - a schema edit that renamed it
+    raise TypeError(f"the schema has no {LIFETIME} field")
+_LIFETIME_AT = schema.Memory._fields.index(LIFETIME)
+
+
+def window_peak(peak: float | None, lifetime: bool | None) -> float | None:
+    """A line's ``peak_rss_mb`` as a window peak: None (unknown) when it is the lifetime peak.
+
+    A lifetime peak is the highest RSS since the process started (the setup's, the first
+    calls'): it says nothing of the window before the snapshot, so it is neither judged
+    nor folded into another point's peak. Readers hand a series this, never the raw figure.
+    """
+    return None if lifetime else peak
 
 
 def _number(value: Any) -> float | None:
@@ -36,10 +54,21 @@ def _flag(value: Any) -> bool:
     return value is True or value == "True"  # structlog's KeyValueRenderer writes Python's repr
 
 
-def _build(values: list[Any], segment: int, peak: float | None) -> Point | None:
-    """The point of ``values`` (Point order without ``segment``), its peak at least ``peak``; None if not sane."""
+def says_lifetime(fields: Mapping[str, Any]) -> bool:
+    """Whether a parsed line's fields say its peak is the lifetime peak (``peak_is_lifetime``)."""
+    return _flag(fields.get(LIFETIME))
+
+
+def _build(values: list[Any], segment: int, peak: float | None, lifetime: bool = False) -> Point | None:
+    """The point of ``values`` (Point order without ``segment``), its peak at least ``peak``; None if not sane.
+
+    ``lifetime``: the line's own peak is the lifetime peak, left out (``peak`` is still folded in:
+    what readers fold is other lines' window peaks, see :func:`window_peak`).
+    """
     if values[_PRIVATE] is None:
         values[_PRIVATE] = values[_RSS]
+    if lifetime:
+        values[_PEAK] = None
     own = values[_PEAK]
     if peak is not None and (own is None or peak > own):
         values[_PEAK] = peak
@@ -52,10 +81,10 @@ def of_fields(fields: Mapping[str, Any], segment: int = 0, peak: float | None = 
     """A point from a parsed line's fields (:func:`udfmem.events.parse.parse_line`).
 
     None without an integer ``call`` or when a figure is not :func:`~udfmem.analysis.series.sane`;
-    a field of the wrong type counts as unknown.
+    a field of the wrong type counts as unknown; a lifetime peak (``peak_is_lifetime``) too.
     """
     get = fields.get
-    return of_raw([get(name) for name in NAMES], _number, _count, _flag, segment, peak)
+    return of_raw([get(name) for name in NAMES], _number, _count, _flag, segment, peak, says_lifetime(fields))
 
 
 def of_raw(
@@ -65,16 +94,19 @@ def of_raw(
     flag: Callable[[Any], bool],
     segment: int,
     peak: float | None,
+    lifetime: bool = False,
 ) -> Point | None:
     """A point from raw values in :data:`NAMES` order (e.g. a line's unparsed bytes), read by the converters.
 
     None without a ``call`` ``count`` reads, or when a figure is not sane; its peak is at least ``peak``.
+    ``lifetime``: the line says ``peak_is_lifetime`` (its own peak is left out).
     """
     call = count(values[0])
     if call is None:
         return None
     convert = {float: number, int: count, bool: flag}
-    return _build([call, *(convert[s.kind](v) for s, v in zip(SPECS[1:], values[1:], strict=True))], segment, peak)
+    row = [call, *(convert[s.kind](v) for s, v in zip(SPECS[1:], values[1:], strict=True))]
+    return _build(row, segment, peak, lifetime)
 
 
 _FROM_EVENT = tuple((s.memory, s.at) for s in SPECS)
@@ -83,9 +115,10 @@ _FROM_EVENT = tuple((s.memory, s.at) for s in SPECS)
 def of_snapshot(event: schema.Snapshot, segment: int, peak: float | None = None) -> Point | None:
     """The point of a typed ``udfmem.snapshot`` event (the online detector's), its peak at least ``peak``.
 
-    Built as a parsed line's is (:func:`_build`): the same point for the same snapshot, online or offline.
+    Built as a parsed line's is (:func:`_build`): the same point for the same snapshot, online or offline
+    (a lifetime peak left out).
     """
     memory = event.memory
     values: list[Any] = [memory[i] if in_memory else event[i] for in_memory, i in _FROM_EVENT]
     values[_FINAL] = bool(values[_FINAL])
-    return _build(values, segment, peak)
+    return _build(values, segment, peak, memory[_LIFETIME_AT] is True)

@@ -136,7 +136,7 @@ class Detector:
         last = self._last
         if last is None or self._pending is not None or self._since_judged >= RECHECK_EVERY:
             return True
-        rss, peak = m.rss_mb, m.peak_rss_mb
+        rss, peak = m.rss_mb, None if m.peak_is_lifetime else m.peak_rss_mb  # a lifetime peak is no window's
         private = m.rss_anon_mb if m.rss_anon_mb is not None else rss  # as the Point reads it
         then = last.rss_anon_mb if last.rss_anon_mb is not None else last.rss_mb
         rose = m.arrow_live_mb - last.arrow_live_mb
@@ -215,7 +215,8 @@ class Detector:
     def observe(self, snapshot: Snapshot) -> Suspect | None:
         """Feed one snapshot event; the ``udfmem.suspect`` event to emit, if any."""
         series, memory = self.series, snapshot.memory
-        series.add_line(snapshot.call, memory.peak_rss_mb, snapshot, series.segment, of_snapshot)
+        peak = None if memory.peak_is_lifetime else memory.peak_rss_mb  # point.window_peak, inline
+        series.add_line(snapshot.call, peak, snapshot, series.segment, of_snapshot)
         self._since_judged += 1
         if series.snapshots == P.WARMUP_MIN:  # the baseline of the attribute inspection, after setup
             self._measures = self._measure()

@@ -2,7 +2,8 @@
 
 UDFs and workers come worst first (:func:`udfmem.analysis.diagnosis.severity`). Under each
 table, the evidence of the worst workers and of a healthy one, each with what the worker's
-online detector said (its last word and the latest ``growing``: what grew on the UDF object).
+online detector said (its last word and the latest ``growing``: what grew on the UDF object),
+then each distinct note once (lifetime peaks not judged, fields a worker could not read).
 
 UDF, host and worker names come from the logs, which anybody may have written: the text
 shows them with control characters escaped (:func:`udfmem._text.printable`), so an ESC,
@@ -112,6 +113,20 @@ def _online(w: WorkerResult) -> list[str]:
     return out
 
 
+def _notes(workers: Sequence[WorkerResult]) -> list[str]:
+    """Each distinct note of a UDF's workers once, with the first worker that has it and how many more do."""
+    having: dict[str, list[WorkerResult]] = {}
+    for w in workers:
+        for note in w.notes:
+            having.setdefault(note, []).append(w)
+    out = []
+    for note, some in having.items():
+        first, more = some[0], len(some) - 1
+        who = f"{first.host} pid {first.pid}" + (f" and {more} more worker{'s' * (more != 1)}" if more else "")
+        out.append(printable(f"  note ({who}): {note}"))
+    return out
+
+
 def _none_found(diagnosis: Diagnosis) -> str:
     """The line for no snapshot at all; with ``--udf``, the UDFs that have snapshots."""
     if diagnosis.udf is None:
@@ -135,6 +150,7 @@ def text(diagnosis: Diagnosis) -> str:
         for w in _detailed(workers):
             out.append(printable(f"  evidence ({w.host} pid {w.pid}): {w.verdict.evidence}"))
             out += _online(w)
+        out += _notes(workers)
         seen: list[str] = []
         for w in workers:
             for pattern in (w.verdict.pattern, w.verdict.also):
