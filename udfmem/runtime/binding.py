@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .. import _settings
+from ..analysis.diagnosis import NOT_READ
 from ..emit import emitter as _emit
 from ..events.schema import Event, Snapshot, Trim, Warning
 from ..policies import memray as _memray
@@ -33,7 +34,7 @@ from ..policies.trim import Trimmer, TrimPolicy
 from ..probes import allocator as _allocator
 from ..probes import memory as _memory
 from ..probes import process as _probes
-from .setup import SetupMeter, Token
+from .setup import SetupMeter, Token, not_read_notice
 
 
 class Identity(NamedTuple):
@@ -69,6 +70,7 @@ class Binding:
         self.final_call = 0  # the call count of the last final snapshot
         self.watched: weakref.ref[Any] | None = None  # the UDF object whose release emits the final snapshot
         self.slope_said: float | None = None  # the detector's slope as last handed to the emitter
+        self.not_read_said = False  # the fields this process cannot read were said (setup event or warning)
 
     @classmethod
     def create(cls, identity: Identity, options: _settings.Settings) -> Binding:
@@ -135,6 +137,8 @@ class Binding:
             return
         at = self.snapshots  # this UDF's own index: another UDF's snapshots in the process must not shift it
         self.snapshots = at + 1
+        if not at and not self.not_read_said:
+            self.say_not_read()
         rss, shared, peak, lifetime, heap = p.snapshot_reads(self.window, at)
         if "pyarrow" in sys.modules:  # only if the user imported it: never import it here
             arrow_live, backend = _probes.arrow_live(), _probes.arrow_backend()
@@ -210,11 +214,21 @@ class Binding:
         peak, lifetime = p.windows.take(self.window)
         memory, rss = _memory.read(p, peak, lifetime, p.heap_budget())
         self.last_t = time.monotonic()
-        self.emitter.emit(meter.end(token, method, error, memory, rss))
+        not_read = None if self.not_read_said else not_read_notice(p.unreadable)  # the first setup event says it
+        self.not_read_said = True
+        self.emitter.emit(meter.end(token, method, error, memory, rss, not_read))
         if self.trimmer is not None:
             self.say(self.trimmer.after_setup())
         if self.last_call == 0:  # growth counts from the end of the setups before the first snapshot
             self.baseline_mb = _probes.mb(_memory.private(*p.resident()))
+
+    def say_not_read(self) -> None:
+        """Before a first snapshot that no setup event came before: say the fields not read, once, in a warning."""
+        self.not_read_said = True
+        p = self.probes
+        notice = None if p is None else not_read_notice(p.unreadable)
+        if notice is not None:
+            self.emitter.emit(Warning(NOT_READ, notice))
 
     # -- memray and the UDF object -----------------------------------------------------
 
