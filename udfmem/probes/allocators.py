@@ -202,13 +202,24 @@ def detect(load: Callable[[], Any] = lambda: ctypes.CDLL(None)) -> Allocator:
     return Allocator(name, path, unreadable=why, no_release=f"{name} ({base}) serves malloc: no release known")
 
 
+def _library(kind: Callable[[str | None], Any], path: str) -> Any:
+    """The already loaded object at ``path`` as a ``ctypes`` library of ``kind``, else the global symbols.
+
+    The fallback is for an allocator linked into the executable: a PIE cannot be ``dlopen``-ed by name.
+    """
+    try:
+        return kind(path)
+    except OSError:
+        return kind(None)
+
+
 # -- jemalloc ------------------------------------------------------------------------------------
 
 
 def _jemalloc(path: str) -> Allocator:
     """jemalloc's readers and release, through ``mallctl`` (raises where its statistics are off)."""
-    keep_gil = ctypes.PyDLL(path).mallctl
-    free_gil = ctypes.CDLL(path).mallctl
+    keep_gil = _library(ctypes.PyDLL, path).mallctl
+    free_gil = _library(ctypes.CDLL, path).mallctl
     for fn in (keep_gil, free_gil):
         fn.restype = ctypes.c_int
         fn.argtypes = [
@@ -269,10 +280,10 @@ def _jemalloc(path: str) -> Allocator:
 
 def _tcmalloc(path: str) -> Allocator:
     """tcmalloc's readers and release, through its ``MallocExtension`` C entry points."""
-    prop = ctypes.PyDLL(path).MallocExtension_GetNumericProperty
+    prop = _library(ctypes.PyDLL, path).MallocExtension_GetNumericProperty
     prop.restype = ctypes.c_int
     prop.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
-    release_free = getattr(ctypes.CDLL(path), "MallocExtension_ReleaseFreeMemory", None)
+    release_free = getattr(_library(ctypes.CDLL, path), "MallocExtension_ReleaseFreeMemory", None)
     size_t, byref = ctypes.c_size_t, ctypes.byref
 
     def read() -> Heap | None:
