@@ -119,8 +119,6 @@ class Probes:
         if self.mallinfo2 is None and self.allocator.read is None:
             why = self.allocator.unreadable or f"{self.allocator.name}: no mallinfo2"
             self.unreadable["heap_in_use_mb"] = self.unreadable["heap_free_mb"] = why
-        elif self.mallinfo2 is None:
-            self.unreadable["heap_mmap_mb"] = f"{self.allocator.name} has no mmapped figure (glibc only)"
         if self.python_objects.blocks_unreadable is not None:
             self.unreadable["py_blocks"] = self.python_objects.blocks_unreadable
         if self.statm is None:
