@@ -115,7 +115,7 @@ class Probes:
         self.use_budgets()
         self.windows = PeakWindows(self)
         self.unreadable: dict[str, str] = {}
-        """The memory fields this process cannot read (or reads only in part), and why: said once, in the setup event."""
+        """The memory fields this process cannot read (or reads only in part), and why: said once (``not_read``)."""
         if self.mallinfo2 is None and self.allocator.read is None:
             why = self.allocator.unreadable or f"{self.allocator.name}: no mallinfo2"
             self.unreadable["heap_in_use_mb"] = self.unreadable["heap_free_mb"] = why
