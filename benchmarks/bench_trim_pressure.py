@@ -5,9 +5,9 @@ Run (root, cgroup v1 at /sys/fs/cgroup/memory): ``python benchmarks/bench_trim_p
 
 The workload is ``bench_trim.py``'s 384 MiB churn: every call churns 384 MiB through 16
 threads (4-120 KiB buffers freed by the main thread, 1 in 8 kept until the next call),
-snapshots every 4 calls (``trim="auto"`` decides at snapshots). Each run is a fresh
-process that first moves itself into a fresh child cgroup, so udfmem reads that
-cgroup's limit and usage.
+snapshots every 4 calls (``--every N`` for the ``"auto"`` runs: it decides only at
+snapshots). Each run is a fresh process that first moves itself into a fresh child
+cgroup, so udfmem reads that cgroup's limit and usage.
 
 1. ``trim=4`` runs without a limit: the cgroup's peak working set
    (``memory.max_usage_in_bytes``) is its working set.
@@ -48,7 +48,7 @@ sys.path.insert(0, {here!r})
 import udfmem
 from reproducers import thread_churn
 
-@udfmem.tracked(every=4, trim={trim})
+@udfmem.tracked(every={every}, trim={trim})
 class Churn:
     def __call__(self, i):
         self.kept = thread_churn(threads={threads}, mib_per_thread={mib}, keep_every=8, seed=i)
@@ -75,9 +75,17 @@ def available() -> str | None:
 
 
 def run_churn(
-    trim: str, limit_mib: float | None, calls: int = 60, threads: int = 16, mib: int = 24, timeout: float = 600
+    trim: str,
+    limit_mib: float | None,
+    calls: int = 60,
+    threads: int = 16,
+    mib: int = 24,
+    timeout: float = 600,
+    every: int = 4,
 ) -> dict[str, Any]:
     """Run the churn under ``trim`` in a fresh child cgroup (limited to ``limit_mib`` MiB, or not); its figures.
+
+    Snapshots come every ``every`` calls (``"auto"`` decides only there).
 
     The cgroup is removed afterwards. ``killed`` is True when the process died of a signal
     (the cgroup's OOM killer) before it finished; its figures are then what it measured
@@ -89,7 +97,9 @@ def run_churn(
         if limit_mib is not None:
             (cgroup / "memory.limit_in_bytes").write_text(str(int(limit_mib * 1024 * 1024)))
         code = textwrap.dedent(
-            WORKLOAD.format(cgroup=str(cgroup), here=str(HERE), trim=trim, calls=calls, threads=threads, mib=mib)
+            WORKLOAD.format(
+                cgroup=str(cgroup), here=str(HERE), trim=trim, calls=calls, threads=threads, mib=mib, every=every
+            )
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("UDFMEM_", "MALLOC_"))}
         proc = subprocess.run(
@@ -148,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--every", type=int, default=4, help="snapshots every N calls for the auto variants")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     why = available()
@@ -158,8 +169,8 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for _ in range(args.runs):
         rows.append({"variant": "trim=4 under the limit", **run_churn("4", limit, args.calls)})
-        rows.append({"variant": "auto under the limit", **run_churn('"auto"', limit, args.calls)})
-        rows.append({"variant": "auto, no limit", **run_churn('"auto"', None, args.calls)})
+        rows.append({"variant": "auto under the limit", **run_churn('"auto"', limit, args.calls, every=args.every)})
+        rows.append({"variant": "auto, no limit", **run_churn('"auto"', None, args.calls, every=args.every)})
     if args.json:
         print(json.dumps({"working_set_mb": base["peak_working_set_mb"], "limit_mb": limit, "runs": rows}, indent=1))
         return
