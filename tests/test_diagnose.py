@@ -256,7 +256,7 @@ def test_json_contract_and_exit_codes(
         "evidence", "growing", "online",
     }  # fmt: skip
     assert set() == set(worker) - contract
-    assert "calls_to_limit" not in worker and "also" not in worker  # no limit here, no second pattern
+    assert "also" not in worker  # no second pattern
     assert ("Leak", "heap-leak", 403) == (worker["udf"], worker["pattern"], worker["calls"])
     assert {"Leak": {"heap-leak": 1}} == result["summary"]
 

@@ -332,10 +332,12 @@ def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyP
     import udfmem
     from udfmem.probes import process as _probes
 
-    def broken() -> tuple[str | None, str | None]:
+    from udfmem.probes import cgroup as _cgroup
+
+    def broken(*_: object) -> None:
         raise ValueError("odd cgroup file")
 
-    monkeypatch.setattr(_probes, "cgroup_files", broken)
+    monkeypatch.setattr(_cgroup, "find", broken)
     _probes.forget()  # the next sample builds its probes afresh
     s = udfmem.sample()
     assert s.rss_mb is not None and s.rss_mb > 10

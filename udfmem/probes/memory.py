@@ -107,14 +107,8 @@ def block(
     k = _TENTHS  # int(x * k + 0.5) / 10 is round(x / MIB, 1) for x >= 0, at half the cost
     if peak is not None and rss is not None and rss > peak:
         peak = rss  # the kernel's high-water mark lags the current RSS a little
-    if (
-        rss is not None
-        and shared is not None
-        and peak is not None
-        and heap is not None
-        and heap[2] is not None
-        and limit is None
-    ):
+    if rss is not None and shared is not None and peak is not None and heap is not None and usage is not None:
+        mmapped = heap[2]  # glibc's only: None under jemalloc and tcmalloc
         return _new(  # the common case on Linux, without a test per field (tuple.__new__: no Python frame)
             Memory,
             (
@@ -128,10 +122,10 @@ def block(
                 round((rss - arrow_live) / MIB, 1),
                 int(heap[0] * k + 0.5) / 10,
                 int(heap[1] * k + 0.5) / 10,
-                int(heap[2] * k + 0.5) / 10,
+                None if mmapped is None else int(mmapped * k + 0.5) / 10,
                 fixed[0],
-                None,
-                None,
+                None if limit is None else int(limit * k + 0.5) / 10,
+                None if limit is None else round((limit - usage) / MIB, 1),
                 fixed[1],
                 fixed[2],
                 py_blocks,
