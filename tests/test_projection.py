@@ -57,7 +57,7 @@ def test_three_workers_sharing_the_limit_project_three_times_sooner() -> None:
     assert 100.0 == verdict.slope_mb_per_100_calls  # the worker's own slope is still said
     assert 3.0 == cgroup_growth(series.points)
     assert int((last.headroom or 0) / 3) == verdict.calls_to_limit
-    assert "it grows 3.0x this worker's, other workers share the limit" in verdict.evidence
+    assert "it grows 3.0x this worker's, other processes share the limit" in verdict.evidence
 
 
 def test_a_cgroup_growing_slower_than_the_worker_does_not_slow_the_projection() -> None:
@@ -174,19 +174,19 @@ def test_three_leaking_workers_in_a_real_cgroup_get_a_projection_about_three_tim
 
     Each worker's own slope alone would project each of the three about as far as the lone
     worker (its headroom over 1 MiB a call); projected from the cgroup's working set, it
-    comes ~3 times sooner, and the evidence says other workers share the limit. The online
+    comes ~3 times sooner, and the evidence says other processes share the limit. The online
     detector, which judges with the same rule, says so too.
     """
     (single,) = run_in_cgroup(1, tmp_path)
     three = run_in_cgroup(3, tmp_path)
     ctl1, slope1, headroom1, evidence1, online1 = single
     assert ctl1 is not None and headroom1 is not None and slope1 > 0, evidence1
-    assert "other workers share the limit" not in evidence1
+    assert "other processes share the limit" not in evidence1
     assert headroom1 / slope1 >= ctl1 >= headroom1 / (P.CGROUP_SHARED_FACTOR * slope1), evidence1
     assert 3 == len(three)
     for ctl3, slope3, headroom3, evidence3, online3 in three:
         assert ctl3 is not None and headroom3 is not None and slope3 > 0, evidence3
         assert 2 * ctl3 <= ctl1, (ctl3, ctl1, evidence3)
         assert 2 * ctl3 <= headroom3 / slope3, (ctl3, headroom3, slope3, evidence3)  # not the smaller headroom alone
-        assert "other workers share the limit" in evidence3
+        assert "other processes share the limit" in evidence3
         assert online1 is not None and online3 is not None and 2 * online3 <= online1, (online3, online1)

@@ -330,9 +330,8 @@ def test_sample_answers_when_the_cgroup_lookup_fails(monkeypatch: pytest.MonkeyP
     Simulated (the cgroup lookup raises): this machine's /proc is well-formed.
     """
     import udfmem
-    from udfmem.probes import process as _probes
-
     from udfmem.probes import cgroup as _cgroup
+    from udfmem.probes import process as _probes
 
     def broken(*_: object) -> None:
         raise ValueError("odd cgroup file")

@@ -84,10 +84,11 @@ The rule (thresholds in :mod:`udfmem.analysis.patterns`):
    cgroup's working set (a robust slope over at least ``CGROUP_MIN_READINGS`` readings,
    within this worker's trims, after the growth's onset), the cgroup's only from
    ``CGROUP_FASTER_FACTOR`` times the growth's slope (below, the two differ by noise).
-   With N leaking workers under one limit the kill comes ~N times sooner than one
-   worker's slope says; the evidence says when the projection is the cgroup's, and that
-   other workers share the limit from ``CGROUP_SHARED_FACTOR`` times this worker's
-   growth. ``slope_mb_per_100_calls`` stays this worker's.
+   The limit's source (a cgroup, Ray's monitor, the node) decides whose memory that is:
+   the pod's workers, or everything on the node. With N leaking workers under one limit
+   the kill comes ~N times sooner than one worker's slope says; the evidence says when
+   the projection is from all the memory under the limit, and that other processes share
+   the limit from ``CGROUP_SHARED_FACTOR`` times this worker's growth. ``slope_mb_per_100_calls`` stays this worker's.
 """
 
 from __future__ import annotations
@@ -206,12 +207,12 @@ def _pace(points: Sequence[Point], own: float) -> tuple[float, str]:
     cgroup = cgroup_growth(points)
     if cgroup is None or cgroup <= 0 or cgroup < P.CGROUP_FASTER_FACTOR * own:
         return own, ""
-    text = f"calls to the limit projected from the cgroup's working set, {cgroup * 100:+,.1f} MiB/100 calls"
+    text = f"calls to the limit projected from all the memory under it, {cgroup * 100:+,.1f} MiB/100 calls"
     if own <= 0:
         return cgroup, text + " (this worker's own growth has no slope)"
     times = cgroup / own
     if times >= P.CGROUP_SHARED_FACTOR:
-        return cgroup, f"{text}: it grows {times:,.1f}x this worker's, other workers share the limit"
+        return cgroup, f"{text}: it grows {times:,.1f}x this worker's, other processes share the limit"
     return cgroup, f"{text} ({times:,.1f}x this worker's)"
 
 

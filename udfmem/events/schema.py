@@ -105,6 +105,7 @@ class _Trim(NamedTuple):
     rss_after_mb: float | None = None
     retained_mb: float | None = None
     skipped: str | None = None
+    method: str | None = None  # the release called: malloc_trim, jemalloc's arena purge, tcmalloc's ReleaseFreeMemory
 
 
 class Trim(_Trim):

@@ -205,6 +205,7 @@ class Trimmer:
                 rss_after_mb=result.rss_after_mb,
                 retained_mb=_probes.mb(retained),
                 skipped=result.reason,
+                method=result.method,
             )
         ]
 

@@ -92,6 +92,8 @@ class Binding:
             if caveat or not applied:
                 emitter.warn_once("arena-max", f"arena_max={settings.arena_max}: {caveat}")
         binding.probes = p = _probes.probes()
+        if p.limits.problem:  # a bad Ray memory-monitor variable: Ray's default is what the worker meets
+            emitter.warn_once("bad-env", f"limit: {p.limits.problem}", once_key=f"bad-env:limits:{p.limits.problem}")
         binding.window = p.windows.open()
         # closed by close() when the state lets the binding go, else when it is collected (not at
         # exit: the final snapshots at exit still read the window)

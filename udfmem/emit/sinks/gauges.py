@@ -36,7 +36,7 @@ GAUGES: tuple[Gauge, ...] = (
     _gauge("heap_in_use_mb", "malloc bytes in use (MiB)"),
     _gauge("heap_free_mb", "freed memory malloc still holds (MiB)"),
     _gauge("growth_mb", "private RSS growth since the end of setup (MiB)"),
-    _gauge("headroom_mb", "memory left under the cgroup limit (MiB)"),
+    _gauge("headroom_mb", "memory left under the limit whose kill comes first (MiB)"),
     _gauge("call", "calls counted by the last snapshot (a number)", "udfmem_calls"),
 )
 SLOPE = Gauge(
