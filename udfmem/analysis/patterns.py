@@ -58,7 +58,7 @@ FIXES = {
     UNTRACKED_GROWTH: "memory grows outside malloc, Python objects and Arrow (a native library's own "
     "allocator, mmap): profile with UDFMEM_MEMRAY_DIR and UDFMEM_MEMRAY_NATIVE=1, check that library's caches",
     ALLOCATOR_RETENTION: "freed memory is held by the allocator: keep trim='auto' (or trim=N) on, and "
-    "UDFMEM_ARENA_MAX=2 for a UDF that allocates from many threads",
+    "under glibc (allocator=glibc) UDFMEM_ARENA_MAX=2 for a UDF that allocates from many threads",
     PEAK_TOO_BIG: "one call's transient is the danger: use smaller batches (batch_size=...) or process the "
     "batch in chunks inside the call",
     INSUFFICIENT_DATA: "run more calls, or lower every= (UDFMEM_EVERY) so there are enough snapshots after setup; "

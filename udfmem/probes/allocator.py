@@ -257,7 +257,12 @@ def set_arena_max(n: int) -> tuple[bool, str | None]:
 
     glibc only honours the cap for arenas created afterwards: when more than ``n``
     arenas exist already, the call succeeds but cannot shrink them (the caveat says so).
+    Under another allocator (a preloaded jemalloc or tcmalloc) glibc's arenas serve
+    nothing: the cap is not applied, and the reason says which allocator serves malloc.
     """
+    serving = _allocators.serving().name
+    if serving != "glibc":
+        return False, f"{serving} serves malloc: M_ARENA_MAX caps glibc's arenas only"
     libc = _libc()
     mallopt = getattr(libc, "mallopt", None) if libc is not None else None
     if mallopt is None or getattr(libc, "gnu_get_libc_version", None) is None:

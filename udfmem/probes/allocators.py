@@ -244,16 +244,23 @@ def _jemalloc(path: str) -> Allocator:
     page = get(b"arenas.page") or 4096
     every = JEMALLOC_ARENAS_ALL
     if get(b"stats.arenas.%d.pdirty" % every) is None:  # jemalloc 4: the index one past the last arena
-        every = get(b"arenas.narenas") or every
+        narenas, narenas_size = ctypes.c_uint(), size_t(ctypes.sizeof(ctypes.c_uint))  # an unsigned, not a size_t
+        if not keep_gil(b"arenas.narenas", byref(narenas), byref(narenas_size), None, 0) and narenas.value:
+            every = narenas.value
     dirty, muzzy = b"stats.arenas.%d.pdirty" % every, b"stats.arenas.%d.pmuzzy" % every
     decay = ctypes.c_ssize_t(-1)
     decay_size = ctypes.c_size_t(ctypes.sizeof(decay))
     if not keep_gil(b"opt.muzzy_decay_ms", ctypes.byref(decay), ctypes.byref(decay_size), None, 0) and not decay.value:
         muzzy = b""  # muzzy decay 0 (jemalloc 5.2+'s default): no page is ever muzzy, one read fewer
     purge = b"arena.%d.purge" % every
+    cached = b"stats.arenas.%d.tcache_bytes" % every  # freed objects parked in thread caches (5.x), counted allocated
 
     def read() -> Heap | None:
-        """(stats.allocated, active - allocated + dirty and muzzy pages, None) after an epoch."""
+        """(allocated less thread-cached, active - that + dirty and muzzy pages, None) after an epoch.
+
+        ``stats.allocated`` counts the freed objects the thread caches hold; they are freed
+        memory the allocator keeps, so they move to the second figure.
+        """
         epoch, epoch_size = ctypes.c_uint64(1), size_t(8)
         if keep_gil(b"epoch", byref(epoch), byref(epoch_size), byref(epoch), 8):
             return None
@@ -261,6 +268,7 @@ def _jemalloc(path: str) -> Allocator:
         pages = (get(dirty) or 0) + ((get(muzzy) or 0) if muzzy else 0)
         if allocated is None or active is None:
             return None
+        allocated -= min(allocated, get(cached) or 0)
         return allocated, max(0, active - allocated) + pages * page, None
 
     def release() -> None:

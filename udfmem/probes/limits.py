@@ -74,12 +74,15 @@ class WorkingSet:
         self._clock = clock
         self._cap = cap
         self._files = 0
+        self._closed = False
         self._next = -_INF
         self.stat_reads = 0
         """How many times ``memory.stat`` was parsed (tests check the cache through it)."""
 
     def read(self) -> int | None:
-        """The working set in bytes now, or None when the usage file cannot be read."""
+        """The working set in bytes now, or None when the usage file cannot be read (or the reader was closed)."""
+        if self._closed:  # a holder of old probes: never reopen a descriptor nobody will close
+            return None
         fd = self._kept.get()
         if fd is None:
             return None
@@ -101,7 +104,8 @@ class WorkingSet:
         return used if used > 0 else 0
 
     def close(self) -> None:
-        """Close the kept usage descriptor (if still ours)."""
+        """Close the kept usage descriptor (if still ours); reads answer None from now on."""
+        self._closed = True
         self._kept.close()
 
 

@@ -242,7 +242,10 @@ class Probes:
             return False
         try:
             os.write(fd, b"5")
-        except OSError:
+        except OSError as exc:  # opened but refused (an old kernel, a sandbox): say so once, in not_read
+            self.unreadable.setdefault(
+                "peak_rss_mb", f"the kernel's peak cannot be reset here ({exc.strerror}): peaks are lifetime peaks"
+            )
             return False
         self.peak_was_reset = True
         return True
